@@ -1,0 +1,251 @@
+"""Elementwise ops: arithmetic, unary math, activations, maximum/minimum, where."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import defop
+
+# ------------------------------------------------------------------ arithmetic gates
+
+
+def _add_forward(a, b):
+    return a + b, None
+
+
+def _add_vjp(saved, dy, needs):
+    # The add gate distributes: both inputs receive dy unchanged.
+    return dy, dy
+
+
+ADD = defop("add", _add_forward, _add_vjp)
+
+
+def _sub_forward(a, b):
+    return a - b, None
+
+
+def _sub_vjp(saved, dy, needs):
+    return dy, (-dy if needs[1] else None)
+
+
+SUB = defop("sub", _sub_forward, _sub_vjp)
+
+
+def _mul_forward(a, b):
+    return a * b, (a, b)
+
+
+def _mul_vjp(saved, dy, needs):
+    # The mul gate swaps: each input's gradient is dy times the *other* input.
+    a, b = saved
+    return (dy * b if needs[0] else None), (dy * a if needs[1] else None)
+
+
+MUL = defop("mul", _mul_forward, _mul_vjp)
+
+
+def _div_forward(a, b):
+    out = a / b
+    return out, (b, out)
+
+
+def _div_vjp(saved, dy, needs):
+    b, out = saved
+    da = dy / b
+    return (da if needs[0] else None), (-da * out if needs[1] else None)
+
+
+DIV = defop("div", _div_forward, _div_vjp)
+
+
+def _neg_forward(a):
+    return -a, None
+
+
+def _neg_vjp(saved, dy, needs):
+    return (-dy,)
+
+
+NEG = defop("neg", _neg_forward, _neg_vjp)
+
+
+def _pow_forward(a, p):
+    out = a**p
+    return out, (a, p, out)
+
+
+def _pow_vjp(saved, dy, needs):
+    a, p, out = saved
+    da = dy * p * a ** (p - 1) if needs[0] else None
+    # NOTE: d(a**p)/dp = a**p * log(a) is only defined for a > 0; elsewhere it is NaN,
+    # as in PyTorch. Only computed when the exponent itself requires a gradient.
+    dp = None
+    if needs[1]:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            dp = dy * out * np.log(a)
+    return da, dp
+
+
+POW = defop("pow", _pow_forward, _pow_vjp)
+
+# ------------------------------------------------------------------------ unary math
+
+
+def _exp_forward(x):
+    out = np.exp(x)
+    return out, out  # exp needs only its output: d exp(x) = exp(x) dx
+
+
+def _exp_vjp(out, dy, needs):
+    return (dy * out,)
+
+
+EXP = defop("exp", _exp_forward, _exp_vjp)
+
+
+def _log_forward(x):
+    return np.log(x), x
+
+
+def _log_vjp(x, dy, needs):
+    return (dy / x,)
+
+
+LOG = defop("log", _log_forward, _log_vjp)
+
+
+def _sqrt_forward(x):
+    out = np.sqrt(x)
+    return out, out
+
+
+def _sqrt_vjp(out, dy, needs):
+    # NOTE: at x == 0 the gradient is +inf, as in the math (and in PyTorch).
+    with np.errstate(divide="ignore"):
+        return (dy * 0.5 / out,)
+
+
+SQRT = defop("sqrt", _sqrt_forward, _sqrt_vjp)
+
+
+def _abs_forward(x):
+    return np.abs(x), x
+
+
+def _abs_vjp(x, dy, needs):
+    # NOTE: the subgradient at 0 is taken as 0 (np.sign(0) == 0).
+    return (dy * np.sign(x),)
+
+
+ABS = defop("abs", _abs_forward, _abs_vjp)
+
+
+def _clip_forward(x, low=None, high=None):
+    out = np.clip(x, low, high)
+    inside = np.ones(x.shape, dtype=bool)
+    if low is not None:
+        inside &= x >= low
+    if high is not None:
+        inside &= x <= high
+    return out, inside
+
+
+def _clip_vjp(inside, dy, needs):
+    # NOTE: at the bounds themselves the gradient passes (as in PyTorch's clamp).
+    return (dy * inside,)
+
+
+CLIP = defop("clip", _clip_forward, _clip_vjp)
+
+# ----------------------------------------------------------------------- activations
+
+
+def _tanh_forward(x):
+    out = np.tanh(x)
+    return out, out
+
+
+def _tanh_vjp(out, dy, needs):
+    return (dy * (1 - out * out),)
+
+
+TANH = defop("tanh", _tanh_forward, _tanh_vjp)
+
+
+def _sigmoid_forward(x):
+    # 0.5 * (1 + tanh(x / 2)) equals 1 / (1 + exp(-x)) but never overflows.
+    out = np.tanh(x * 0.5)
+    out += 1
+    out *= 0.5
+    return out, out
+
+
+def _sigmoid_vjp(out, dy, needs):
+    # The sigmoid gate's shortcut: dσ/dx = σ(1 − σ), from the saved output alone.
+    return (dy * out * (1 - out),)
+
+
+SIGMOID = defop("sigmoid", _sigmoid_forward, _sigmoid_vjp)
+
+
+def _relu_forward(x):
+    out = np.maximum(x, 0)
+    return out, out
+
+
+def _relu_vjp(out, dy, needs):
+    # NOTE: relu'(0) is taken as 0; out > 0 exactly when x > 0.
+    return (dy * (out > 0),)
+
+
+RELU = defop("relu", _relu_forward, _relu_vjp)
+
+# -------------------------------------------------------------------- routing gates
+
+
+def _maximum_forward(a, b):
+    return np.maximum(a, b), (a, b)
+
+
+def _minimum_forward(a, b):
+    return np.minimum(a, b), (a, b)
+
+
+def _route(first_wins, tie, dy, needs):
+    # The max gate routes dy to the input that won.
+    # NOTE: on a tie each input receives half of dy, the average of the two subgradients.
+    share = (first_wins + 0.5 * tie).astype(dy.dtype, copy=False)
+    da = dy * share if needs[0] else None
+    db = dy * (1 - share) if needs[1] else None
+    return da, db
+
+
+def _maximum_vjp(saved, dy, needs):
+    a, b = saved
+    return _route(a > b, a == b, dy, needs)
+
+
+def _minimum_vjp(saved, dy, needs):
+    a, b = saved
+    return _route(a < b, a == b, dy, needs)
+
+
+MAXIMUM = defop("maximum", _maximum_forward, _maximum_vjp)
+MINIMUM = defop("minimum", _minimum_forward, _minimum_vjp)
+
+
+def _where_forward(a, b, condition):
+    return np.where(condition, a, b), condition
+
+
+def _where_vjp(condition, dy, needs):
+    # NOTE: np.where, not dy * mask: a NaN in the branch that was not taken must not
+    # leak into the gradient of the branch that was (NaN * 0 is NaN).
+    zero = np.zeros((), dtype=dy.dtype)
+    da = np.where(condition, dy, zero) if needs[0] else None
+    db = np.where(condition, zero, dy) if needs[1] else None
+    return da, db
+
+
+WHERE = defop("where", _where_forward, _where_vjp)

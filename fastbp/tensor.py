@@ -1,0 +1,589 @@
+"""``Tensor``: an ndarray that remembers how it was computed, and its constructors.
+
+Every operator and method routes to one entry of the op table through
+:func:`fastbp.autograd.apply`; the ``fb.*`` functions in :mod:`fastbp.functions`
+call these methods, so each op is wired up exactly once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from . import autograd
+from .autograd import apply
+from .ops import elementwise as ew
+from .ops import linalg, reduce
+from .ops import shape as shape_ops
+
+__all__ = [
+    "Tensor",
+    "tensor",
+    "from_numpy",
+    "as_tensor",
+    "zeros",
+    "ones",
+    "zeros_like",
+    "ones_like",
+    "randn",
+    "manual_seed",
+]
+
+Axis = int | Sequence[int] | None
+
+
+def _check_numeric(data: np.ndarray, where: str) -> None:
+    if data.dtype.kind not in "biufc":
+        raise TypeError(
+            f"{where}: fastbp tensors hold numbers, but the data has dtype {data.dtype} "
+            f"(shape {data.shape}); convert it with np.asarray(data, dtype=np.float32)"
+        )
+
+
+def _check_grad_dtype(data: np.ndarray, where: str) -> None:
+    if data.dtype.kind not in "fc":
+        raise TypeError(
+            f"{where}: only floating-point tensors can require gradients, but the data has "
+            f"dtype {data.dtype}; pass dtype=np.float32 (or float64)"
+        )
+
+
+class Tensor:
+    """A NumPy array that records the ops applied to it, for reverse-mode autodiff.
+
+    Create tensors with :func:`tensor`, :func:`from_numpy`, :func:`zeros`,
+    :func:`ones` or :func:`randn` rather than calling the class.
+
+    Attributes
+    ----------
+    data : ndarray
+        The values.
+    grad : ndarray or None
+        The accumulated gradient (same shape and dtype as ``data``), set by
+        :meth:`backward` on leaves that require it.
+    requires_grad : bool
+        Whether ops on this tensor are recorded for backward.
+
+    Example
+    -------
+    >>> import fastbp as fb
+    >>> x = fb.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    >>> (x * x).sum().backward()
+    >>> x.grad
+    array([2., 4., 6.], dtype=float32)
+    """
+
+    __slots__ = ("data", "grad", "requires_grad", "_node", "__weakref__")
+    # Make ``ndarray <op> Tensor`` call the Tensor's reflected method instead of
+    # letting NumPy treat the Tensor as an object scalar.
+    __array_ufunc__ = None
+
+    def __init__(self, data: Any, requires_grad: bool = False):
+        data = np.asarray(data)
+        _check_numeric(data, "Tensor")
+        if requires_grad:
+            _check_grad_dtype(data, "Tensor")
+        self.data = data
+        self.grad = None
+        self.requires_grad = bool(requires_grad)
+        self._node = None
+
+    # ------------------------------------------------------------------- properties
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """The shape of ``data``."""
+        return self.data.shape
+
+    @property
+    def dtype(self) -> np.dtype:
+        """The dtype of ``data``."""
+        return self.data.dtype
+
+    @property
+    def ndim(self) -> int:
+        """The number of dimensions."""
+        return self.data.ndim
+
+    @property
+    def size(self) -> int:
+        """The number of elements."""
+        return self.data.size
+
+    @property
+    def T(self) -> Tensor:
+        """The transpose (axes reversed)."""
+        return self.transpose()
+
+    @property
+    def is_leaf(self) -> bool:
+        """True if no recorded op produced this tensor (it can receive ``.grad``)."""
+        return self._node is None
+
+    @property
+    def grad_fn(self):
+        """The tape record that produced this tensor, or None for a leaf."""
+        return self._node
+
+    # ------------------------------------------------------------------ conversions
+    def numpy(self) -> np.ndarray:
+        """Return ``data`` (shared memory, no copy).
+
+        Example
+        -------
+        >>> import fastbp as fb
+        >>> fb.tensor([1, 2]).numpy()
+        array([1, 2])
+        """
+        return self.data
+
+    def item(self) -> int | float | bool:
+        """Return the single element as a Python number.
+
+        Raises
+        ------
+        ValueError
+            If the tensor has more than one element.
+
+        Example
+        -------
+        >>> import fastbp as fb
+        >>> fb.tensor([2.5]).item()
+        2.5
+        """
+        if self.data.size != 1:
+            raise ValueError(
+                f"item() needs a tensor with one element, this one has shape {self.shape}"
+            )
+        return self.data.item()
+
+    def detach(self) -> Tensor:
+        """Return a tensor sharing ``data`` but cut off from the graph.
+
+        Example
+        -------
+        >>> import fastbp as fb
+        >>> x = fb.tensor([1.0], requires_grad=True)
+        >>> (x * 2).detach().requires_grad
+        False
+        """
+        return Tensor(self.data)
+
+    def requires_grad_(self, requires_grad: bool = True) -> Tensor:
+        """Set ``requires_grad`` in place (checking the dtype) and return ``self``.
+
+        Raises
+        ------
+        TypeError
+            If the tensor is not floating point.
+
+        Example
+        -------
+        >>> import fastbp as fb
+        >>> fb.zeros(2).requires_grad_().requires_grad
+        True
+        """
+        if requires_grad:
+            _check_grad_dtype(self.data, "requires_grad_")
+        self.requires_grad = bool(requires_grad)
+        return self
+
+    def __array__(self, dtype=None, copy=None):
+        if dtype is None:
+            return self.data if not copy else self.data.copy()
+        return self.data.astype(dtype, copy=bool(copy))
+
+    def __repr__(self) -> str:
+        body = np.array2string(self.data, separator=", ", prefix="tensor(")
+        extra = ", requires_grad=True" if self.requires_grad else ""
+        if self.data.dtype not in (np.float32, np.int64, np.bool_):
+            extra = f", dtype={self.data.dtype}" + extra
+        return f"tensor({body}{extra})"
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __bool__(self) -> bool:
+        return bool(self.data)
+
+    def __float__(self) -> float:
+        return float(self.item())
+
+    def __int__(self) -> int:
+        return int(self.item())
+
+    __hash__ = object.__hash__  # defining __eq__ would otherwise remove it
+
+    # --------------------------------------------------------------------- autograd
+    def backward(self, grad: Any = None, retain_graph: bool = False) -> None:
+        """Accumulate the gradient of this tensor into ``.grad`` of the leaves.
+
+        Parameters
+        ----------
+        grad : array_like, optional
+            The upstream gradient, shaped like this tensor; may be omitted for a
+            tensor with one element (the usual scalar loss).
+        retain_graph : bool, default False
+            Keep the saved arrays so that backward can run through the graph again.
+
+        Raises
+        ------
+        RuntimeError
+            If this tensor does not require grad, ``grad`` is missing for a
+            non-scalar tensor, or the graph was freed by an earlier backward.
+
+        Example
+        -------
+        >>> import fastbp as fb
+        >>> x, y, z = (fb.tensor(v, requires_grad=True) for v in (-2.0, 5.0, -4.0))
+        >>> ((x + y) * z).backward()
+        >>> float(x.grad), float(y.grad), float(z.grad)
+        (-4.0, -4.0, 3.0)
+        """
+        autograd.backward(self, grad, retain_graph)
+
+    def zero_grad(self) -> None:
+        """Reset ``.grad`` to None."""
+        self.grad = None
+
+    # ------------------------------------------------------------------ arithmetic
+    def _operand(self, other: Any) -> Tensor:
+        """Wrap ``other`` as a constant tensor, keeping Python scalars 'weak'.
+
+        ``float32_tensor * 2.0`` stays float32 (NumPy 2's rule for Python scalars).
+        """
+        if isinstance(other, Tensor):
+            return other
+        if isinstance(other, (int, float, bool)):
+            dtype = np.result_type(self.data.dtype, other)
+            return _constant(np.asarray(other, dtype=dtype))
+        return as_tensor(other)
+
+    def __add__(self, other):
+        return apply(ew.ADD, (self, self._operand(other)))
+
+    def __radd__(self, other):
+        return apply(ew.ADD, (self._operand(other), self))
+
+    def __sub__(self, other):
+        return apply(ew.SUB, (self, self._operand(other)))
+
+    def __rsub__(self, other):
+        return apply(ew.SUB, (self._operand(other), self))
+
+    def __mul__(self, other):
+        return apply(ew.MUL, (self, self._operand(other)))
+
+    def __rmul__(self, other):
+        return apply(ew.MUL, (self._operand(other), self))
+
+    def __truediv__(self, other):
+        return apply(ew.DIV, (self, self._operand(other)))
+
+    def __rtruediv__(self, other):
+        return apply(ew.DIV, (self._operand(other), self))
+
+    def __pow__(self, other):
+        return apply(ew.POW, (self, self._operand(other)))
+
+    def __rpow__(self, other):
+        return apply(ew.POW, (self._operand(other), self))
+
+    def __neg__(self):
+        return apply(ew.NEG, (self,))
+
+    def __pos__(self):
+        return self
+
+    def __abs__(self):
+        return self.abs()
+
+    def __matmul__(self, other):
+        return apply(linalg.MATMUL, (self, self._operand(other)))
+
+    def __rmatmul__(self, other):
+        return apply(linalg.MATMUL, (self._operand(other), self))
+
+    # Comparisons give bool tensors that are never differentiated.
+    def _compare(self, other, ufunc):
+        other = other.data if isinstance(other, Tensor) else other
+        return _constant(ufunc(self.data, other))
+
+    def __lt__(self, other):
+        return self._compare(other, np.less)
+
+    def __le__(self, other):
+        return self._compare(other, np.less_equal)
+
+    def __gt__(self, other):
+        return self._compare(other, np.greater)
+
+    def __ge__(self, other):
+        return self._compare(other, np.greater_equal)
+
+    def __eq__(self, other):
+        return self._compare(other, np.equal)
+
+    def __ne__(self, other):
+        return self._compare(other, np.not_equal)
+
+    # ------------------------------------------------------------------ unary math
+    def exp(self) -> Tensor:
+        """Elementwise ``e**x``."""
+        return apply(ew.EXP, (self,))
+
+    def log(self) -> Tensor:
+        """Elementwise natural logarithm."""
+        return apply(ew.LOG, (self,))
+
+    def sqrt(self) -> Tensor:
+        """Elementwise square root."""
+        return apply(ew.SQRT, (self,))
+
+    def tanh(self) -> Tensor:
+        """Elementwise hyperbolic tangent."""
+        return apply(ew.TANH, (self,))
+
+    def sigmoid(self) -> Tensor:
+        """Elementwise logistic function ``1 / (1 + e**-x)``."""
+        return apply(ew.SIGMOID, (self,))
+
+    def relu(self) -> Tensor:
+        """Elementwise ``max(x, 0)``."""
+        return apply(ew.RELU, (self,))
+
+    def abs(self) -> Tensor:
+        """Elementwise absolute value."""
+        return apply(ew.ABS, (self,))
+
+    def clip(self, min: float | None = None, max: float | None = None) -> Tensor:  # noqa: A002
+        """Limit values to ``[min, max]`` (either bound may be None)."""
+        if min is None and max is None:
+            raise ValueError("clip: give at least one of min and max")
+        return apply(ew.CLIP, (self,), low=min, high=max)
+
+    # ------------------------------------------------------------------ reductions
+    def sum(self, axis: Axis = None, keepdims: bool = False) -> Tensor:
+        """Sum over ``axis`` (None: all axes)."""
+        return apply(reduce.SUM, (self,), axis=axis, keepdims=keepdims)
+
+    def mean(self, axis: Axis = None, keepdims: bool = False) -> Tensor:
+        """Mean over ``axis`` (None: all axes)."""
+        return apply(reduce.MEAN, (self,), axis=axis, keepdims=keepdims)
+
+    def max(self, axis: Axis = None, keepdims: bool = False) -> Tensor:
+        """Maximum over ``axis``; ties share the gradient equally."""
+        return apply(reduce.MAX, (self,), axis=axis, keepdims=keepdims)
+
+    def min(self, axis: Axis = None, keepdims: bool = False) -> Tensor:
+        """Minimum over ``axis``; ties share the gradient equally."""
+        return apply(reduce.MIN, (self,), axis=axis, keepdims=keepdims)
+
+    # ----------------------------------------------------------------------- shape
+    def reshape(self, *shape: int | Sequence[int]) -> Tensor:
+        """Return the same elements in a new shape (one dimension may be -1)."""
+        if len(shape) == 1 and not isinstance(shape[0], (int, np.integer)):
+            shape = tuple(shape[0])
+        return apply(shape_ops.RESHAPE, (self,), shape=shape)
+
+    def transpose(self, *axes: int) -> Tensor:
+        """Permute the axes (reverse them when none are given)."""
+        if len(axes) == 1 and not isinstance(axes[0], (int, np.integer)):
+            axes = tuple(axes[0])
+        return apply(shape_ops.TRANSPOSE, (self,), axes=axes or None)
+
+    def __getitem__(self, key) -> Tensor:
+        return apply(shape_ops.GETITEM, (self,), key=_index_key(key))
+
+
+def _index_key(key):
+    """Turn Tensors inside an indexing key into arrays."""
+    if isinstance(key, tuple):
+        return tuple(_index_key(k) for k in key)
+    if isinstance(key, Tensor):
+        return key.data
+    if isinstance(key, list):
+        return np.asarray(key)
+    return key
+
+
+def _constant(data: np.ndarray) -> Tensor:
+    """Wrap an array as a tensor that needs no gradient, without checks or copies."""
+    t = Tensor.__new__(Tensor)
+    t.data = data
+    t.grad = None
+    t.requires_grad = False
+    t._node = None
+    return t
+
+
+# --------------------------------------------------------------------- constructors
+
+
+def _as_array(data: Any, dtype) -> np.ndarray:
+    if isinstance(data, Tensor):
+        data = data.data
+    from_python = not isinstance(data, np.ndarray) and not isinstance(data, np.generic)
+    array = np.array(data, dtype=dtype, copy=True)
+    if dtype is None and from_python and array.dtype == np.float64:
+        array = array.astype(np.float32)  # Python floats and lists become float32
+    return array
+
+
+def tensor(data: Any, requires_grad: bool = False, dtype: Any = None) -> Tensor:
+    """Create a tensor holding a copy of ``data``.
+
+    Parameters
+    ----------
+    data : array_like
+        Numbers: a scalar, nested lists, an ndarray or a Tensor.
+    requires_grad : bool, default False
+        Record ops on the tensor so that gradients flow back to it.
+    dtype : dtype, optional
+        Defaults to ``data``'s own dtype for ndarrays, float32 for Python floats,
+        int64 for Python ints.
+
+    Returns
+    -------
+    Tensor
+
+    Raises
+    ------
+    TypeError
+        If the data is not numeric (strings, objects) or if ``requires_grad`` is
+        asked of integer or bool data.
+
+    Example
+    -------
+    >>> import fastbp as fb
+    >>> fb.tensor([1.0, 2.0], requires_grad=True)
+    tensor([1., 2.], requires_grad=True)
+    """
+    array = _as_array(data, dtype)
+    return Tensor(array, requires_grad=requires_grad)
+
+
+def from_numpy(array: np.ndarray, requires_grad: bool = False) -> Tensor:
+    """Wrap an ndarray in a tensor that shares its memory.
+
+    Parameters
+    ----------
+    array : ndarray
+        The array; it is not copied, so changes are visible both ways.
+    requires_grad : bool, default False
+        See :func:`tensor`.
+
+    Returns
+    -------
+    Tensor
+
+    Raises
+    ------
+    TypeError
+        If ``array`` is not an ndarray or is not numeric.
+
+    Example
+    -------
+    >>> import numpy as np, fastbp as fb
+    >>> a = np.zeros(2)
+    >>> fb.from_numpy(a).data is a
+    True
+    """
+    if not isinstance(array, np.ndarray):
+        raise TypeError(f"from_numpy expects an ndarray, got {type(array).__name__}")
+    return Tensor(array, requires_grad=requires_grad)
+
+
+def as_tensor(data: Any) -> Tensor:
+    """Return ``data`` if it is a Tensor, else a constant tensor sharing its memory.
+
+    Example
+    -------
+    >>> import fastbp as fb
+    >>> fb.as_tensor([1, 2]).shape
+    (2,)
+    """
+    if isinstance(data, Tensor):
+        return data
+    if isinstance(data, np.ndarray):
+        _check_numeric(data, "as_tensor")
+        return _constant(data)
+    array = _as_array(data, None)
+    _check_numeric(array, "as_tensor")
+    return _constant(array)
+
+
+def _shape_arg(shape) -> tuple[int, ...]:
+    if len(shape) == 1 and not isinstance(shape[0], (int, np.integer)):
+        return tuple(shape[0])
+    return tuple(shape)
+
+
+def zeros(*shape: int | Sequence[int], dtype: Any = np.float32, requires_grad: bool = False):
+    """Create a tensor of zeros.
+
+    Example
+    -------
+    >>> import fastbp as fb
+    >>> fb.zeros(2, 3).shape
+    (2, 3)
+    """
+    return Tensor(np.zeros(_shape_arg(shape), dtype=dtype), requires_grad=requires_grad)
+
+
+def ones(*shape: int | Sequence[int], dtype: Any = np.float32, requires_grad: bool = False):
+    """Create a tensor of ones.
+
+    Example
+    -------
+    >>> import fastbp as fb
+    >>> fb.ones((2,)).data
+    array([1., 1.], dtype=float32)
+    """
+    return Tensor(np.ones(_shape_arg(shape), dtype=dtype), requires_grad=requires_grad)
+
+
+def zeros_like(t: Tensor, requires_grad: bool = False) -> Tensor:
+    """Create a tensor of zeros with ``t``'s shape and dtype."""
+    return Tensor(np.zeros_like(np.asarray(t)), requires_grad=requires_grad)
+
+
+def ones_like(t: Tensor, requires_grad: bool = False) -> Tensor:
+    """Create a tensor of ones with ``t``'s shape and dtype."""
+    return Tensor(np.ones_like(np.asarray(t)), requires_grad=requires_grad)
+
+
+_generator = np.random.default_rng()
+
+
+def manual_seed(seed: int) -> None:
+    """Seed the generator behind :func:`randn` and parameter initialisation.
+
+    Example
+    -------
+    >>> import fastbp as fb
+    >>> fb.manual_seed(0); a = fb.randn(2)
+    >>> fb.manual_seed(0); bool((fb.randn(2).data == a.data).all())
+    True
+    """
+    global _generator
+    _generator = np.random.default_rng(seed)
+
+
+def default_generator() -> np.random.Generator:
+    """The generator seeded by :func:`manual_seed`."""
+    return _generator
+
+
+def randn(*shape: int | Sequence[int], dtype: Any = np.float32, requires_grad: bool = False):
+    """Create a tensor of standard-normal samples.
+
+    Example
+    -------
+    >>> import fastbp as fb
+    >>> fb.randn(3, 2).dtype
+    dtype('float32')
+    """
+    data = _generator.standard_normal(_shape_arg(shape)).astype(dtype)
+    return Tensor(data, requires_grad=requires_grad)
