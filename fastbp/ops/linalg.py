@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from . import defop
 
 
@@ -46,8 +45,9 @@ def _linear_vjp(saved, dy, needs):
     x, w = saved
     dx = dy @ w.T if needs[0] else None
     dw = x.T @ dy if needs[1] else None
-    db = dy.sum(axis=0) if len(needs) > 2 and needs[2] else None
-    return dx, dw, db
+    if len(needs) == 2:  # no bias
+        return dx, dw
+    return dx, dw, (dy.sum(axis=0) if needs[2] else None)
 
 
 LINEAR = defop("linear", _linear_forward, _linear_vjp)
