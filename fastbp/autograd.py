@@ -39,8 +39,9 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import heapq
+from heapq import heappop, heappush
 import itertools
+import operator
 import threading
 import traceback
 import weakref
@@ -120,7 +121,7 @@ class Node:
 
     __slots__ = ("op", "inputs", "saved", "needs", "seq", "output", "where", "locked")
 
-    def __init__(self, op, inputs, saved, needs, output, where, locked):
+    def __init__(self, op, inputs, saved, needs, output, where=None, locked=()):
         self.op = op
         self.inputs = inputs
         self.saved = saved
@@ -131,20 +132,31 @@ class Node:
         self.locked = locked
 
     def release(self) -> None:
-        """Drop the saved arrays and unlock the leaf arrays this record protected."""
+        """Drop the saved arrays and the input tensors, and unlock parameter arrays.
+
+        Dropping the inputs lets intermediate activations be freed during backward
+        even while the user still holds the loss tensor.
+        """
         self.saved = FREED
+        self.inputs = ()
         if self.locked:
             _unlock(self.locked)
             self.locked = ()
 
-    def __del__(self):
-        # An abandoned graph must give its leaves' arrays back to the user.
-        if self.locked:
-            _unlock(self.locked)
-
     def __repr__(self) -> str:
         shapes = ", ".join(str(t.shape) for t in self.inputs)
         return f"<Node #{self.seq} {self.op.name}({shapes})>"
+
+
+class _LockingNode(Node):
+    """A record holding parameter arrays read-only; a subclass so plain records skip ``__del__``."""
+
+    __slots__ = ()
+
+    def __del__(self):
+        # An abandoned graph must give the parameters' arrays back to the user.
+        if self.locked:
+            _unlock(self.locked)
 
 
 # --------------------------------------------------------------------------- state
@@ -386,44 +398,73 @@ def apply(op: Op, inputs: tuple[Tensor, ...], **params: Any) -> Tensor:
         When the forward computation rejects the inputs; the message names the op
         and the shapes and dtypes of its inputs.
     """
-    from .tensor import Tensor
-
     try:
-        out, saved = op.forward(*[t.data for t in inputs], **params)
+        if len(inputs) == 2:  # the common case, without building a list
+            out, saved = op.forward(inputs[0].data, inputs[1].data, **params)
+        else:
+            out, saved = op.forward(*[t.data for t in inputs], **params)
     except (ValueError, TypeError, IndexError) as exc:
         raise _explain(op, inputs, params, exc) from exc
-    result = Tensor.__new__(Tensor)
+    if type(out) is not np.ndarray:  # NumPy returns scalars for 0-d results
+        out = np.asarray(out)
+    result = _new_tensor(_Tensor)
     result.data = out
     result.grad = None
     result._node = None
     state = _state
     if state.grad_enabled:
-        needs = tuple([t.requires_grad for t in inputs])
+        needs = tuple(map(_requires_grad, inputs))
         if True in needs:
             result.requires_grad = True
-            locked = (
-                tuple([t.data for t in inputs if t._node is None and t.data.flags.writeable])
-                if saved is not None
-                else ()
-            )
-            if locked:
-                _lock(locked)
-            where = _user_frame() if state.anomaly else None
-            result._node = Node(op, inputs, saved, needs, weakref.ref(result), where, locked)
+            node = _new_node(Node)
+            # A parameter (a leaf that requires grad) whose array the op may have saved
+            # is locked read-only until backward, so that mutating it raises.
+            node.locked = ()
+            if saved is not None:
+                for t in inputs:
+                    if t._node is None and t.requires_grad:
+                        node = _lock_parameters(inputs)
+                        break
+            node.op = op
+            node.inputs = inputs
+            node.saved = saved
+            node.needs = needs
+            node.seq = _next_seq()
+            node.output = _weakref(result)
+            node.where = _user_frame() if state.anomaly else None
+            result._node = node
             return result
     result.requires_grad = False
     return result
 
 
+def _lock_parameters(inputs) -> Node:
+    """A record that keeps its parameters' arrays read-only while it holds them."""
+    node = _new_node(_LockingNode)
+    locked = tuple(
+        [t.data for t in inputs if t._node is None and t.requires_grad and t.data.flags.writeable]
+    )
+    _lock(locked)
+    node.locked = locked
+    return node
+
+
+_requires_grad = operator.attrgetter("requires_grad")
+_new_node = object.__new__
+_weakref = weakref.ref
+_new_tensor = object.__new__
+_Tensor: type = None  # set by fastbp.tensor once the class exists (import cycle)
+
+
 def _explain(op: Op, inputs, params, exc: Exception) -> Exception:
     described = ", ".join(f"{tuple(t.data.shape)} {t.data.dtype}" for t in inputs)
     extra = "".join(f", {k}={v!r}" for k, v in params.items() if k != "key")
-    if isinstance(exc, IndexError):
-        kind = IndexError
-    elif isinstance(exc, TypeError):
-        kind = TypeError
-    else:
+    if isinstance(exc, ValueError):  # first: NumPy's AxisError is also an IndexError
         kind = ValueError
+    elif isinstance(exc, IndexError):
+        kind = IndexError
+    else:
+        kind = TypeError
     return kind(f"{op.name}: cannot apply to inputs [{described}]{extra}: {exc}")
 
 
@@ -464,24 +505,28 @@ def _walk(
     pending: dict[Node, np.ndarray] = {node: seed}
     heap: list[tuple[int, Node]] = [(-node.seq, node)]
     while heap:
-        node = heapq.heappop(heap)[1]
+        node = heappop(heap)[1]
         dy = pending.pop(node)
         saved = node.saved
         if saved is FREED:
             raise RuntimeError(
                 f"trying to backward through the graph a second time: the values saved "
-                f"by '{node.op.name}' (inputs {[t.shape for t in node.inputs]}) were "
-                f"freed by the first backward. Pass retain_graph=True to the first "
-                f"backward() if you need to call it again."
+                f"by '{node.op.name}' were freed by the first backward. Pass "
+                f"retain_graph=True to the first backward() if you need to call it again."
             )
-        grads = node.op.vjp(saved, dy, node.needs)
+        op = node.op
+        inputs = node.inputs
+        grads = op.vjp(saved, dy, node.needs)
         if not retain_graph:
             node.release()
-        op = node.op
-        for t, need, g in zip(node.inputs, node.needs, grads, strict=True):
+        for t, need, g in zip(inputs, node.needs, grads):
             if not need or g is None:
                 continue
-            g = _fit(g, t, op)
+            if type(g) is not np.ndarray:
+                g = np.asarray(g)
+            data = t.data
+            if g.shape != data.shape or g.dtype != data.dtype:
+                g = _fit(g, t, op)
             if anomaly:
                 _check_finite(g, op, node.where, "backward")
             if collected is not None and id(t) in targets:
@@ -499,7 +544,7 @@ def _walk(
                 pending[parent] = pending[parent] + g
             else:
                 pending[parent] = g
-                heapq.heappush(heap, (-parent.seq, parent))
+                heappush(heap, (-parent.seq, parent))
     return collected
 
 

@@ -587,3 +587,6 @@ def randn(*shape: int | Sequence[int], dtype: Any = np.float32, requires_grad: b
     """
     data = _generator.standard_normal(_shape_arg(shape)).astype(dtype)
     return Tensor(data, requires_grad=requires_grad)
+
+
+autograd._Tensor = Tensor  # the engine builds results without importing this module
