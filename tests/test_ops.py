@@ -118,8 +118,9 @@ def test_gradcheck_catches_a_wrong_vjp():
 
 @st.composite
 def broadcastable_pair(draw):
-    shapes = draw(hnp.mutually_broadcastable_shapes(num_shapes=2, min_dims=0, max_dims=3,
-                                                    max_side=3))
+    shapes = draw(
+        hnp.mutually_broadcastable_shapes(num_shapes=2, min_dims=0, max_dims=3, max_side=3)
+    )
     return shapes.input_shapes
 
 
@@ -138,8 +139,9 @@ def test_binary_ops_reduce_gradients_to_each_input_shape(shapes, op):
     out = fn(a, b)
     out.sum().backward()
     assert a.grad.shape == a.shape and b.grad.shape == b.shape
-    assert fb.gradcheck(fn, [fb.tensor(a.data, requires_grad=True),
-                             fb.tensor(b.data, requires_grad=True)])
+    assert fb.gradcheck(
+        fn, [fb.tensor(a.data, requires_grad=True), fb.tensor(b.data, requires_grad=True)]
+    )
 
 
 @settings(max_examples=40, deadline=None)

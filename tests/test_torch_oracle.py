@@ -29,7 +29,13 @@ CASES = [
 
 class FastbpNamespace:
     exp, tanh, sigmoid, relu, sqrt, log, abs = (
-        fb.exp, fb.tanh, fb.sigmoid, fb.relu, fb.sqrt, fb.log, fb.abs
+        fb.exp,
+        fb.tanh,
+        fb.sigmoid,
+        fb.relu,
+        fb.sqrt,
+        fb.log,
+        fb.abs,
     )
     maximum, mean = fb.maximum, fb.mean
 
