@@ -41,7 +41,8 @@ from .functions import (
     transpose,
     where,
 )
-from .gradcheck import gradcheck
+from .gradcheck import GradcheckError, gradcheck
+from .serialization import load, save
 from .tensor import (
     Tensor,
     as_tensor,
@@ -54,5 +55,7 @@ from .tensor import (
     zeros,
     zeros_like,
 )
+
+from . import data  # isort: skip
 
 __version__ = "0.1.0"

@@ -256,8 +256,17 @@ class Tensor:
         if isinstance(other, Tensor):
             return other
         if isinstance(other, (int, float, bool)):
-            dtype = np.result_type(self.data.dtype, other)
-            return _constant(np.asarray(other, dtype=dtype))
+            # Training loops multiply by the same few constants every step: reuse them.
+            key = (type(other), other, self.data.dtype)
+            constant = _scalar_cache.get(key)
+            if constant is None:
+                if len(_scalar_cache) >= 4096:
+                    _scalar_cache.clear()
+                dtype = np.result_type(self.data.dtype, other)
+                array = np.asarray(other, dtype=dtype)
+                array.flags.writeable = False  # shared between graphs: never to be written
+                constant = _scalar_cache[key] = _constant(array)
+            return constant
         return as_tensor(other)
 
     def __add__(self, other):
@@ -406,6 +415,9 @@ def _index_key(key):
     if isinstance(key, list):
         return np.asarray(key)
     return key
+
+
+_scalar_cache: dict[tuple, Tensor] = {}
 
 
 def _constant(data: np.ndarray) -> Tensor:
