@@ -1,0 +1,34 @@
+"""pytest-benchmark: one SGD training step of an MLP, fastbp beside each peer.
+
+Grouped by configuration, so ``pytest benchmarks/bench_train_step.py
+--benchmark-group-by=group`` prints fastbp, NumPy by hand, PyTorch, JAX and the GEMM
+floor in one table per model. In CI it runs with ``--benchmark-disable`` (one call
+each), which still checks that every system runs and that fastbp's loss matches
+the hand-written NumPy step.
+"""
+
+import numpy as np
+import pytest
+from mlp_systems import CONFIGS, SYSTEMS, available_systems, make_fastbp, make_numpy
+
+SMALL = ["B1-784-128-10", "B16-784-128-10", "B128-784-512-256-10"]
+
+
+@pytest.mark.parametrize("config", list(CONFIGS))
+@pytest.mark.parametrize("system", list(SYSTEMS))
+def test_train_step(benchmark, config, system):
+    if system not in available_systems():
+        pytest.skip(f"{system} is not installed (optional peer)")
+    batch, sizes = CONFIGS[config]
+    step = SYSTEMS[system][0](batch, sizes)
+    benchmark.group = f"train-step {config}"
+    benchmark.extra_info.update(batch=batch, sizes=sizes)
+    benchmark(step)
+
+
+@pytest.mark.parametrize("config", SMALL)
+def test_fastbp_step_matches_numpy_by_hand(config):
+    batch, sizes = CONFIGS[config]
+    ours, reference = make_fastbp(batch, sizes), make_numpy(batch, sizes)
+    for _ in range(3):
+        np.testing.assert_allclose(float(ours()), float(reference()), rtol=1e-4)
