@@ -456,7 +456,26 @@ _new_tensor = object.__new__
 _Tensor: type = None  # set by fastbp.tensor once the class exists (import cycle)
 
 
+# What to do about the usual ways a forward computation rejects its inputs: first by
+# op, then by the words of NumPy's message.
+_HINTS_BY_OP = {
+    "getitem": "indices must lie within the tensor's shape",
+    "reshape": "the new shape must have the same number of elements",
+    "concatenate": "all dimensions except the joining axis must match",
+    "stack": "all inputs must have the same shape",
+}
+_HINTS_BY_MESSAGE = (
+    ("broadcast", "shapes must match or broadcast (trailing dimensions equal or 1); "
+     "reshape an input or add a size-1 axis"),
+    ("inner dimensions", "the first operand's columns must equal the second's rows; "
+     "check the order of the operands or transpose one with .T"),
+    ("2-d", "reshape the operands to 2-D matrices"),
+    ("axis", "pass an axis in [-ndim, ndim)"),
+)  # fmt: skip
+
+
 def _explain(op: Op, inputs, params, exc: Exception) -> Exception:
+    """Re-raise a forward failure naming the op, the input shapes/dtypes and a remedy."""
     described = ", ".join(f"{tuple(t.data.shape)} {t.data.dtype}" for t in inputs)
     extra = "".join(f", {k}={v!r}" for k, v in params.items() if k != "key")
     if isinstance(exc, ValueError):  # first: NumPy's AxisError is also an IndexError
@@ -465,7 +484,12 @@ def _explain(op: Op, inputs, params, exc: Exception) -> Exception:
         kind = IndexError
     else:
         kind = TypeError
-    return kind(f"{op.name}: cannot apply to inputs [{described}]{extra}: {exc}")
+    text = str(exc)
+    hint = _HINTS_BY_OP.get(op.name) or next(
+        (h for key, h in _HINTS_BY_MESSAGE if key in text.lower()), None
+    )
+    advice = f". Fix: {hint}" if hint else ""
+    return kind(f"{op.name}: cannot apply to inputs [{described}]{extra}: {text}{advice}")
 
 
 def _check_finite(a: np.ndarray, op: Op, where: str | None, phase: str) -> None:
