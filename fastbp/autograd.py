@@ -39,13 +39,13 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from heapq import heappop, heappush
 import itertools
 import operator
 import threading
 import traceback
 import weakref
 from collections.abc import Callable, Iterator, Sequence
+from heapq import heappop, heappush
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
@@ -543,7 +543,7 @@ def _walk(
         grads = op.vjp(saved, dy, node.needs)
         if not retain_graph:
             node.release()
-        for t, need, g in zip(inputs, node.needs, grads):
+        for t, need, g in zip(inputs, node.needs, grads, strict=True):
             if not need or g is None:
                 continue
             if type(g) is not np.ndarray:
