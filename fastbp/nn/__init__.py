@@ -1,0 +1,29 @@
+"""Neural-network building blocks: modules, layers, functional ops and initialisers.
+
+Example
+-------
+>>> import numpy as np, fastbp as fb
+>>> from fastbp import nn
+>>> import fastbp.nn.functional as F
+>>> net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+>>> loss = F.cross_entropy(net(fb.zeros(2, 4)), np.array([0, 2]))
+>>> loss.backward()
+>>> [p.grad.shape for p in net.parameters()]
+[(4, 8), (8,), (8, 3), (3,)]
+"""
+
+from . import functional, init
+from .layers import Linear, ReLU, Sequential, Sigmoid, Tanh
+from .module import Module, Parameter
+
+__all__ = [
+    "Module",
+    "Parameter",
+    "Linear",
+    "Sequential",
+    "ReLU",
+    "Sigmoid",
+    "Tanh",
+    "functional",
+    "init",
+]

@@ -1,0 +1,558 @@
+"""``Module`` and ``Parameter``: containers that own trainable tensors and submodules.
+
+A module registers what is assigned to it: a :class:`~fastbp.Tensor` that requires a
+gradient becomes a parameter, a :class:`Module` becomes a child. Registration order
+is kept, so :meth:`Module.parameters` always yields the same tensors in the same
+order (own parameters first, then each child's, depth first), which is what an
+optimizer and a state dict rely on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import numpy as np
+
+from ..tensor import Tensor
+
+__all__ = ["Module", "Parameter"]
+
+
+class Parameter(Tensor):
+    """A leaf tensor that requires a gradient: the marker for a trainable weight.
+
+    Any tensor with ``requires_grad=True`` assigned to a module is registered as a
+    parameter; this subclass only makes the intent explicit and prints as such.
+    The array is shared, not copied.
+
+    Parameters
+    ----------
+    data : array_like or Tensor
+        Floating-point values.
+    requires_grad : bool, default True
+        Whether the parameter is trainable.
+
+    Raises
+    ------
+    TypeError
+        If the data is not floating point (only floats can require gradients).
+
+    Example
+    -------
+    >>> import numpy as np
+    >>> from fastbp.nn import Parameter
+    >>> p = Parameter(np.zeros(3, dtype=np.float32))
+    >>> p.requires_grad, p.shape
+    (True, (3,))
+    """
+
+    __slots__ = ()
+
+    def __init__(self, data: Any, requires_grad: bool = True):
+        if isinstance(data, Tensor):
+            data = data.data
+        super().__init__(data, requires_grad=requires_grad)
+
+    def __repr__(self) -> str:
+        return "Parameter containing:\n" + super().__repr__()
+
+
+def _is_parameter(value: Any) -> bool:
+    # A non-leaf that requires grad (an activation cached on the module) is not trainable
+    # and must not end up in parameters() or the state dict.
+    return isinstance(value, Parameter) or (
+        isinstance(value, Tensor) and value.requires_grad and value._node is None
+    )
+
+
+def _indent(text: str, spaces: int) -> str:
+    """Indent every line but the first (the first follows a ``(name): `` prefix)."""
+    lines = text.split("\n")
+    pad = " " * spaces
+    return "\n".join([lines[0]] + [pad + line for line in lines[1:]])
+
+
+class Module:
+    """Base class of layers and models: holds parameters and submodules.
+
+    Subclasses call ``super().__init__()`` first, then assign their parameters
+    (tensors with ``requires_grad=True``) and submodules as attributes, and
+    implement :meth:`forward`. Calling the module calls ``forward``.
+
+    Attributes
+    ----------
+    training : bool
+        True in training mode (the default), False after :meth:`eval`.
+
+    Example
+    -------
+    >>> import fastbp as fb
+    >>> from fastbp import nn
+    >>> class Affine(nn.Module):
+    ...     def __init__(self):
+    ...         super().__init__()
+    ...         self.scale = fb.ones(3, requires_grad=True)
+    ...         self.inner = nn.Linear(3, 2)
+    ...     def forward(self, x):
+    ...         return self.inner(x * self.scale)
+    >>> [name for name, _ in Affine().named_parameters()]
+    ['scale', 'inner.weight', 'inner.bias']
+    """
+
+    training: bool
+
+    def __init__(self) -> None:
+        # Set through object.__setattr__: our __setattr__ needs these dicts to exist.
+        object.__setattr__(self, "_parameters", {})
+        object.__setattr__(self, "_modules", {})
+        object.__setattr__(self, "training", True)
+
+    # ------------------------------------------------------------------ registration
+    def __setattr__(self, name: str, value: Any) -> None:
+        d = self.__dict__
+        params = d.get("_parameters")
+        if params is None:
+            if isinstance(value, Module) or _is_parameter(value):
+                raise AttributeError(
+                    f"{type(self).__name__}: cannot assign {type(value).__name__} '{name}' "
+                    f"before Module.__init__(); call super().__init__() first in __init__"
+                )
+            object.__setattr__(self, name, value)
+            return
+        modules = d["_modules"]
+        if isinstance(value, Module):
+            params.pop(name, None)
+            modules[name] = value
+        elif _is_parameter(value):
+            modules.pop(name, None)
+            params[name] = value
+        elif name in params or name in modules:
+            if value is not None:
+                kind = "parameter" if name in params else "submodule"
+                raise TypeError(
+                    f"{type(self).__name__}: cannot assign {type(value).__name__} to the "
+                    f"registered {kind} '{name}'; assign a tensor with requires_grad=True "
+                    f"(or a Module), or None, or `del` the attribute first"
+                )
+            # None keeps the slot (like an absent bias) but it holds nothing.
+            (params if name in params else modules)[name] = None
+        # Kept in __dict__ too, so reading ``self.weight`` in forward is a plain lookup.
+        object.__setattr__(self, name, value)
+
+    def __delattr__(self, name: str) -> None:
+        self._parameters.pop(name, None)
+        self._modules.pop(name, None)
+        object.__delattr__(self, name)
+
+    def register_parameter(self, name: str, param: Tensor | None) -> None:
+        """Register ``param`` under ``name`` (same as assigning the attribute).
+
+        Parameters
+        ----------
+        name : str
+            Attribute name; must not contain a dot.
+        param : Tensor or None
+            A tensor with ``requires_grad=True``, or None for an empty slot.
+
+        Raises
+        ------
+        ValueError
+            If ``name`` is empty or contains a dot.
+        TypeError
+            If ``param`` does not require a gradient.
+
+        Example
+        -------
+        >>> import fastbp as fb
+        >>> from fastbp import nn
+        >>> m = nn.Module()
+        >>> m.register_parameter("w", fb.zeros(2, requires_grad=True))
+        >>> list(m.state_dict())
+        ['w']
+        """
+        _check_name(self, name)
+        if param is not None and not _is_parameter(param):
+            raise TypeError(
+                f"{type(self).__name__}.register_parameter('{name}'): expected a tensor with "
+                f"requires_grad=True or None, got {type(param).__name__}"
+                + (" with requires_grad=False" if isinstance(param, Tensor) else "")
+            )
+        if param is None:
+            self._modules.pop(name, None)
+            self._parameters[name] = None
+            object.__setattr__(self, name, None)
+        else:
+            setattr(self, name, param)
+
+    def add_module(self, name: str, module: Module | None) -> None:
+        """Register ``module`` as a child under ``name`` (same as assigning it).
+
+        Parameters
+        ----------
+        name : str
+            Attribute name; must not contain a dot.
+        module : Module or None
+            The child.
+
+        Raises
+        ------
+        ValueError
+            If ``name`` is empty or contains a dot.
+        TypeError
+            If ``module`` is not a Module.
+
+        Example
+        -------
+        >>> from fastbp import nn
+        >>> m = nn.Module()
+        >>> m.add_module("act", nn.ReLU())
+        >>> m
+        Module(
+          (act): ReLU()
+        )
+        """
+        _check_name(self, name)
+        if module is not None and not isinstance(module, Module):
+            raise TypeError(
+                f"{type(self).__name__}.add_module('{name}'): expected a Module, "
+                f"got {type(module).__name__}"
+            )
+        if module is None:
+            self._parameters.pop(name, None)
+            self._modules[name] = None
+            object.__setattr__(self, name, None)
+        else:
+            setattr(self, name, module)
+
+    # ---------------------------------------------------------------------- calling
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        """Compute the module's output; subclasses must override it.
+
+        Raises
+        ------
+        NotImplementedError
+            Always, on the base class.
+        """
+        raise NotImplementedError(f"{type(self).__name__} must implement forward()")
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.forward(*args, **kwargs)
+
+    # -------------------------------------------------------------------- traversal
+    def named_children(self) -> Iterator[tuple[str, Module]]:
+        """Yield ``(name, child)`` for the direct submodules, in registration order.
+
+        Example
+        -------
+        >>> from fastbp import nn
+        >>> [n for n, _ in nn.Sequential(nn.ReLU(), nn.Tanh()).named_children()]
+        ['0', '1']
+        """
+        for name, module in self._modules.items():
+            if module is not None:
+                yield name, module
+
+    def children(self) -> Iterator[Module]:
+        """Yield the direct submodules, in registration order.
+
+        Example
+        -------
+        >>> from fastbp import nn
+        >>> len(list(nn.Sequential(nn.ReLU(), nn.Tanh()).children()))
+        2
+        """
+        for _, module in self.named_children():
+            yield module
+
+    def named_modules(self, prefix: str = "") -> Iterator[tuple[str, Module]]:
+        """Yield ``(dotted_name, module)`` for this module and all descendants, depth first.
+
+        This module comes first with the name ``prefix`` (empty by default); a module
+        reachable twice is yielded once.
+
+        Example
+        -------
+        >>> from fastbp import nn
+        >>> [n for n, _ in nn.Sequential(nn.Linear(2, 2), nn.ReLU()).named_modules()]
+        ['', '0', '1']
+        """
+        seen: set[int] = set()
+        stack: list[tuple[str, Module]] = [(prefix, self)]
+        # An explicit stack, not recursion: very deep nestings must not hit the limit.
+        while stack:
+            name, module = stack.pop()
+            if id(module) in seen:
+                continue
+            seen.add(id(module))
+            yield name, module
+            kids = [
+                (f"{name}.{child_name}" if name else child_name, child)
+                for child_name, child in module.named_children()
+            ]
+            stack.extend(reversed(kids))
+
+    def modules(self) -> Iterator[Module]:
+        """Yield this module and all its descendants, depth first.
+
+        Example
+        -------
+        >>> from fastbp import nn
+        >>> [type(m).__name__ for m in nn.Sequential(nn.ReLU()).modules()]
+        ['Sequential', 'ReLU']
+        """
+        for _, module in self.named_modules():
+            yield module
+
+    def named_parameters(
+        self, prefix: str = "", recurse: bool = True
+    ) -> Iterator[tuple[str, Tensor]]:
+        """Yield ``(dotted_name, parameter)`` in a fixed order.
+
+        The order is each module's own parameters in registration order, modules
+        visited depth first (this module, then its first child and that child's
+        descendants, then the next child). A tensor shared by two modules is yielded
+        once, under its first name.
+
+        Parameters
+        ----------
+        prefix : str, default ""
+            Prepended (with a dot) to every name.
+        recurse : bool, default True
+            Include the parameters of submodules.
+
+        Returns
+        -------
+        iterator of (str, Tensor)
+
+        Example
+        -------
+        >>> from fastbp import nn
+        >>> net = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
+        >>> [name for name, _ in net.named_parameters()]
+        ['0.weight', '0.bias', '2.weight', '2.bias']
+        """
+        seen: set[int] = set()
+        walk = self.named_modules(prefix) if recurse else iter([(prefix, self)])
+        for module_name, module in walk:
+            for name, param in module._parameters.items():
+                if param is None or id(param) in seen:
+                    continue
+                seen.add(id(param))
+                yield (f"{module_name}.{name}" if module_name else name), param
+
+    def parameters(self, recurse: bool = True) -> Iterator[Tensor]:
+        """Yield the parameters in the order of :meth:`named_parameters`.
+
+        Parameters
+        ----------
+        recurse : bool, default True
+            Include the parameters of submodules.
+
+        Returns
+        -------
+        iterator of Tensor
+
+        Example
+        -------
+        >>> from fastbp import nn
+        >>> [p.shape for p in nn.Linear(4, 3).parameters()]
+        [(4, 3), (3,)]
+        """
+        for _, param in self.named_parameters(recurse=recurse):
+            yield param
+
+    # ------------------------------------------------------------------------ modes
+    def train(self, mode: bool = True) -> Module:
+        """Set training mode (``mode=True``) or evaluation mode on this module and all below.
+
+        Parameters
+        ----------
+        mode : bool, default True
+
+        Returns
+        -------
+        Module
+            ``self``, so calls can be chained.
+
+        Example
+        -------
+        >>> from fastbp import nn
+        >>> nn.Sequential(nn.ReLU()).train(False)[0].training
+        False
+        """
+        mode = bool(mode)
+        for module in self.modules():
+            object.__setattr__(module, "training", mode)
+        return self
+
+    def eval(self) -> Module:
+        """Switch to evaluation mode: same as ``train(False)``.
+
+        Returns
+        -------
+        Module
+            ``self``.
+
+        Example
+        -------
+        >>> from fastbp import nn
+        >>> nn.ReLU().eval().training
+        False
+        """
+        return self.train(False)
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Reset the gradients of all parameters.
+
+        Parameters
+        ----------
+        set_to_none : bool, default True
+            Set ``.grad`` to None (as PyTorch does by default); with False, fill the
+            existing gradient arrays with zeros in place.
+
+        Example
+        -------
+        >>> import fastbp as fb
+        >>> from fastbp import nn
+        >>> lin = nn.Linear(2, 1)
+        >>> lin(fb.ones(1, 2)).sum().backward()
+        >>> lin.zero_grad()
+        >>> lin.weight.grad is None
+        True
+        """
+        for param in self.parameters():
+            if set_to_none or param.grad is None:
+                param.grad = None
+            else:
+                param.grad.fill(0)
+
+    # ------------------------------------------------------------------ state dicts
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Return ``{dotted_name: copy of the parameter's array}``.
+
+        Every name is listed, including a second name of a shared parameter, so the
+        dict can be loaded into a fresh copy of the same architecture.
+
+        Returns
+        -------
+        dict of str to ndarray
+            Independent copies; changing them does not change the module.
+
+        Example
+        -------
+        >>> from fastbp import nn
+        >>> {k: v.shape for k, v in nn.Linear(4, 3).state_dict().items()}
+        {'weight': (4, 3), 'bias': (3,)}
+        """
+        return {name: param.data.copy() for name, param in self._all_named_parameters()}
+
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True) -> None:
+        """Copy the arrays of ``state_dict`` into the parameters, in place.
+
+        Values are copied into the existing arrays (cast to each parameter's dtype),
+        so references to the parameters, and an optimizer built on them, stay valid.
+        Everything is checked before anything is copied: on error the module is
+        unchanged.
+
+        Parameters
+        ----------
+        state_dict : mapping of str to array_like
+            As returned by :meth:`state_dict` (values may be ndarrays or Tensors).
+        strict : bool, default True
+            Require exactly the module's keys. With False, missing and unexpected
+            keys are ignored (shapes are still checked).
+
+        Raises
+        ------
+        KeyError
+            If ``strict`` and keys are missing or unexpected; the message lists them.
+        ValueError
+            If a value's shape differs from its parameter's (names the key and both
+            shapes), or if a parameter is read-only because a graph that has not been
+            backpropagated still holds it.
+
+        Example
+        -------
+        >>> from fastbp import nn
+        >>> a, b = nn.Linear(4, 3), nn.Linear(4, 3)
+        >>> b.load_state_dict(a.state_dict())
+        >>> bool((a.weight.data == b.weight.data).all())
+        True
+        """
+        own = dict(self._all_named_parameters())
+        where = f"{type(self).__name__}.load_state_dict"
+        if strict:
+            missing = [k for k in own if k not in state_dict]
+            unexpected = [k for k in state_dict if k not in own]
+            if missing or unexpected:
+                parts = []
+                if missing:
+                    parts.append(f"missing keys {missing}")
+                if unexpected:
+                    parts.append(f"unexpected keys {unexpected}")
+                raise KeyError(
+                    f"{where}: {' and '.join(parts)}; the state dict was saved from a "
+                    f"different architecture (expected keys {list(own)}); pass strict=False "
+                    f"to load only the matching keys"
+                )
+        pairs = []
+        for name, param in own.items():
+            if name not in state_dict:
+                continue
+            value = state_dict[name]
+            value = np.asarray(value.data if isinstance(value, Tensor) else value)
+            if value.shape != param.data.shape:
+                raise ValueError(
+                    f"{where}: '{name}' has shape {value.shape} in the state dict but the "
+                    f"parameter has shape {param.data.shape}; the state dict was saved "
+                    f"from a different architecture"
+                )
+            if not param.data.flags.writeable:
+                raise ValueError(
+                    f"{where}: parameter '{name}' is read-only because a recorded graph "
+                    f"still uses it; call backward() on that graph or drop it (or run the "
+                    f"forward pass under fb.no_grad()) before loading"
+                )
+            pairs.append((param, value))
+        for param, value in pairs:
+            np.copyto(param.data, value, casting="unsafe")
+
+    def _all_named_parameters(self) -> Iterator[tuple[str, Tensor]]:
+        """Like named_parameters, but a shared parameter appears under every name."""
+        for module_name, module in self.named_modules():
+            for name, param in module._parameters.items():
+                if param is not None:
+                    yield (f"{module_name}.{name}" if module_name else name), param
+
+    # ------------------------------------------------------------------------- repr
+    def extra_repr(self) -> str:
+        """Return the text shown inside the parentheses of the repr (empty by default).
+
+        Example
+        -------
+        >>> from fastbp import nn
+        >>> nn.Linear(4, 3).extra_repr()
+        'in_features=4, out_features=3'
+        """
+        return ""
+
+    def __repr__(self) -> str:
+        extra = self.extra_repr()
+        lines = extra.split("\n") if extra else []
+        children = [
+            f"({name}): {_indent(repr(module), 2)}" for name, module in self._modules.items()
+        ]
+        head = type(self).__name__ + "("
+        if not children and len(lines) <= 1:
+            return head + extra + ")"
+        body = "\n  ".join(lines + children)
+        return f"{head}\n  {body}\n)"
+
+
+def _check_name(module: Module, name: str) -> None:
+    if not isinstance(name, str) or not name or "." in name:
+        raise ValueError(
+            f"{type(module).__name__}: invalid attribute name {name!r}; use a non-empty "
+            f"string without dots"
+        )

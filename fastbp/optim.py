@@ -1,0 +1,734 @@
+"""Optimizers with PyTorch's update rules: ``SGD``, ``Adam`` and ``AdamW``.
+
+How an update is made fast
+--------------------------
+At construction an optimizer packs its parameters into one flat, contiguous buffer
+per dtype and **rebinds each** ``p.data`` **to a reshaped view of that buffer**
+(values are copied, shapes kept; code holding the old array keeps a stale copy,
+so read ``p.data`` afresh). Gradients get one flat buffer too: :meth:`zero_grad`
+fills it with zeros and sets each ``p.grad`` to its view, and backward then
+accumulates into those views in place. A whole update is therefore one kernel
+call over the flat buffers, whatever the number of layers::
+
+    flat params  [ w1 ........ | b1 .. | w2 ..... | b2 ]   <- p.data are views
+    flat grads   [ dw1 ....... | db1 . | dw2 .... | db2 ]  <- p.grad are views
+    flat state   [ momentum / Adam moments, same layout ]
+
+``step`` stays correct when gradients did not arrive through the views: a
+``p.grad`` that was replaced (e.g. after :meth:`fastbp.nn.Module.zero_grad` set it
+to None and backward stored a fresh array) is copied into the flat buffer first; a
+parameter whose ``p.grad`` is None is skipped, as in PyTorch (no update, no state
+change), by updating the others one by one. A ``p.data`` that was rebound by
+someone else is copied back into the flat buffer.
+
+The update kernels are ``fastbp.kernels.sgd_update`` and
+``fastbp.kernels.adam_update`` (Numba) when available, else the NumPy twins below.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+
+from .tensor import Tensor
+
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW"]
+
+
+# ------------------------------------------------------------------- NumPy kernels
+# Same signatures and in-place semantics as the Numba kernels in fastbp.kernels; used
+# until those land. Buffers are flat and 1-D; ``grad`` is never written.
+
+
+def _sgd_update_numpy(
+    param, grad, momentum_buf, lr, momentum, dampening, weight_decay, nesterov, first_step
+):
+    d_p = grad
+    if weight_decay != 0:
+        d_p = grad + weight_decay * param
+    if momentum != 0:
+        if first_step:
+            # PyTorch starts the buffer at the first gradient, without dampening.
+            momentum_buf[...] = d_p
+        else:
+            momentum_buf *= momentum
+            momentum_buf += (1 - dampening) * d_p
+        d_p = d_p + momentum * momentum_buf if nesterov else momentum_buf
+    param -= lr * d_p
+
+
+def _adam_update_numpy(
+    param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, weight_decay, step, decoupled
+):
+    if weight_decay != 0:
+        if decoupled:
+            param *= 1 - lr * weight_decay
+        else:
+            grad = grad + weight_decay * param
+    exp_avg *= beta1
+    exp_avg += (1 - beta1) * grad
+    exp_avg_sq *= beta2
+    exp_avg_sq += (1 - beta2) * (grad * grad)
+    step_size = lr / (1 - beta1**step)
+    denom = np.sqrt(exp_avg_sq)
+    denom /= math.sqrt(1 - beta2**step)
+    denom += eps
+    param -= step_size * (exp_avg / denom)
+
+
+def _load_kernels():
+    """The Numba update kernels if they are importable, else the NumPy twins above."""
+    for name in ("fastbp.kernels", "fastbp.kernels.optim"):
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            continue
+        sgd, adam = getattr(module, "sgd_update", None), getattr(module, "adam_update", None)
+        if sgd is not None and adam is not None:
+            return sgd, adam
+    return _sgd_update_numpy, _adam_update_numpy
+
+
+_sgd_update, _adam_update = _load_kernels()
+
+
+# ------------------------------------------------------------------------- buffers
+
+
+class _Flat:
+    """The parameters of one dtype packed into flat buffers, with their views."""
+
+    __slots__ = (
+        "params",
+        "indices",
+        "data",
+        "grad",
+        "state",
+        "data_views",
+        "grad_views",
+        "state_views",
+        "slices",
+        "counts",
+        "uniform",
+    )
+
+    def __init__(self, params: list[Tensor], indices: list[int], n_state: int):
+        dtype = params[0].data.dtype
+        total = sum(p.data.size for p in params)
+        self.params = params
+        self.indices = indices  # position of each parameter in the optimizer's list
+        self.data = np.empty(total, dtype=dtype)
+        self.grad = np.zeros(total, dtype=dtype)
+        self.state = tuple(np.zeros(total, dtype=dtype) for _ in range(n_state))
+        self.slices = []
+        self.data_views = []
+        self.grad_views = []
+        offset = 0
+        for p in params:
+            sl = slice(offset, offset + p.data.size)
+            offset = sl.stop
+            view = self.data[sl].reshape(p.data.shape)
+            view[...] = p.data
+            p.data = view
+            self.slices.append(sl)
+            self.data_views.append(view)
+            self.grad_views.append(self.grad[sl].reshape(p.data.shape))
+        self.state_views = [tuple(s[sl] for s in self.state) for sl in self.slices]
+        # Number of updates each parameter has had. While they are all equal (the usual
+        # case) ``uniform`` holds that number and one kernel call updates everything.
+        self.counts = [0] * len(params)
+        self.uniform: int | None = 0
+
+    def count(self, i: int) -> int:
+        return self.uniform if self.uniform is not None else self.counts[i]
+
+    def set_counts(self, counts: list[int]) -> None:
+        self.counts = counts
+        self.uniform = counts[0] if counts and all(c == counts[0] for c in counts) else None
+
+
+def _collect(params: Any, who: str) -> list[Tensor]:
+    if isinstance(params, Tensor):
+        raise TypeError(
+            f"{who}: params must be an iterable of tensors, got a single Tensor; "
+            f"pass [tensor] or model.parameters()"
+        )
+    try:
+        items = list(params)
+    except TypeError:
+        raise TypeError(
+            f"{who}: params must be an iterable of tensors (e.g. model.parameters()), "
+            f"got {type(params).__name__}"
+        ) from None
+    out: list[Tensor] = []
+    seen: set[int] = set()
+    for i, p in enumerate(items):
+        if isinstance(p, dict):
+            raise TypeError(
+                f"{who}: parameter groups (dicts) are not supported; pass one iterable of "
+                f"tensors and one set of hyperparameters"
+            )
+        if not isinstance(p, Tensor):
+            raise TypeError(f"{who}: params[{i}] is a {type(p).__name__}, not a Tensor")
+        if p.data.dtype.kind != "f":
+            raise TypeError(
+                f"{who}: params[{i}] has dtype {p.data.dtype} (shape {p.shape}); only "
+                f"floating-point tensors can be optimized"
+            )
+        if not p.is_leaf:
+            raise ValueError(
+                f"{who}: params[{i}] (shape {p.shape}) is not a leaf: it was computed by an "
+                f"op. Optimize the tensors you created, e.g. model.parameters()"
+            )
+        if id(p) not in seen:  # a tensor listed twice is optimized once
+            seen.add(id(p))
+            out.append(p)
+    if not out:
+        raise ValueError(f"{who}: got an empty parameter list; nothing to optimize")
+    return out
+
+
+def _check_range(who: str, name: str, value: float, low: float, high: float | None = None) -> None:
+    ok = value >= low and (high is None or value < high)
+    if not ok or not math.isfinite(value):
+        bounds = f">= {low}" if high is None else f"in [{low}, {high})"
+        raise ValueError(f"{who}: invalid {name} {value!r}; it must be {bounds}")
+
+
+# ----------------------------------------------------------------------- optimizer
+
+
+class Optimizer:
+    """Base class: flat parameter/gradient/state buffers and the step machinery.
+
+    Subclasses set ``_state_names`` and implement ``_update``; users call
+    :meth:`step`, :meth:`zero_grad`, :meth:`state_dict` and :meth:`load_state_dict`.
+    Hyperparameters live in ``param_groups[0]`` (a dict, as in PyTorch) and are read
+    at every step, so changing ``opt.param_groups[0]["lr"]`` takes effect at once.
+
+    Parameters
+    ----------
+    params : iterable of Tensor
+        Floating-point leaf tensors; duplicates are dropped. Each ``p.data`` is
+        rebound to a view of the optimizer's flat buffer.
+    defaults : dict
+        The hyperparameters.
+
+    Raises
+    ------
+    TypeError
+        If ``params`` is not an iterable of floating-point tensors.
+    ValueError
+        If it is empty or holds a non-leaf tensor.
+
+    Example
+    -------
+    >>> import fastbp as fb
+    >>> from fastbp.optim import SGD
+    >>> w = fb.tensor([1.0, 2.0], requires_grad=True)
+    >>> opt = SGD([w], lr=0.5)
+    >>> opt.zero_grad(); (w * w).sum().backward(); opt.step()
+    >>> w.data
+    array([0., 0.], dtype=float32)
+    """
+
+    _state_names: tuple[str, ...] = ()
+
+    def __init__(self, params: Iterable[Tensor], defaults: dict[str, Any]):
+        params = _collect(params, type(self).__name__)
+        self.defaults = dict(defaults)
+        self.param_groups: list[dict[str, Any]] = [{"params": params, **defaults}]
+        by_dtype: dict[np.dtype, list[int]] = {}
+        for i, p in enumerate(params):
+            by_dtype.setdefault(p.data.dtype, []).append(i)
+        self._flats = [
+            _Flat([params[i] for i in idx], idx, len(self._state_names))
+            for idx in by_dtype.values()
+        ]
+
+    # ---------------------------------------------------------------------- public
+    def zero_grad(self, set_to_none: bool = False) -> None:
+        """Reset the gradients before the next backward.
+
+        By default the flat gradient buffer is filled with zeros and each
+        ``p.grad`` is set to its view of it, so backward accumulates in place and
+        :meth:`step` needs no copy. A parameter with ``requires_grad=False`` gets
+        ``grad = None`` and is skipped by :meth:`step`.
+
+        Parameters
+        ----------
+        set_to_none : bool, default False
+            Set every ``p.grad`` to None instead (PyTorch's default). Slower here,
+            and a parameter that then receives no gradient is not updated at all,
+            whereas with zeros momentum and weight decay still move it.
+
+        Example
+        -------
+        >>> import fastbp as fb
+        >>> from fastbp.optim import SGD
+        >>> w = fb.ones(2, requires_grad=True)
+        >>> opt = SGD([w], lr=0.1); opt.zero_grad()
+        >>> w.grad
+        array([0., 0.], dtype=float32)
+        """
+        for flat in self._flats:
+            if set_to_none:
+                for p in flat.params:
+                    p.grad = None
+                continue
+            flat.grad.fill(0)
+            for p, view in zip(flat.params, flat.grad_views, strict=True):
+                p.grad = view if p.requires_grad else None
+
+    def step(self) -> None:
+        """Update every parameter that has a gradient, in place.
+
+        Raises
+        ------
+        ValueError
+            If a gradient's shape differs from its parameter's.
+        RuntimeError
+            If a parameter is still held by a recorded graph that has not been
+            backpropagated (its array is read-only): updating it would make that
+            graph's gradients wrong.
+
+        Example
+        -------
+        >>> import fastbp as fb
+        >>> from fastbp.optim import SGD
+        >>> w = fb.tensor([1.0], requires_grad=True)
+        >>> opt = SGD([w], lr=0.1)
+        >>> opt.zero_grad(); (3 * w).sum().backward(); opt.step()
+        >>> w.data
+        array([0.7], dtype=float32)
+        """
+        group = self.param_groups[0]
+        for flat in self._flats:
+            missing = self._gather(flat)
+            if not missing and flat.uniform is not None:
+                self._update(group, flat.data, flat.grad, flat.state, flat.uniform)
+                flat.uniform += 1
+            else:
+                self._step_each(group, flat, missing)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Return the optimizer's state as plain data (copies), ready for ``serialization.save``.
+
+        Returns
+        -------
+        dict
+            ``{"state": {"<i>": {"step": int, <buffer name>: ndarray or None}},
+            "param_groups": [{<hyperparameters>, "params": [0, 1, ...]}]}``, where
+            ``i`` is the parameter's position in the list given at construction
+            and only parameters updated at least once appear in ``"state"``.
+
+        Example
+        -------
+        >>> import fastbp as fb
+        >>> from fastbp.optim import Adam
+        >>> w = fb.ones(2, requires_grad=True)
+        >>> opt = Adam([w]); opt.zero_grad(); w.sum().backward(); opt.step()
+        >>> sorted(opt.state_dict()["state"]["0"])
+        ['exp_avg', 'exp_avg_sq', 'step']
+        """
+        state: dict[str, Any] = {}
+        for flat in self._flats:
+            for i, index in enumerate(flat.indices):
+                count = flat.count(i)
+                if count == 0:
+                    continue
+                entry: dict[str, Any] = {"step": int(count)}
+                for name, view in zip(self._state_names, flat.state_views[i], strict=True):
+                    entry[name] = self._export_buffer(name, view, flat.params[i].shape)
+                state[str(index)] = entry
+        group = {k: v for k, v in self.param_groups[0].items() if k != "params"}
+        group["params"] = list(range(len(self.param_groups[0]["params"])))
+        return {"state": state, "param_groups": [group]}
+
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        """Restore hyperparameters, step counts and buffers saved by :meth:`state_dict`.
+
+        The optimizer must have been built over the same parameters (same number,
+        order and shapes). Everything is checked before anything changes.
+
+        Parameters
+        ----------
+        state_dict : mapping
+            As returned by :meth:`state_dict` (possibly after a save/load round trip).
+
+        Raises
+        ------
+        ValueError
+            If the structure, the number of parameters, the hyperparameter names
+            (e.g. an SGD state loaded into Adam) or a buffer's shape do not match.
+
+        Example
+        -------
+        >>> import fastbp as fb
+        >>> from fastbp.optim import SGD
+        >>> w = fb.ones(2, requires_grad=True)
+        >>> a = SGD([w], lr=0.1, momentum=0.9)
+        >>> b = SGD([w], lr=1.0, momentum=0.9)
+        >>> b.load_state_dict(a.state_dict()); b.param_groups[0]["lr"]
+        0.1
+        """
+        who = f"{type(self).__name__}.load_state_dict"
+        if not isinstance(state_dict, Mapping) or set(state_dict) != {"state", "param_groups"}:
+            raise ValueError(
+                f"{who}: expected a dict with keys 'state' and 'param_groups' (from "
+                f"optimizer.state_dict()), got "
+                f"{sorted(state_dict) if isinstance(state_dict, Mapping) else type(state_dict)}"
+            )
+        groups = state_dict["param_groups"]
+        if len(groups) != 1:
+            raise ValueError(f"{who}: expected 1 parameter group, got {len(groups)}")
+        saved_group = dict(groups[0])
+        saved_params = saved_group.pop("params", [])
+        params = self.param_groups[0]["params"]
+        if len(saved_params) != len(params):
+            raise ValueError(
+                f"{who}: the state dict is for {len(saved_params)} parameters but this "
+                f"optimizer has {len(params)}; build it over the same model.parameters()"
+            )
+        expected = set(self.defaults)
+        if set(saved_group) != expected:
+            raise ValueError(
+                f"{who}: hyperparameters {sorted(saved_group)} do not match "
+                f"{type(self).__name__}'s {sorted(expected)}; was it saved from another "
+                f"optimizer type?"
+            )
+        pending = []  # (flat, counts, [(i, name, array)]) applied after all checks pass
+        saved_state = state_dict["state"]
+        unknown = [k for k in saved_state if not (str(k).isdigit() and int(k) < len(params))]
+        if unknown:
+            raise ValueError(
+                f"{who}: state entries {unknown} do not name parameters 0..{len(params) - 1}"
+            )
+        for flat in self._flats:
+            counts = []
+            copies = []
+            for i, index in enumerate(flat.indices):
+                entry = saved_state.get(str(index))
+                if entry is None:
+                    counts.append(0)
+                    continue
+                counts.append(int(entry.get("step", 0)))
+                shape = flat.params[i].shape
+                for name in self._state_names:
+                    value = entry.get(name)
+                    if value is None:
+                        continue
+                    value = np.asarray(value)
+                    if value.shape != shape:
+                        raise ValueError(
+                            f"{who}: state '{name}' of parameter {index} has shape "
+                            f"{value.shape} but the parameter has shape {shape}"
+                        )
+                    copies.append((i, self._state_names.index(name), value))
+            pending.append((flat, counts, copies))
+        self.param_groups[0].update(saved_group)
+        for flat, counts, copies in pending:
+            for s in flat.state:
+                s.fill(0)
+            for i, k, value in copies:
+                np.copyto(flat.state_views[i][k], value.reshape(-1), casting="unsafe")
+            flat.set_counts(counts)
+
+    def __repr__(self) -> str:
+        group = self.param_groups[0]
+        lines = [f"    {k}: {group[k]}" for k in sorted(group) if k != "params"]
+        return f"{type(self).__name__} (\nParameter Group 0\n" + "\n".join(lines) + "\n)"
+
+    # -------------------------------------------------------------------- internals
+    def _update(self, group, param, grad, state, count) -> None:
+        raise NotImplementedError
+
+    def _export_buffer(self, name: str, view: np.ndarray, shape) -> np.ndarray | None:
+        return view.reshape(shape).copy()
+
+    def _gather(self, flat: _Flat) -> list[int]:
+        """Bring parameters and gradients into the flat buffers; return params without grad."""
+        missing: list[int] = []
+        for i, (p, data_view, grad_view) in enumerate(
+            zip(flat.params, flat.data_views, flat.grad_views, strict=True)
+        ):
+            if p.data is not data_view:
+                self._rebind(flat, i)
+            elif not data_view.flags.writeable:
+                raise RuntimeError(
+                    f"{type(self).__name__}.step: parameter {flat.indices[i]} (shape {p.shape}) "
+                    f"is still used by a recorded graph that has not been backpropagated; "
+                    f"updating it now would corrupt that graph's gradients. Call backward() "
+                    f"(without retain_graph) or drop the graph's output before step(), and "
+                    f"run evaluation under fb.no_grad()"
+                )
+            g = p.grad
+            if g is grad_view:
+                continue
+            if g is None:
+                missing.append(i)
+                continue
+            if np.shape(g) != data_view.shape:
+                raise ValueError(
+                    f"{type(self).__name__}.step: parameter {flat.indices[i]} has shape "
+                    f"{data_view.shape} but its .grad has shape {np.shape(g)}"
+                )
+            np.copyto(grad_view, g, casting="same_kind")
+        return missing
+
+    def _rebind(self, flat: _Flat, i: int) -> None:
+        """``p.data`` was replaced by someone else: copy it in and point it back at the buffer."""
+        p = flat.params[i]
+        view = flat.data_views[i]
+        if p.data.shape != view.shape:
+            raise ValueError(
+                f"{type(self).__name__}.step: parameter {flat.indices[i]} was built with shape "
+                f"{view.shape} but its .data now has shape {p.data.shape}; create a new "
+                f"optimizer after changing parameter shapes"
+            )
+        np.copyto(view, p.data, casting="same_kind")
+        p.data = view
+
+    def _step_each(self, group, flat: _Flat, missing: list[int]) -> None:
+        """Update the parameters one by one, skipping those without a gradient."""
+        counts = [flat.count(i) for i in range(len(flat.params))]
+        skip = set(missing)
+        for i, sl in enumerate(flat.slices):
+            if i in skip:
+                continue
+            self._update(group, flat.data[sl], flat.grad[sl], flat.state_views[i], counts[i])
+            counts[i] += 1
+        flat.set_counts(counts)
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent with optional momentum, dampening, Nesterov and L2.
+
+    Per parameter ``w`` with gradient ``g`` (PyTorch's rule, step for step)::
+
+        g ← g + λ·w                      (weight_decay λ: L2 regularisation)
+        b ← g                            (first step)
+        b ← μ·b + (1 − τ)·g              (later steps; momentum μ, dampening τ)
+        g ← g + μ·b  if nesterov else b  (only when μ ≠ 0)
+        w ← w − lr·g
+
+    ``weight_decay`` adds ``λ·w`` to the gradient, i.e. the gradient of the penalty
+    ``(λ/2)·‖w‖²`` added to the loss.
+
+    Parameters
+    ----------
+    params : iterable of Tensor
+        The parameters; each ``p.data`` is rebound to a view of a flat buffer
+        (see the module docstring).
+    lr : float
+        Learning rate.
+    momentum : float, default 0
+    dampening : float, default 0
+    weight_decay : float, default 0
+        L2 penalty coefficient λ.
+    nesterov : bool, default False
+        Nesterov momentum; needs ``momentum > 0`` and ``dampening == 0``.
+
+    Raises
+    ------
+    ValueError
+        For a negative or non-finite hyperparameter, or ``nesterov`` without
+        momentum or with dampening.
+
+    Example
+    -------
+    >>> import fastbp as fb
+    >>> from fastbp.optim import SGD
+    >>> w = fb.tensor([1.0], requires_grad=True)
+    >>> opt = SGD([w], lr=0.1, momentum=0.9)
+    >>> for _ in range(2):
+    ...     opt.zero_grad(); (w * 1.0).sum().backward(); opt.step()
+    >>> round(float(w.data[0]), 4)  # 1 - 0.1 * (1 + 1.9)
+    0.71
+    """
+
+    _state_names = ("momentum_buffer",)
+
+    def __init__(
+        self,
+        params: Iterable[Tensor],
+        lr: float,
+        momentum: float = 0.0,
+        dampening: float = 0.0,
+        weight_decay: float = 0.0,
+        nesterov: bool = False,
+    ):
+        who = "SGD"
+        _check_range(who, "learning rate lr", lr, 0.0)
+        _check_range(who, "momentum", momentum, 0.0)
+        _check_range(who, "dampening", dampening, 0.0)
+        _check_range(who, "weight_decay", weight_decay, 0.0)
+        if nesterov and (momentum <= 0 or dampening != 0):
+            raise ValueError(
+                f"SGD: nesterov=True needs momentum > 0 and dampening == 0, got "
+                f"momentum={momentum}, dampening={dampening}"
+            )
+        defaults = {
+            "lr": lr,
+            "momentum": momentum,
+            "dampening": dampening,
+            "weight_decay": weight_decay,
+            "nesterov": bool(nesterov),
+        }
+        super().__init__(params, defaults)
+
+    def _update(self, group, param, grad, state, count) -> None:
+        # NOTE: the momentum buffer is allocated even when momentum == 0 so the kernel
+        # always gets a real array of the right size (it does not touch it then).
+        _sgd_update(
+            param,
+            grad,
+            state[0],
+            group["lr"],
+            group["momentum"],
+            group["dampening"],
+            group["weight_decay"],
+            group["nesterov"],
+            count == 0,
+        )
+
+    def _export_buffer(self, name, view, shape):
+        # As in PyTorch, plain SGD has no momentum buffer.
+        return None if self.param_groups[0]["momentum"] == 0 else view.reshape(shape).copy()
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba), with PyTorch's update rule and bias correction.
+
+    Per parameter ``w`` with gradient ``g`` at step ``t`` (1, 2, ...)::
+
+        g ← g + λ·w                          (weight_decay λ: L2 regularisation)
+        m ← β1·m + (1 − β1)·g
+        v ← β2·v + (1 − β2)·g²
+        w ← w − lr/(1 − β1ᵗ) · m / (sqrt(v)/sqrt(1 − β2ᵗ) + eps)
+
+    ``weight_decay`` here is coupled L2 regularisation: ``λ·w`` is added to the
+    gradient (the gradient of ``(λ/2)·‖w‖²``) and so is rescaled by Adam like the
+    rest of the gradient; use :class:`AdamW` for decoupled weight decay.
+
+    Parameters
+    ----------
+    params : iterable of Tensor
+        The parameters; each ``p.data`` is rebound to a view of a flat buffer.
+    lr : float, default 1e-3
+    betas : (float, float), default (0.9, 0.999)
+        Decay rates of the first and second moment estimates, each in [0, 1).
+    eps : float, default 1e-8
+        Added to the denominator for numerical stability.
+    weight_decay : float, default 0
+        L2 penalty coefficient λ.
+
+    Raises
+    ------
+    ValueError
+        For an out-of-range hyperparameter.
+
+    Example
+    -------
+    >>> import fastbp as fb
+    >>> from fastbp.optim import Adam
+    >>> w = fb.tensor([1.0], requires_grad=True)
+    >>> opt = Adam([w], lr=0.1)
+    >>> opt.zero_grad(); (w * w).sum().backward(); opt.step()
+    >>> round(float(w.data[0]), 4)  # the first Adam step moves by ~lr
+    0.9
+    """
+
+    _state_names = ("exp_avg", "exp_avg_sq")
+    _decoupled = False
+
+    def __init__(
+        self,
+        params: Iterable[Tensor],
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+    ):
+        who = type(self).__name__
+        _check_range(who, "learning rate lr", lr, 0.0)
+        if len(betas) != 2:
+            raise ValueError(f"{who}: betas must be a pair (beta1, beta2), got {betas!r}")
+        _check_range(who, "beta1", betas[0], 0.0, 1.0)
+        _check_range(who, "beta2", betas[1], 0.0, 1.0)
+        _check_range(who, "eps", eps, 0.0)
+        _check_range(who, "weight_decay", weight_decay, 0.0)
+        defaults = {
+            "lr": lr,
+            "betas": (float(betas[0]), float(betas[1])),
+            "eps": eps,
+            "weight_decay": weight_decay,
+        }
+        super().__init__(params, defaults)
+
+    def _update(self, group, param, grad, state, count) -> None:
+        beta1, beta2 = group["betas"]
+        _adam_update(
+            param,
+            grad,
+            state[0],
+            state[1],
+            group["lr"],
+            beta1,
+            beta2,
+            group["eps"],
+            group["weight_decay"],
+            count + 1,
+            self._decoupled,
+        )
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Loshchilov & Hutter), as PyTorch's AdamW.
+
+    The decay shrinks the weights directly instead of entering the gradient::
+
+        w ← w − lr·λ·w                   (before the Adam step; not rescaled by Adam)
+        then the Adam update of :class:`Adam` with λ = 0
+
+    Parameters
+    ----------
+    params : iterable of Tensor
+        The parameters; each ``p.data`` is rebound to a view of a flat buffer.
+    lr : float, default 1e-3
+    betas : (float, float), default (0.9, 0.999)
+    eps : float, default 1e-8
+    weight_decay : float, default 1e-2
+        Decoupled decay coefficient λ.
+
+    Raises
+    ------
+    ValueError
+        For an out-of-range hyperparameter.
+
+    Example
+    -------
+    >>> import fastbp as fb
+    >>> from fastbp.optim import AdamW
+    >>> w = fb.tensor([1.0], requires_grad=True)
+    >>> opt = AdamW([w], lr=0.1, weight_decay=0.5)
+    >>> opt.zero_grad(); (w * 0.0).sum().backward(); opt.step()
+    >>> round(float(w.data[0]), 4)  # only the decay acts: 1 - 0.1 * 0.5
+    0.95
+    """
+
+    _decoupled = True
+
+    def __init__(
+        self,
+        params: Iterable[Tensor],
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 1e-2,
+    ):
+        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
