@@ -56,6 +56,6 @@ from .tensor import (
     zeros_like,
 )
 
-from . import data  # isort: skip
+from . import data, nn, optim, viz  # isort: skip
 
 __version__ = "0.1.0"

@@ -149,9 +149,21 @@ class Node:
 
 
 class _LockingNode(Node):
-    """A record holding parameter arrays read-only; a subclass so plain records skip ``__del__``."""
+    """A record that saved parameters: it holds their arrays read-only and remembers
+    their versions. A subclass, so that the common record pays for no ``__del__``."""
 
-    __slots__ = ()
+    __slots__ = ("params", "versions")
+
+    def check_versions(self) -> None:
+        """Raise if fastbp updated a saved parameter in place since this op ran."""
+        for t, version in zip(self.params, self.versions, strict=True):
+            if t._version != version:
+                raise RuntimeError(
+                    f"backward of '{self.op.name}': a parameter it saved (shape {t.shape}) "
+                    f"was modified in place (e.g. by optimizer.step()) after the forward "
+                    f"pass, so its gradient would be wrong. Call backward() before step(), "
+                    f"or recompute the forward pass."
+                )
 
     def __del__(self):
         # An abandoned graph must give the parameters' arrays back to the user.
@@ -411,6 +423,7 @@ def apply(op: Op, inputs: tuple[Tensor, ...], **params: Any) -> Tensor:
     result.data = out
     result.grad = None
     result._node = None
+    result._version = 0
     state = _state
     if state.grad_enabled:
         needs = tuple(map(_requires_grad, inputs))
@@ -441,9 +454,10 @@ def apply(op: Op, inputs: tuple[Tensor, ...], **params: Any) -> Tensor:
 def _lock_parameters(inputs) -> Node:
     """A record that keeps its parameters' arrays read-only while it holds them."""
     node = _new_node(_LockingNode)
-    locked = tuple(
-        [t.data for t in inputs if t._node is None and t.requires_grad and t.data.flags.writeable]
-    )
+    params = tuple([t for t in inputs if t._node is None and t.requires_grad])
+    node.params = params
+    node.versions = tuple([t._version for t in params])
+    locked = tuple([t.data for t in params if t.data.flags.writeable])
     _lock(locked)
     node.locked = locked
     return node
@@ -540,6 +554,8 @@ def _walk(
             )
         op = node.op
         inputs = node.inputs
+        if type(node) is _LockingNode:
+            node.check_versions()
         grads = op.vjp(saved, dy, node.needs)
         if not retain_graph:
             node.release()

@@ -273,7 +273,8 @@ def logsumexp(x: Any, axis: Axis = None, keepdims: bool = False) -> Tensor:
     Example
     -------
     >>> import fastbp as fb
-    >>> fb.logsumexp(fb.tensor([1000.0, 1000.0]))
-    tensor(1000.6931)
+    >>> import numpy as np
+    >>> float(fb.logsumexp(fb.tensor(np.array([1000.0, 1000.0]))))
+    1000.6931471805599
     """
     return apply(reduce.LOGSUMEXP, (as_tensor(x),), axis=axis, keepdims=keepdims)

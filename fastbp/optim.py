@@ -291,10 +291,11 @@ class Optimizer:
         ------
         ValueError
             If a gradient's shape differs from its parameter's.
-        RuntimeError
-            If a parameter is still held by a recorded graph that has not been
-            backpropagated (its array is read-only): updating it would make that
-            graph's gradients wrong.
+
+        Notes
+        -----
+        Each parameter's version is bumped, so that a backward through a graph recorded
+        before this step raises instead of using the updated values.
 
         Example
         -------
@@ -308,6 +309,8 @@ class Optimizer:
         """
         group = self.param_groups[0]
         for flat in self._flats:
+            for p in flat.params:
+                p._version += 1
             missing = self._gather(flat)
             if not missing and flat.uniform is not None:
                 self._update(group, flat.data, flat.grad, flat.state, flat.uniform)
@@ -458,14 +461,6 @@ class Optimizer:
         ):
             if p.data is not data_view:
                 self._rebind(flat, i)
-            elif not data_view.flags.writeable:
-                raise RuntimeError(
-                    f"{type(self).__name__}.step: parameter {flat.indices[i]} (shape {p.shape}) "
-                    f"is still used by a recorded graph that has not been backpropagated; "
-                    f"updating it now would corrupt that graph's gradients. Call backward() "
-                    f"(without retain_graph) or drop the graph's output before step(), and "
-                    f"run evaluation under fb.no_grad()"
-                )
             g = p.grad
             if g is grad_view:
                 continue

@@ -75,7 +75,9 @@ class Tensor:
     array([2., 4., 6.], dtype=float32)
     """
 
-    __slots__ = ("data", "grad", "requires_grad", "_node", "__weakref__")
+    # ``_version`` counts in-place updates by fastbp itself (optimizer steps), so that
+    # backward can refuse a graph whose saved parameters have changed since forward.
+    __slots__ = ("data", "grad", "requires_grad", "_node", "_version", "__weakref__")
     # Make ``ndarray <op> Tensor`` call the Tensor's reflected method instead of
     # letting NumPy treat the Tensor as an object scalar.
     __array_ufunc__ = None
@@ -89,6 +91,7 @@ class Tensor:
         self.grad = None
         self.requires_grad = bool(requires_grad)
         self._node = None
+        self._version = 0
 
     # ------------------------------------------------------------------- properties
     @property
@@ -427,6 +430,7 @@ def _constant(data: np.ndarray) -> Tensor:
     t.grad = None
     t.requires_grad = False
     t._node = None
+    t._version = 0
     return t
 
 

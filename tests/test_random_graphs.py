@@ -68,7 +68,12 @@ def build(steps):
             if name in UNARY:
                 values.append(UNARY[name](a))
             else:
-                values.append(BINARY[name](a, values[j % len(values)]))
+                b = values[j % len(values)]
+                try:
+                    np.broadcast_shapes(a.shape, b.shape)
+                except ValueError:  # a reduction changed a shape: combine with itself
+                    b = a
+                values.append(BINARY[name](a, b))
         # Sum everything so that every intermediate (fan-out included) reaches the output.
         total = values[-1].sum()
         for v in values[len(inputs) : -1]:
