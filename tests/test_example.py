@@ -177,6 +177,11 @@ def test_missing_data_is_a_clear_error(tmp_path):
         mnist_mlp.main(["--data-dir", str(tmp_path), "--epochs", "1", "--no-progress"])
 
 
+def test_save_into_missing_directory_fails_before_training(tmp_path):
+    with pytest.raises(SystemExit, match="does not exist"):
+        mnist_mlp.main(["--data-dir", str(tmp_path), "--save", str(tmp_path / "no" / "c.npz")])
+
+
 @pytest.mark.parametrize("hidden", ["0", "12,x", "-3"])
 def test_bad_hidden_is_rejected(hidden, capsys):
     with pytest.raises(SystemExit):

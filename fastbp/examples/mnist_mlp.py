@@ -698,8 +698,15 @@ def main(argv: Sequence[str] | None = None) -> float:
     test accuracy: 0.8512
     """
     args = parse_args(argv)
+    # Fail before training, not after it.
     if args.plot:
-        _require_matplotlib()  # fail before training, not after
+        _require_matplotlib()
+    for option, target in (("--save", args.save), ("--plot", args.plot)):
+        if target and not Path(target).resolve().parent.is_dir():
+            raise SystemExit(
+                f"error: {option} {target}: directory {Path(target).resolve().parent} does not "
+                "exist; create it first."
+            )
 
     saved = None
     if args.resume:
