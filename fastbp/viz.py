@@ -69,8 +69,8 @@ def graph_nodes(tensor: Tensor) -> list[Node]:
     TypeError
         If ``tensor`` is not a :class:`~fastbp.Tensor`.
 
-    Example
-    -------
+    Examples
+    --------
     >>> import fastbp as fb
     >>> from fastbp.viz import graph_nodes
     >>> x = fb.tensor([1.0, 2.0], requires_grad=True)
@@ -98,8 +98,8 @@ def saved_arrays(node: Node) -> list[np.ndarray]:
     list of ndarray
         Empty when the op saved no array or backward has already freed them.
 
-    Example
-    -------
+    Examples
+    --------
     >>> import fastbp as fb
     >>> from fastbp.viz import saved_arrays
     >>> x = fb.tensor([1.0, 2.0], requires_grad=True)
@@ -112,6 +112,9 @@ def saved_arrays(node: Node) -> list[np.ndarray]:
         item = pending.pop()
         if isinstance(item, np.ndarray):
             found.append(item)
+        elif isinstance(item, np.generic):
+            # NumPy ufuncs return scalars for 0-d inputs, so an op may save one.
+            found.append(np.asarray(item))
         elif isinstance(item, (tuple, list)):
             pending.extend(reversed(item))  # reversed: keep the op's own order
         elif isinstance(item, Mapping):
@@ -162,8 +165,8 @@ def to_dot(
     ValueError
         If ``rankdir`` is not one of the four directions.
 
-    Example
-    -------
+    Examples
+    --------
     >>> import fastbp as fb
     >>> from fastbp.viz import to_dot
     >>> x = fb.tensor([1.0, 2.0], requires_grad=True)
@@ -266,8 +269,8 @@ def render(
         If the ``dot`` executable is not installed (the message says how to
         install Graphviz), or if ``dot`` fails (the message includes its error).
 
-    Example
-    -------
+    Examples
+    --------
     >>> import fastbp as fb
     >>> from fastbp.viz import render
     >>> x = fb.tensor([1.0, 2.0], requires_grad=True)

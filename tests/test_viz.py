@@ -127,6 +127,13 @@ def test_graph_nodes_and_saved_arrays():
     assert [float(a) for a in viz.saved_arrays(nodes[1])] == [3.0, -4.0]  # mul saves both
 
 
+def test_saved_numpy_scalars_count_as_arrays():
+    # NumPy ufuncs return scalars for 0-d inputs, so an op on a 0-d tensor may save one.
+    x = fb.tensor(0.0, dtype=np.float64, requires_grad=True)
+    saved = viz.saved_arrays(fb.sigmoid(x).grad_fn)
+    assert [(a.shape, float(a)) for a in saved] == [((), 0.5)]
+
+
 def test_leaf_and_freed_graph():
     x, y, z, s, f = circuit()
     nodes, edges = parse(viz.to_dot(x))

@@ -1,0 +1,177 @@
+"""The documentation runs: code blocks in the pages, docstring examples, and the site build.
+
+* Every fenced ```` ```python ```` block of ``docs/*.md`` and ``README.md`` is executed, one
+  page at a time, in order, in one namespace (a page reads as a script), in a temporary
+  working directory. A block opened with ```` ```python skip ```` is not run (used only
+  where running it would take minutes, and the page says why). A page containing
+  ``<!-- fastbp-docs: needs-mnist -->`` is skipped when ``$FASTBP_DATA`` does not hold MNIST.
+* Every fastbp module's docstring examples run under :mod:`doctest`.
+* ``mkdocs build --strict`` succeeds (skipped when MkDocs is not installed).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import doctest
+import importlib
+import importlib.util
+import io
+import os
+import pkgutil
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import fastbp
+import fastbp.ops
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGES = sorted((ROOT / "docs").glob("*.md")) + [ROOT / "README.md"]
+
+# An opening fence (any indentation, e.g. inside an admonition), its info string, the body,
+# and the closing fence at the same indentation.
+FENCE = re.compile(
+    r"^(?P<indent>[ \t]*)```(?P<info>[^\n`]*)\n(?P<body>.*?)^(?P=indent)```[ \t]*$",
+    re.MULTILINE | re.DOTALL,
+)
+NEEDS_MNIST = "<!-- fastbp-docs: needs-mnist -->"
+MNIST_FILES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
+
+
+def python_blocks(text: str) -> list[tuple[int, str, bool]]:
+    """Return ``(line number, code, skipped)`` for each Python block of a Markdown page."""
+    blocks = []
+    for match in FENCE.finditer(text):
+        words = match.group("info").split()
+        if not words or words[0] not in ("python", "py"):
+            continue
+        line = text.count("\n", 0, match.start()) + 2  # the first line of code
+        code = textwrap.dedent(match.group("body"))
+        blocks.append((line, code, "skip" in words[1:]))
+    return blocks
+
+
+def test_fence_parser():
+    page = (
+        "text\n```python\na = 1\n```\n\n```bash\nls\n```\n"
+        "!!! note\n    ```python\n    b = a + 1\n    ```\n```python skip\nslow()\n```\n"
+    )
+    assert python_blocks(page) == [
+        (3, "a = 1\n", False),
+        (11, "b = a + 1\n", False),
+        (14, "slow()\n", True),
+    ]
+
+
+@pytest.fixture
+def op_table():
+    """Undo, after the test, any op a page or an example registers with ``defop``.
+
+    Otherwise ``tests/test_ops.py`` would find ops without a gradient test, and running
+    the same example twice would fail on the duplicate name.
+    """
+    snapshot = dict(fastbp.ops.OPS)
+    yield
+    fastbp.ops.OPS.clear()
+    fastbp.ops.OPS.update(snapshot)
+
+
+def _has_mnist() -> bool:
+    root = os.environ.get("FASTBP_DATA")
+    if not root:
+        return False
+    return all(
+        (Path(root) / n).is_file() or (Path(root) / f"{n}.gz").is_file() for n in MNIST_FILES
+    )
+
+
+@pytest.mark.usefixtures("op_table")
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_page_code_blocks_run(page: Path, tmp_path, monkeypatch):
+    text = page.read_text(encoding="utf-8")
+    blocks = [b for b in python_blocks(text) if not b[2]]
+    if not blocks:
+        pytest.skip("no Python blocks to run")
+    if NEEDS_MNIST in text and not _has_mnist():
+        pytest.skip("the page trains on MNIST and $FASTBP_DATA does not hold it")
+    data = os.environ.get("FASTBP_DATA")
+    if data:
+        # The page runs in a temporary directory: a relative path must still find the data.
+        monkeypatch.setenv("FASTBP_DATA", str(Path(data).resolve()))
+    monkeypatch.chdir(tmp_path)
+    namespace: dict[str, object] = {"__name__": "__docs__"}
+    for line, code, _ in blocks:
+        where = f"{page.relative_to(ROOT)}:{line}"
+        compiled = compile("\n" * (line - 1) + code, str(page), "exec")
+        out = io.StringIO()
+        try:
+            with contextlib.redirect_stdout(out):
+                exec(compiled, namespace)
+        except BaseException as exc:
+            pytest.fail(f"the code block at {where} raised {type(exc).__name__}: {exc}")
+
+
+# --------------------------------------------------------------------------- doctests
+
+
+def _fastbp_modules() -> list[str]:
+    names = [fastbp.__name__]
+    for info in pkgutil.walk_packages(fastbp.__path__, prefix="fastbp.", onerror=lambda n: None):
+        names.append(info.name)
+    return sorted(names)
+
+
+@pytest.mark.usefixtures("op_table")
+@pytest.mark.parametrize("name", _fastbp_modules())
+def test_docstring_examples(name: str, tmp_path, monkeypatch):
+    try:
+        # From sys.modules, not an attribute: ``fastbp.gradcheck`` is also a function name.
+        importlib.import_module(name)
+    except ImportError as exc:  # an optional dependency (e.g. matplotlib) is missing
+        pytest.skip(f"{name} does not import: {exc}")
+    module = sys.modules[name]
+    monkeypatch.chdir(tmp_path)  # examples that write files write them here
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        result = doctest.testmod(
+            module,
+            optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE,
+            report=True,
+        )
+    assert result.failed == 0, f"{result.failed} docstring example(s) failed in {name}:\n" + (
+        out.getvalue()
+    )
+
+
+# --------------------------------------------------------------------------- site build
+
+
+@pytest.mark.skipif(importlib.util.find_spec("mkdocs") is None, reason="mkdocs is not installed")
+def test_mkdocs_build_strict(tmp_path):
+    for plugin in ("material", "mkdocstrings", "mkdocstrings_handlers.python"):
+        if importlib.util.find_spec(plugin.split(".")[0]) is None:
+            pytest.skip(f"{plugin} is not installed (pip install -e '.[docs]')")
+    site = tmp_path / "site"
+    done = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "-q", "-d", str(site)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, f"mkdocs build --strict failed:\n{done.stdout}\n{done.stderr}"
+    for page in ("index.html", "tutorial/index.html", "api/index.html"):
+        assert (site / page).is_file(), page
+    api = (site / "api" / "index.html").read_text(encoding="utf-8")
+    assert "to_dot" in api and "backward" in api
+    tutorial = (site / "tutorial" / "index.html").read_text(encoding="utf-8")
+    assert "fastbp-graph" not in tutorial  # every marker was replaced
