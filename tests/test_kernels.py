@@ -7,6 +7,8 @@ messages for bad arguments.
 
 from __future__ import annotations
 
+import doctest
+import importlib
 import inspect
 import json
 import os
@@ -69,6 +71,16 @@ def test_every_kernel_has_a_numpy_twin_with_the_same_signature():
         assert kernel.__name__ == name and twin.__name__ == f"{name}_numpy"
         assert inspect.signature(kernel) == inspect.signature(twin), name
         assert kernel.__doc__ and twin.__doc__
+
+
+@pytest.mark.parametrize(
+    "module",
+    ["__init__", "_jit", "_guards", "_simd_math", "activations", "linear", "losses", "optim"],
+)
+def test_docstring_examples_run(module):
+    name = "fastbp.kernels" if module == "__init__" else f"fastbp.kernels.{module}"
+    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0
 
 
 # ---------------------------------------------------------------- elementwise and fused

@@ -8,9 +8,13 @@ expression the kernel replaces; used by the tests, by the benchmarks and as a fa
 Design notes
 ------------
 * Matrix products use NumPy's BLAS (``np.dot(..., out=...)``, transposes as ``.T`` views) from the
-  Python wrappers. Calling BLAS from inside ``@njit`` measured no faster at (16,128,128) to
-  (1024,1024,1024) and would bring in SciPy's separate OpenBLAS and its own thread pool, so only
-  NumPy's pool is ever used.
+  Python wrappers. Calling BLAS from inside ``@njit`` (SciPy's OpenBLAS) measured the same within
+  noise from (16,128,128) to (1024,1024,1024) and slower at batch 1, and it would make SciPy's
+  separate OpenBLAS thread pool busy next to NumPy's. Numba loads SciPy's OpenBLAS anyway, but
+  no kernel calls it, so only NumPy's pool ever works. A batch of one takes a jitted outer
+  product for ``xᵀ·dy`` (OpenBLAS's gemm with an inner dimension of 1 is 2-6x slower).
+* Softmax needs ``exp``: Numba's is a scalar libm call (no SVML here), slower than NumPy's SIMD
+  one, so the kernels use their own vectorisable ``exp`` (``_simd_math``, < 1 ulp).
 * Argument checks cost nothing on the fast path: jitted kernels reject wrong dtypes, ranks,
   layouts and read-only outputs when they are compiled for them, compare shapes at run time, and
   the wrapper turns any failure into a TypeError/ValueError that names the kernel, the argument,
@@ -18,8 +22,11 @@ Design notes
 * Kernels are compiled lazily, once per dtype, and cached on disk (``cache=True``). When Numba
   has nowhere to write the cache they compile without one. ``FASTBP_DISABLE_JIT=1`` (or Numba's
   ``NUMBA_DISABLE_JIT=1``) runs them as plain Python.
-* No kernel runs in parallel: on the 2-core target, extra threads measured no gain at these sizes
-  and would compete with NumPy's BLAS threads.
+* No kernel runs in parallel. On the 2-core target ``prange`` gave 1.8x only on memory-bound
+  kernels at (1024,1024), lost at (128,512), and stalled for ~10 ms whenever the other core was
+  busy; it would also compete with NumPy's BLAS threads.
+* Allocation: large fresh outputs page-fault on every call (softmax at 1024x1024 float64: 5.9 ms
+  allocating vs 2.4 ms into given buffers), so callers that repeat shapes should pass ``out``.
 
 Example
 -------

@@ -3,6 +3,10 @@
 ``FASTBP_DISABLE_JIT=1`` (read once, at import) makes :func:`kernel_jit` hand back the undecorated
 function, so kernels run as ordinary Python for debugging and line coverage. Numba's own
 ``NUMBA_DISABLE_JIT=1`` has the same effect through ``numba.njit`` itself.
+
+Numba keys each cached kernel on the source file that defines it, not on the helpers it calls:
+after editing ``_guards.py`` or ``_simd_math.py`` during development, delete
+``fastbp/kernels/__pycache__`` (reinstalling the package refreshes every file, so users are safe).
 """
 
 from __future__ import annotations
