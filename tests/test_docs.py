@@ -175,3 +175,53 @@ def test_mkdocs_build_strict(tmp_path):
     assert "to_dot" in api and "backward" in api
     tutorial = (site / "tutorial" / "index.html").read_text(encoding="utf-8")
     assert "fastbp-graph" not in tutorial  # every marker was replaced
+
+
+def _load_hooks():
+    spec = importlib.util.spec_from_file_location("fastbp_docs_hooks", ROOT / "docs" / "hooks.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.skipif(importlib.util.find_spec("mkdocs") is None, reason="mkdocs is not installed")
+def test_graphs_fall_back_to_dot_text_without_graphviz(monkeypatch, capsys):
+    import shutil
+    from types import SimpleNamespace
+
+    hooks = _load_hooks()
+    real_which = shutil.which
+    monkeypatch.setattr(
+        shutil, "which", lambda cmd, *a, **k: None if cmd == "dot" else real_which(cmd)
+    )
+    hooks.on_config({})
+    assert "Graphviz 'dot' was not found" in capsys.readouterr().err  # stderr, not a warning
+    page = SimpleNamespace(file=SimpleNamespace(src_uri="tutorial.md"))
+    html = hooks.on_page_markdown(
+        "intro\n<!-- fastbp-graph: circuit -->\n```python skip\nx = 1\n```\n", page, {}, None
+    )
+    assert '<pre class="fastbp-dot"><code>digraph fastbp {' in html
+    assert "leaf0 -&gt; op0;" in html  # escaped for HTML
+    assert "```python\nx = 1" in html  # the test-only `skip` is not shown
+    with pytest.raises(Exception, match="unknown graph 'nope'"):
+        hooks.on_page_markdown("<!-- fastbp-graph: nope -->\n", page, {}, None)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("mkdocs") is None, reason="mkdocs is not installed")
+def test_benchmark_results_are_included_from_their_readme(tmp_path, monkeypatch):
+    hooks = _load_hooks()
+    monkeypatch.setattr(hooks, "_BENCHMARKS", tmp_path)
+    assert "benchmarks/README.md" in hooks._benchmark_section("")  # not there yet: a pointer
+
+    (tmp_path / "plot.png").write_bytes(b"\x89PNG")
+    (tmp_path / "README.md").write_text(
+        "# Benchmarks\n\n## Results\n\n![step times](plot.png)\n![later](missing.png)\n"
+        "See [the script](compare.py) and [PyTorch](https://pytorch.org).\n"
+    )
+    assert hooks._benchmark_images() == [tmp_path / "plot.png"]
+    section = hooks._benchmark_section("")
+    assert "# Benchmarks" not in section and "### Results" in section
+    assert "![step times](img/benchmarks/plot.png)" in section
+    assert "`benchmarks/missing.png` not generated yet" in section
+    assert "the script (`benchmarks/compare.py`)" in section
+    assert "[PyTorch](https://pytorch.org)" in section
