@@ -19,7 +19,7 @@ CHAIN = 300
 
 def tiny_chain(x):
     y = x
-    for i in range(CHAIN // 3):
+    for _ in range(CHAIN // 3):
         y = y * 1.001
         y = y + 0.5
         y = fb.tanh(y)

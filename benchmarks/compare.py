@@ -78,8 +78,10 @@ def main(argv: list[str] | None = None) -> dict:
         for system in systems:
             step = ms.SYSTEMS[system][0](batch, sizes)
             results[config][system] = median_time(step, args.min_time)
-            print(f"{config:>24} {system:>10}: {results[config][system] * 1e6:10.1f} us",
-                  file=sys.stderr)
+            print(
+                f"{config:>24} {system:>10}: {results[config][system] * 1e6:10.1f} us",
+                file=sys.stderr,
+            )
 
     lines = [
         f"Training step medians ({'1 pinned core' if args.threads == '1' else 'all cores'}), "
