@@ -502,3 +502,20 @@ def test_init_reproducible_and_validated():
     with pytest.raises(ValueError, match="unknown nonlinearity"):
         init.calculate_gain("swish")
     assert init.calculate_gain("tanh") == pytest.approx(5 / 3)
+
+
+@pytest.mark.parametrize("activation", [nn.ReLU, nn.Sigmoid])
+def test_sequential_fuses_linear_and_activation_without_changing_results(activation):
+    fb.manual_seed(3)
+    model = nn.Sequential(nn.Linear(5, 4), activation(), nn.Linear(4, 3))
+    x = fb.tensor(np.random.default_rng(0).standard_normal((6, 5)).astype(np.float32))
+    out = model(x)
+    assert out.grad_fn.inputs[0].grad_fn.op.name.startswith("linear_")  # one fused record
+    out.sum().backward()
+    fused = [p.grad.copy() for p in model.parameters()]
+    model.zero_grad()
+    unfused = model[2](model[1](model[0](x)))  # module by module: no fusion
+    np.testing.assert_allclose(unfused.data, out.data, rtol=1e-6)
+    unfused.sum().backward()
+    for a, b in zip(fused, (p.grad for p in model.parameters()), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)

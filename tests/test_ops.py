@@ -84,6 +84,14 @@ CASES = [
     ("logsumexp-all-keepdims", lambda a: fb.logsumexp(a, keepdims=True), [make((3, 4))]),
     ("linear", lambda x, w, b: fb.autograd.apply(OPS["linear"], (x, w, b)),
      [make((4, 3)), make((3, 2)), make((2,))]),
+    ("linear_relu", lambda x, w, b: fb.autograd.apply(OPS["linear_relu"], (x, w, b)),
+     [distinct((4, 3)), distinct((3, 2)), distinct((2,))]),
+    ("linear_relu-no-bias", lambda x, w: fb.autograd.apply(OPS["linear_relu"], (x, w)),
+     [distinct((4, 3)), distinct((3, 2))]),
+    ("linear_sigmoid", lambda x, w, b: fb.autograd.apply(OPS["linear_sigmoid"], (x, w, b)),
+     [make((4, 3)), make((3, 2)), make((2,))]),
+    ("linear-no-bias", lambda x, w: fb.autograd.apply(OPS["linear"], (x, w)),
+     [make((1, 3)), make((3, 2))]),
     ("cross_entropy", lambda z: fb.autograd.apply(OPS["cross_entropy"], (z,),
                                                   labels=np.array([0, 2, 1]), reduction="mean"),
      [make((3, 4))]),
@@ -96,7 +104,7 @@ def test_gradient_matches_finite_differences(fn, inputs):
 
 
 def test_every_registered_op_is_covered_by_the_table():
-    names = {c[0].split("-")[0] for c in CASES}
+    names = {c[0].split("-")[0] for c in CASES}  # "linear_relu-no-bias" covers linear_relu
     aliases = {"radd": "add", "rsub": "sub", "rdiv": "div", "rpow": "pow"}
     covered = {aliases.get(n, n) for n in names}
     missing = {n for n in OPS if not n.endswith("_example")} - covered

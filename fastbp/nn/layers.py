@@ -10,7 +10,7 @@ import numpy as np
 
 from ..autograd import apply
 from ..ops import elementwise as ew
-from ..ops.linalg import LINEAR
+from ..ops.linalg import LINEAR, LINEAR_RELU, LINEAR_SIGMOID
 from ..tensor import Tensor, as_tensor
 from . import init
 from .module import Module, Parameter
@@ -117,13 +117,17 @@ class Linear(Module):
             If ``x`` is not 2-D or has the wrong number of features; the message
             names the layer, the expected and the actual shape.
         """
+        return self._apply(LINEAR, x)
+
+    def _apply(self, op, x: Tensor | np.ndarray) -> Tensor:
+        """Record ``op`` (``linear`` or a fused ``linear_<activation>``) on ``x``."""
         if not isinstance(x, Tensor):
             x = as_tensor(x)
         shape = x.data.shape
         if len(shape) != 2 or shape[1] != self.in_features:
             raise self._shape_error(shape)
         bias = self.bias
-        return apply(LINEAR, (x, self.weight) if bias is None else (x, self.weight, bias))
+        return apply(op, (x, self.weight) if bias is None else (x, self.weight, bias))
 
     def _shape_error(self, shape: tuple[int, ...]) -> ValueError:
         if len(shape) != 2:
@@ -202,9 +206,24 @@ class Sequential(Module):
         return self
 
     def forward(self, x: Any) -> Any:
-        """Feed ``x`` through every module in order and return the last output."""
-        for module in self._modules.values():
+        """Feed ``x`` through every module in order and return the last output.
+
+        A :class:`Linear` directly followed by :class:`ReLU` or :class:`Sigmoid` runs
+        as one fused op (``linear_relu``/``linear_sigmoid``): same result, one tape
+        record and one pass over the activations fewer in backward.
+        """
+        modules = list(self._modules.values())
+        i, n = 0, len(modules)
+        while i < n:
+            module = modules[i]
+            if i + 1 < n and type(module) is Linear:
+                fused = _FUSED.get(type(modules[i + 1]))
+                if fused is not None:
+                    x = module._apply(fused, x)
+                    i += 2
+                    continue
             x = module(x)
+            i += 1
         return x
 
     def __len__(self) -> int:
@@ -271,3 +290,7 @@ class Tanh(Module):
     def forward(self, x: Any) -> Tensor:
         """Apply tanh elementwise."""
         return apply(ew.TANH, (as_tensor(x),))
+
+
+# Activations a preceding Linear can absorb (see Sequential.forward).
+_FUSED = {ReLU: LINEAR_RELU, Sigmoid: LINEAR_SIGMOID}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..kernels import dispatch
 from . import defop
 
 # ------------------------------------------------------------------ arithmetic gates
@@ -183,7 +184,7 @@ def _sigmoid_forward(x):
 
 def _sigmoid_vjp(out, dy, needs):
     # The sigmoid gate's shortcut: dσ/dx = σ(1 − σ), from the saved output alone.
-    return (dy * out * (1 - out),)
+    return (dispatch.sigmoid_backward(out, dy),)
 
 
 SIGMOID = defop("sigmoid", _sigmoid_forward, _sigmoid_vjp)
@@ -196,7 +197,7 @@ def _relu_forward(x):
 
 def _relu_vjp(out, dy, needs):
     # NOTE: relu'(0) is taken as 0; out > 0 exactly when x > 0.
-    return (dy * (out > 0),)
+    return (dispatch.relu_backward(out, dy),)
 
 
 RELU = defop("relu", _relu_forward, _relu_vjp)

@@ -1,7 +1,14 @@
-"""Matrix products: matmul and the fused Linear (affine) layer."""
+"""Matrix products: matmul, the fused Linear (affine) layer and Linear + activation.
+
+The products and their gradients run in :mod:`fastbp.kernels` (BLAS for the GEMMs,
+jitted loops for the bias and activation passes) whenever the arrays suit them.
+"""
 
 from __future__ import annotations
 
+import numpy as np
+
+from ..kernels import dispatch
 from . import defop
 
 
@@ -16,13 +23,12 @@ def _check_2d(name, a, b):
 
 def _matmul_forward(a, b):
     _check_2d("matmul", a, b)
-    return a @ b, (a, b)
+    return dispatch.linear_forward(a, b, None), (a, b)
 
 
 def _matmul_vjp(saved, dy, needs):
     a, b = saved
-    da = dy @ b.T if needs[0] else None
-    db = a.T @ dy if needs[1] else None
+    da, db, _ = dispatch.linear_backward(a, b, dy, needs[0], needs[1], False)
     return da, db
 
 
@@ -33,21 +39,50 @@ def _linear_forward(x, w, b=None):
     # One record for Y = X·W + b: its vjp sees needs[0] and skips dX = dY·Wᵀ (the
     # largest product of a first layer) when X is the data batch.
     _check_2d("linear", x, w)
-    y = x @ w
-    if b is not None:
-        if b.shape != (w.shape[1],):
-            raise ValueError(f"bias must have shape ({w.shape[1]},), got {b.shape}")
-        y += b
-    return y, (x, w)
+    if b is not None and b.shape != (w.shape[1],):
+        raise ValueError(f"bias must have shape ({w.shape[1]},), got {b.shape}")
+    return dispatch.linear_forward(x, w, b), (x, w)
 
 
 def _linear_vjp(saved, dy, needs):
     x, w = saved
-    dx = dy @ w.T if needs[0] else None
-    dw = x.T @ dy if needs[1] else None
-    if len(needs) == 2:  # no bias
-        return dx, dw
-    return dx, dw, (dy.sum(axis=0) if needs[2] else None)
+    has_bias = len(needs) == 3
+    dx, dw, db = dispatch.linear_backward(x, w, dy, needs[0], needs[1], has_bias and needs[2])
+    return (dx, dw, db) if has_bias else (dx, dw)
 
 
 LINEAR = defop("linear", _linear_forward, _linear_vjp)
+
+
+def _linear_activation(activation):
+    """Linear followed by an activation, as one record.
+
+    ``y = act(x·w + b)`` keeps ``x``, ``w`` and ``y`` (the activation's output is all
+    its backward needs). Backward computes ``dz = dy·act'`` and ``db = dz.sum(0)`` in
+    one fused pass, then the two GEMMs: one record and one pass fewer than
+    ``linear`` + ``relu``.
+    """
+
+    def forward(x, w, b=None):
+        y, _ = _linear_forward(x, w, b)  # a fresh array: safe to finish in place
+        if activation == "relu":
+            np.maximum(y, 0, out=y)
+        else:  # sigmoid as 0.5 * (1 + tanh(z / 2)): never overflows
+            y *= 0.5
+            np.tanh(y, out=y)
+            y += 1
+            y *= 0.5
+        return y, (x, w, y)
+
+    def vjp(saved, dy, needs):
+        x, w, y = saved
+        has_bias = len(needs) == 3
+        dz, db = dispatch.activation_backward_bias(activation, y, dy)
+        dx, dw, _ = dispatch.linear_backward(x, w, dz, needs[0], needs[1], False)
+        return (dx, dw, db if needs[2] else None) if has_bias else (dx, dw)
+
+    return forward, vjp
+
+
+LINEAR_RELU = defop("linear_relu", *_linear_activation("relu"))
+LINEAR_SIGMOID = defop("linear_sigmoid", *_linear_activation("sigmoid"))

@@ -1,0 +1,154 @@
+"""The engine's door to the kernels: use a kernel when the arrays suit it, else its twin.
+
+A jitted kernel takes float32/float64 arrays of one dtype, with C-contiguous gradients.
+The ops of the op table see everything else too (mixed dtypes, broadcast views coming
+from ``sum``'s vjp, integer data), and asking a kernel to reject such arrays costs a
+failed Numba type inference (about a millisecond) on every call. So each function
+here tests the arrays with identity checks on the dtype singletons (well under a
+microsecond) and sends what a kernel cannot take to the NumPy twin, which computes
+the same thing.
+
+Example
+-------
+>>> import numpy as np
+>>> from fastbp.kernels import dispatch
+>>> dispatch.relu_backward(np.array([[1.0, -1.0]]), np.array([[2.0, 2.0]]))
+array([[2., 0.]])
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import activations, linear, losses
+
+_FLOAT32 = np.dtype(np.float32)
+_FLOAT64 = np.dtype(np.float64)
+
+
+def _suits(first: np.ndarray, *rest: np.ndarray) -> bool:
+    """True if all arrays share one float dtype and the last ones are C-contiguous."""
+    dtype = first.dtype
+    if dtype is not _FLOAT32 and dtype is not _FLOAT64:
+        return False
+    for a in rest:
+        if a.dtype is not dtype or not a.flags.c_contiguous:
+            return False
+    return True
+
+
+def _elementwise(kernel, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Run a 2-D elementwise kernel on C-contiguous arrays of any shape, as (1, size) views."""
+    if a.ndim == 2:
+        return kernel(a, b)
+    return kernel(a.reshape(1, -1), b.reshape(1, -1)).reshape(a.shape)
+
+
+def linear_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
+    """``x·w + b``; see :func:`fastbp.kernels.linear_forward`.
+
+    Example
+    -------
+    >>> linear_forward(np.ones((1, 2)), np.ones((2, 2)), None)
+    array([[2., 2.]])
+    """
+    if (
+        x.ndim == 2
+        and w.ndim == 2
+        and w.dtype is x.dtype
+        and _suits(x, *(() if b is None else (b,)))
+    ):
+        return linear.linear_forward(x, w, b)
+    return linear.linear_forward_numpy(x, w, b)
+
+
+def linear_backward(
+    x: np.ndarray, w: np.ndarray, dy: np.ndarray, need_dx: bool, need_dw: bool, need_db: bool
+):
+    """``(dy·wᵀ, xᵀ·dy, dy.sum(0))``, each only if needed.
+
+    See :func:`fastbp.kernels.linear_backward`.
+
+    Example
+    -------
+    >>> dx, dw, db = linear_backward(np.ones((1, 2)), np.ones((2, 3)), np.ones((1, 3)),
+    ...                              False, True, True)
+    >>> dx is None, dw.shape, db.shape
+    (True, (2, 3), (3,))
+    """
+    if x.ndim == 2 and w.ndim == 2 and w.dtype is x.dtype and _suits(x, dy):
+        return linear.linear_backward(x, w, dy, need_dx, need_dw, need_db)
+    return linear.linear_backward_numpy(x, w, dy, need_dx, need_dw, need_db)
+
+
+def relu_backward(x: np.ndarray, dy: np.ndarray) -> np.ndarray:
+    """``dy·(x > 0)``; see :func:`fastbp.kernels.relu_backward`.
+
+    Example
+    -------
+    >>> relu_backward(np.array([0.0, 1.0]), np.array([5.0, 5.0]))
+    array([0., 5.])
+    """
+    if x.shape == dy.shape and _suits(x, x, dy):
+        return _elementwise(activations.relu_backward, x, dy)
+    return activations.relu_backward_numpy(x, dy)
+
+
+def sigmoid_backward(y: np.ndarray, dy: np.ndarray) -> np.ndarray:
+    """``dy·y·(1 − y)``; see :func:`fastbp.kernels.sigmoid_backward`.
+
+    Example
+    -------
+    >>> sigmoid_backward(np.array([0.5]), np.array([1.0]))
+    array([0.25])
+    """
+    if y.shape == dy.shape and _suits(y, y, dy):
+        return _elementwise(activations.sigmoid_backward, y, dy)
+    return activations.sigmoid_backward_numpy(y, dy)
+
+
+def activation_backward_bias(
+    activation: str, y: np.ndarray, dy: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Fused activation backward and bias gradient: ``(dz, dz.sum(0))``.
+
+    Parameters
+    ----------
+    activation : {"relu", "sigmoid"}
+    y : ndarray, shape (N, out)
+        The activation's output (for ReLU, ``y > 0`` exactly where its input was).
+    dy : ndarray, shape (N, out)
+        Gradient at the activation's output.
+
+    Returns
+    -------
+    dz, db : ndarray
+        Gradient at the activation's input and its column sums.
+
+    Example
+    -------
+    >>> dz, db = activation_backward_bias("relu", np.array([[0.0, 2.0]]), np.ones((1, 2)))
+    >>> dz, db
+    (array([[0., 1.]]), array([0., 1.]))
+    """
+    if activation == "relu":
+        fused, twin = activations.relu_backward_bias, activations.relu_backward_bias_numpy
+    else:
+        fused, twin = activations.sigmoid_backward_bias, activations.sigmoid_backward_bias_numpy
+    if y.ndim == 2 and y.shape == dy.shape and _suits(y, y, dy):
+        return fused(y, dy)
+    return twin(y, dy)
+
+
+def softmax_cross_entropy(logits: np.ndarray, labels: np.ndarray):
+    """Per-sample losses and ``softmax − onehot``; see :func:`fastbp.kernels.softmax_cross_entropy`.
+
+    Example
+    -------
+    >>> losses, dlogits = softmax_cross_entropy(np.zeros((1, 2)), np.array([0]))
+    >>> losses.round(4), dlogits
+    (array([0.6931]), array([[-0.5,  0.5]]))
+    """
+    if logits.ndim == 2 and _suits(logits, logits) and labels.dtype.kind == "i":
+        return losses.softmax_cross_entropy(logits, np.ascontiguousarray(labels))
+    return losses.softmax_cross_entropy_numpy(logits, labels)
