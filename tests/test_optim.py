@@ -26,7 +26,7 @@ def grad_sequence(dtype=np.float64, seed=1, steps=STEPS):
 def feed(opt, params, grads, how):
     """Hand ``grads`` to the optimizer the way a training loop would."""
     if how == "views":  # opt.zero_grad() then backward accumulates into the views
-        opt.zero_grad()
+        opt.zero_grad(set_to_none=False)
         for p, g in zip(params, grads, strict=True):
             p.grad += g
     elif how == "replaced":  # Module.zero_grad() then backward stores fresh arrays
@@ -166,7 +166,7 @@ def fastbp_run(name, kwargs, initial, seq, none_mask=None):
     opt = getattr(optim, name)(params, **kwargs)
     history = []
     for step, grads in enumerate(seq):
-        opt.zero_grad()
+        opt.zero_grad(set_to_none=False)
         for i, (p, g) in enumerate(zip(params, grads, strict=True)):
             if none_mask is not None and none_mask[step][i]:
                 p.grad = None
@@ -218,7 +218,7 @@ def test_missing_grads_are_skipped_like_torch(name, kwargs):
 def test_missing_grad_leaves_state_untouched():
     params = make_params()
     opt = optim.Adam(params, lr=0.01)
-    opt.zero_grad()
+    opt.zero_grad(set_to_none=False)
     params[0].grad = None
     before = params[0].data.copy()
     opt.step()
@@ -239,9 +239,11 @@ def test_params_are_rebound_to_views_of_one_flat_buffer():
     for p, v in zip(params, values, strict=True):
         assert p.data.base is base
         np.testing.assert_array_equal(p.data, v)
-    opt.zero_grad()
+    opt.zero_grad(set_to_none=False)
     grad_base = params[0].grad.base
     assert all(p.grad.base is grad_base and not p.grad.any() for p in params)
+    opt.zero_grad()  # PyTorch's default: no gradient until backward gives one
+    assert all(p.grad is None for p in params)
 
 
 def test_mixed_dtypes_get_one_buffer_each():
@@ -260,7 +262,7 @@ def test_data_rebound_by_user_is_picked_up():
     w = fb.tensor([1.0, 2.0], requires_grad=True)
     opt = optim.SGD([w], lr=1.0)
     w.data = np.array([10.0, 20.0], dtype=np.float32)
-    opt.zero_grad()
+    opt.zero_grad(set_to_none=False)
     w.grad += 1
     opt.step()
     np.testing.assert_array_equal(w.data, [9.0, 19.0])
@@ -306,7 +308,7 @@ def test_lr_change_takes_effect():
     w = fb.ones(1, requires_grad=True)
     opt = optim.SGD([w], lr=1.0)
     opt.param_groups[0]["lr"] = 0.25
-    opt.zero_grad()
+    opt.zero_grad(set_to_none=False)
     w.grad += 1
     opt.step()
     np.testing.assert_array_equal(w.data, [0.75])
@@ -391,7 +393,7 @@ def test_resume_matches_uninterrupted_training(cls, kwargs, through_file, tmp_pa
 def test_load_state_dict_errors():
     w, v = fb.ones(2, requires_grad=True), fb.ones(3, requires_grad=True)
     adam = optim.Adam([w, v])
-    adam.zero_grad()
+    adam.zero_grad(set_to_none=False)
     adam.step()
     state = adam.state_dict()
     with pytest.raises(ValueError, match="for 2 parameters but this optimizer has 1"):
@@ -408,7 +410,7 @@ def test_load_state_dict_errors():
 def test_state_dict_is_plain_data():
     w = fb.ones(2, requires_grad=True)
     opt = optim.SGD([w], lr=0.1, momentum=0.9)
-    opt.zero_grad()
+    opt.zero_grad(set_to_none=False)
     w.grad += 1
     opt.step()
     state = opt.state_dict()
@@ -427,7 +429,7 @@ def test_state_dict_is_plain_data():
     buf[...] = 5  # a copy
     assert opt.state_dict()["state"]["0"]["momentum_buffer"][0] == 1
     plain = optim.SGD([w], lr=0.1)
-    plain.zero_grad()
+    plain.zero_grad(set_to_none=False)
     plain.step()
     assert plain.state_dict()["state"]["0"]["momentum_buffer"] is None
 
