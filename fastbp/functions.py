@@ -200,7 +200,10 @@ def where(condition: Any, a: Any, b: Any) -> Tensor:
     """
     condition = np.asarray(condition.data if isinstance(condition, Tensor) else condition)
     if condition.dtype != bool:
-        raise TypeError(f"where: condition must be bool, got dtype {condition.dtype}")
+        raise TypeError(
+            f"where: condition must be a bool array, got dtype {condition.dtype} (shape "
+            f"{condition.shape}); build it with a comparison such as x > 0"
+        )
     a, b = _binary(a, b)
     return apply(ew.WHERE, (a, b), condition=condition)
 
