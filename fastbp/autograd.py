@@ -540,6 +540,7 @@ def _walk(
         return collected
 
     anomaly = _state.anomaly
+    collecting = targets is not None
     pending: dict[Node, np.ndarray] = {node: seed}
     heap: list[tuple[int, Node]] = [(-node.seq, node)]
     while heap:
@@ -556,25 +557,30 @@ def _walk(
         inputs = node.inputs
         if type(node) is _LockingNode:
             node.check_versions()
-        grads = op.vjp(saved, dy, node.needs)
+        needs = node.needs
+        grads = op.vjp(saved, dy, needs)
         if not retain_graph:
-            node.release()
-        for t, need, g in zip(inputs, node.needs, grads, strict=True):
+            if node.locked:
+                node.release()
+            else:  # release() inlined: this loop runs once per recorded op
+                node.saved = FREED
+                node.inputs = ()
+        for t, need, g in zip(inputs, needs, grads, strict=True):
             if not need or g is None:
                 continue
             if type(g) is not np.ndarray:
                 g = np.asarray(g)
             data = t.data
-            if g.shape != data.shape or g.dtype != data.dtype:
+            if g.shape != data.shape or (g.dtype is not data.dtype and g.dtype != data.dtype):
                 g = _fit(g, t, op)
             if anomaly:
                 _check_finite(g, op, node.where, "backward")
-            if collected is not None and id(t) in targets:
+            if collecting and id(t) in targets:
                 i = targets[id(t)]
                 collected[i] = g if collected[i] is None else collected[i] + g
             parent = t._node
             if parent is None:
-                if targets is None:
+                if not collecting:
                     # ``dy``, a view of it, or an array returned for two inputs may
                     # belong to someone else: only a fresh array may become ``.grad``.
                     fresh = g is not dy and g.base is None and sum(x is g for x in grads) == 1
