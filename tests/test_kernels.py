@@ -63,6 +63,7 @@ def test_every_kernel_has_a_numpy_twin_with_the_same_signature():
         "relu_backward_bias",
         "sigmoid_backward_bias",
         "softmax_cross_entropy",
+        "softmax_cross_entropy_total",
         "scale_rows",
         "sgd_update",
         "adam_update",
@@ -174,6 +175,25 @@ def test_linear_kernels_match_formulas(rng, batch, fan_in, fan_out, dtype):
     assert_close(dw, x.T @ dy, dtype, scale)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("activation", ["relu", "sigmoid"])
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_linear_forward_with_activation_matches_twin_bit_for_bit(rng, activation, with_bias, dtype):
+    x = random_array(rng, (17, 33), dtype)
+    w = random_array(rng, (33, 21), dtype)
+    b = random_array(rng, (21,), dtype) if with_bias else None
+    got = kernels.linear_forward(x, w, b, activation=activation)
+    np.testing.assert_array_equal(got, kernels.linear_forward_numpy(x, w, b, activation=activation))
+    z = x @ w + (0 if b is None else b)
+    want = np.maximum(z, 0) if activation == "relu" else 1 / (1 + np.exp(-z))
+    assert_close(got, want, dtype, scale=33)
+    nan_row = x.copy()
+    nan_row[3] = np.nan  # NaN is not hidden by the ReLU
+    assert np.isnan(kernels.linear_forward(nan_row, w, b, activation=activation)[3]).all()
+    with pytest.raises(ValueError, match="activation must be"):
+        kernels.linear_forward(x, w, b, activation="tanh")
+
+
 @pytest.mark.parametrize("batch", [1, 5])
 def test_linear_backward_skips_unneeded_gradients_and_fills_buffers(rng, batch):
     x, w, dy = rng.normal(size=(batch, 4)), rng.normal(size=(4, 3)), rng.normal(size=(batch, 3))
@@ -230,6 +250,28 @@ def test_softmax_cross_entropy_matches_formula_and_twin(rng, shape, dtype, label
     twin_losses, twin_dlogits = kernels.softmax_cross_entropy_numpy(logits, labels)
     assert_close(losses, twin_losses, dtype, scale=10)
     assert_close(dlogits, twin_dlogits, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(1, 10), (16, 10), (33, 65)])
+def test_softmax_cross_entropy_total_sums_losses_and_flags_non_finite_logits(rng, shape, dtype):
+    logits = random_array(rng, shape, dtype, -8.0, 8.0)
+    labels = rng.integers(0, shape[1], size=shape[0])
+    losses, dlogits, total, finite = kernels.softmax_cross_entropy_total(logits, labels)
+    want_losses, want_dlogits = kernels.softmax_cross_entropy(logits, labels)
+    np.testing.assert_array_equal(losses, want_losses)
+    np.testing.assert_array_equal(dlogits, want_dlogits)
+    assert finite is True and isinstance(total, float)
+    assert total == pytest.approx(want_losses.astype(np.float64).sum(), rel=1e-12)
+    twin = kernels.softmax_cross_entropy_total_numpy(logits, labels)
+    assert twin[3] is True and twin[2] == pytest.approx(total, rel=1e-6)
+    # -inf away from the label leaves the loss finite: only the probe can tell.
+    for bad in (np.nan, np.inf, -np.inf):
+        spoilt = logits.copy()
+        spoilt[-1, (labels[-1] + 1) % shape[1]] = bad
+        assert kernels.softmax_cross_entropy_total(spoilt, labels)[3] is False
+        with np.errstate(invalid="ignore"):
+            assert kernels.softmax_cross_entropy_total_numpy(spoilt, labels)[3] is False
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

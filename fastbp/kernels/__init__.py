@@ -70,6 +70,8 @@ from .losses import (
     scale_rows_numpy,
     softmax_cross_entropy,
     softmax_cross_entropy_numpy,
+    softmax_cross_entropy_total,
+    softmax_cross_entropy_total_numpy,
 )
 from .optim import adam_update, adam_update_numpy, sgd_update, sgd_update_numpy
 
@@ -84,6 +86,7 @@ KERNELS: dict[str, tuple[Callable[..., Any], Callable[..., Any]]] = {
     "relu_backward_bias": (relu_backward_bias, relu_backward_bias_numpy),
     "sigmoid_backward_bias": (sigmoid_backward_bias, sigmoid_backward_bias_numpy),
     "softmax_cross_entropy": (softmax_cross_entropy, softmax_cross_entropy_numpy),
+    "softmax_cross_entropy_total": (softmax_cross_entropy_total, softmax_cross_entropy_total_numpy),
     "scale_rows": (scale_rows, scale_rows_numpy),
     "sgd_update": (sgd_update, sgd_update_numpy),
     "adam_update": (adam_update, adam_update_numpy),
@@ -116,4 +119,6 @@ __all__ = [
     "sigmoid_backward_numpy",
     "softmax_cross_entropy",
     "softmax_cross_entropy_numpy",
+    "softmax_cross_entropy_total",
+    "softmax_cross_entropy_total_numpy",
 ]

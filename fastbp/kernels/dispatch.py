@@ -26,6 +26,8 @@ from . import activations, linear, losses
 
 _FLOAT32 = np.dtype(np.float32)
 _FLOAT64 = np.dtype(np.float64)
+_INTP = np.dtype(np.intp)
+_INT32 = np.dtype(np.int32)
 
 
 def _suits(first: np.ndarray, *rest: np.ndarray) -> bool:
@@ -80,22 +82,26 @@ def _elementwise(kernel, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return kernel(a.reshape(1, -1), b.reshape(1, -1)).reshape(a.shape)
 
 
-def linear_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
-    """``x·w + b``; see :func:`fastbp.kernels.linear_forward`.
+def linear_forward(
+    x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, activation: str | None = None
+) -> np.ndarray:
+    """``act(x·w + b)``; see :func:`fastbp.kernels.linear_forward`.
 
     Example
     -------
     >>> linear_forward(np.ones((1, 2)), np.ones((2, 2)), None)
     array([[2., 2.]])
     """
+    dtype = x.dtype
     if (
-        x.ndim == 2
+        (dtype is _FLOAT32 or dtype is _FLOAT64)
+        and w.dtype is dtype
+        and x.ndim == 2
         and w.ndim == 2
-        and w.dtype is x.dtype
-        and _suits(x, *(() if b is None else (b,)))
+        and (b is None or (b.dtype is dtype and b.flags.c_contiguous))
     ):
-        return linear.linear_forward(x, w, b)
-    return linear.linear_forward_numpy(x, w, b)
+        return linear.linear_forward(x, w, b, None, activation)
+    return linear.linear_forward_numpy(x, w, b, None, activation)
 
 
 def linear_backward(
@@ -187,14 +193,30 @@ def activation_backward_bias(
 
 
 def softmax_cross_entropy(logits: np.ndarray, labels: np.ndarray):
-    """Per-sample losses and ``softmax − onehot``; see :func:`fastbp.kernels.softmax_cross_entropy`.
+    """Per-sample losses, ``softmax − onehot``, the summed loss and whether the logits are finite.
+
+    See :func:`fastbp.kernels.softmax_cross_entropy_total`. The labels are range-checked on
+    both paths (the kernel checks them as it goes; the NumPy twin would wrap negative ones).
+
+    Raises
+    ------
+    ValueError
+        If a label lies outside ``[0, C)``.
 
     Example
     -------
-    >>> losses, dlogits = softmax_cross_entropy(np.zeros((1, 2)), np.array([0]))
-    >>> losses.round(4), dlogits
-    (array([0.6931]), array([[-0.5,  0.5]]))
+    >>> losses, dlogits, total, finite = softmax_cross_entropy(np.zeros((1, 2)), np.array([0]))
+    >>> losses.round(4), dlogits, round(total, 4), finite
+    (array([0.6931]), array([[-0.5,  0.5]]), 0.6931, True)
     """
-    if logits.ndim == 2 and _suits(logits, logits) and labels.dtype.kind == "i":
-        return losses.softmax_cross_entropy(logits, np.ascontiguousarray(labels))
-    return losses.softmax_cross_entropy_numpy(logits, labels)
+    dtype = logits.dtype
+    if (
+        (dtype is _FLOAT32 or dtype is _FLOAT64)
+        and logits.ndim == 2
+        and logits.flags.c_contiguous
+        and (labels.dtype is _INTP or labels.dtype is _INT32)
+    ):
+        return losses.softmax_cross_entropy_total(logits, np.ascontiguousarray(labels))
+    if len(labels) and (labels.min() < 0 or labels.max() >= logits.shape[1]):
+        raise ValueError("softmax_cross_entropy: label out of range")
+    return losses.softmax_cross_entropy_total_numpy(logits, labels)

@@ -29,6 +29,7 @@ from ._guards import (
     require_writable,
 )
 from ._jit import kernel_jit
+from ._simd_math import nan_maximum
 
 __all__ = [
     "bias_grad",
@@ -42,20 +43,61 @@ __all__ = [
 ]
 
 _FLOAT32, _FLOAT64 = FLOAT_DTYPES
+# Stand-in bias for _finish_linear without one (it is never read then).
+_NO_BIAS = {_FLOAT32: np.zeros(0, _FLOAT32), _FLOAT64: np.zeros(0, _FLOAT64)}
+
+
+# Activation codes of _finish_linear (an int: one compiled kernel serves every activation).
+_ACTIVATIONS = {None: 0, "relu": 1, "sigmoid": 2}
 
 
 @kernel_jit()
-def _add_row_vector(matrix, vector):
+def _finish_linear(matrix, vector, has_bias, activation):
+    # Everything that follows the forward GEMM, in one pass over y while it is in cache:
+    # + b, then max(., 0) for ReLU, or the first half of sigmoid = 0.5 * (1 + tanh(z / 2)),
+    # z / 2 (the tanh itself is NumPy's SIMD one; Numba's is a scalar libm call). One loop
+    # per case, chosen outside the loops, keeps every loop branch-free and vectorised.
     require_float_matrices(matrix)
     require_float_vectors(vector)
     require_same_dtype(matrix, vector)
     require_writable(matrix)
     rows, cols = matrix.shape
-    if vector.shape[0] != cols:
+    if has_bias and vector.shape[0] != cols:
         raise ValueError("linear_forward: bias shape mismatch")
+    zero = matrix.dtype.type(0.0)
+    half = matrix.dtype.type(0.5)
     for i in range(rows):
+        row = matrix[i]
+        if activation == 1 and has_bias:
+            for j in range(cols):
+                row[j] = nan_maximum(row[j] + vector[j], zero)  # NaN stays NaN, as np.maximum
+        elif activation == 1:
+            for j in range(cols):
+                row[j] = nan_maximum(row[j], zero)
+        elif activation == 2 and has_bias:
+            for j in range(cols):
+                row[j] = (row[j] + vector[j]) * half
+        elif activation == 2:
+            for j in range(cols):
+                row[j] = row[j] * half
+        elif has_bias:
+            for j in range(cols):
+                row[j] += vector[j]
+
+
+@kernel_jit()
+def _finish_sigmoid(matrix):
+    # Second half of sigmoid: (1 + tanh(z / 2)) / 2, the same operations in the same order as
+    # the NumPy twin, hence the same bits.
+    require_float_matrices(matrix)
+    require_writable(matrix)
+    one = matrix.dtype.type(1.0)
+    half = matrix.dtype.type(0.5)
+    rows, cols = matrix.shape
+    for i in range(rows):
+        row = matrix[i]
         for j in range(cols):
-            matrix[i, j] += vector[j]
+            row[j] = (row[j] + one) * half
 
 
 @kernel_jit()
@@ -168,9 +210,13 @@ def _linear_backward(
 
 
 def linear_forward(
-    x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, out: np.ndarray | None = None
+    x: np.ndarray,
+    w: np.ndarray,
+    b: np.ndarray | None = None,
+    out: np.ndarray | None = None,
+    activation: str | None = None,
 ) -> np.ndarray:
-    """Dense layer forward: ``y = x·w + b``.
+    """Dense layer forward: ``y = x·w + b``, optionally followed by ReLU or the sigmoid.
 
     Parameters
     ----------
@@ -182,6 +228,9 @@ def linear_forward(
         Bias.
     out : ndarray, shape (N, out), same dtype, C-contiguous, optional
         Where to write ``y`` (saves an allocation).
+    activation : {None, "relu", "sigmoid"}, optional
+        Applied in the same pass as the bias: ``max(z, 0)`` (NaN stays NaN), or the sigmoid
+        as ``0.5 * (1 + tanh(z / 2))``, which never overflows.
 
     Returns
     -------
@@ -193,19 +242,31 @@ def linear_forward(
     TypeError
         For non-float arrays or mixed dtypes.
     ValueError
-        For wrong ranks or shapes, or an unusable ``out``.
+        For wrong ranks or shapes, an unusable ``out`` or an unknown activation.
 
     Example
     -------
     >>> linear_forward(np.ones((1, 2)), np.ones((2, 3)), np.arange(3.0))
     array([[2., 3., 4.]])
+    >>> linear_forward(np.ones((1, 2)), -np.ones((2, 2)), np.array([3.0, 1.0]), activation="relu")
+    array([[1., 0.]])
     """
+    code = _ACTIVATIONS.get(activation)
+    if code is None:
+        raise ValueError(
+            f"linear_forward: activation must be None, 'relu' or 'sigmoid', got {activation!r}"
+        )
     try:
         if not _is_float_pair(x, w):
             _explain_linear("linear_forward", x=x, w=w, b=b, out=out)
         y = np.dot(x, w, out=out)
         if b is not None:
-            _add_row_vector(y, b)
+            _finish_linear(y, b, True, code)
+        elif code:
+            _finish_linear(y, _NO_BIAS[y.dtype], False, code)
+        if code == 2:
+            np.tanh(y, out=y)
+            _finish_sigmoid(y)
     except Exception:
         _explain_linear("linear_forward", x=x, w=w, b=b, out=out)
         raise
@@ -213,9 +274,13 @@ def linear_forward(
 
 
 def linear_forward_numpy(
-    x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, out: np.ndarray | None = None
+    x: np.ndarray,
+    w: np.ndarray,
+    b: np.ndarray | None = None,
+    out: np.ndarray | None = None,
+    activation: str | None = None,
 ) -> np.ndarray:
-    """NumPy twin of :func:`linear_forward`: ``x @ w + b``.
+    """NumPy twin of :func:`linear_forward`: ``act(x @ w + b)``.
 
     Parameters
     ----------
@@ -227,6 +292,8 @@ def linear_forward_numpy(
         Bias.
     out : ndarray, optional
         Where to write the result.
+    activation : {None, "relu", "sigmoid"}, optional
+        Activation applied after the bias.
 
     Returns
     -------
@@ -238,9 +305,20 @@ def linear_forward_numpy(
     >>> linear_forward_numpy(np.ones((1, 2)), np.ones((2, 1)))
     array([[2.]])
     """
+    if activation not in _ACTIVATIONS:
+        raise ValueError(
+            f"linear_forward: activation must be None, 'relu' or 'sigmoid', got {activation!r}"
+        )
     y = np.dot(x, w, out=out)
     if b is not None:
         y += b
+    if activation == "relu":
+        np.maximum(y, 0, out=y)
+    elif activation == "sigmoid":  # 0.5 * (1 + tanh(z / 2)): never overflows
+        y *= 0.5
+        np.tanh(y, out=y)
+        y += 1
+        y *= 0.5
     return y
 
 

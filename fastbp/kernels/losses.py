@@ -26,6 +26,8 @@ __all__ = [
     "scale_rows_numpy",
     "softmax_cross_entropy",
     "softmax_cross_entropy_numpy",
+    "softmax_cross_entropy_total",
+    "softmax_cross_entropy_total_numpy",
 ]
 
 
@@ -43,6 +45,10 @@ def _store_exp_and_sum(row, peak, out):
 
 @kernel_jit()
 def _softmax_cross_entropy_loop(logits, labels, losses, dlogits):
+    # Returns the float64 sum of the losses and whether every logit is finite, from a probe:
+    # the maximum of z - z over the logits, 0 when all are finite and NaN otherwise (inf - inf
+    # is NaN). A NaN-propagating maximum vectorises (a float sum would not, without
+    # reassociation), so the probe rides on the max pass at no cost.
     require_float_matrices(logits, dlogits)
     require_float_vectors(losses)
     require_same_dtype(logits, losses)
@@ -52,6 +58,8 @@ def _softmax_cross_entropy_loop(logits, labels, losses, dlogits):
     if labels.shape[0] != rows or losses.shape[0] != rows or dlogits.shape != logits.shape:
         raise ValueError("softmax_cross_entropy: shape mismatch")
     one = logits.dtype.type(1.0)
+    total_loss = 0.0
+    probe = logits.dtype.type(0.0)
     for i in range(rows):
         label = labels[i]
         # Checked before any use: an out-of-range label would read and write out of bounds.
@@ -61,15 +69,21 @@ def _softmax_cross_entropy_loop(logits, labels, losses, dlogits):
         probabilities = dlogits[i]
         label_logit = row[label]  # read first: dlogits may be logits itself
         peak = row[0]
+        probe = nan_maximum(probe, peak - peak)
         for j in range(1, classes):
-            peak = nan_maximum(peak, row[j])
+            value = row[j]
+            peak = nan_maximum(peak, value)
+            probe = nan_maximum(probe, value - value)
         total = _store_exp_and_sum(row, peak, probabilities)
         inverse = one / total
         for j in range(classes):
             probabilities[j] *= inverse
         # log-softmax of the label: shifted logit minus log of the shifted normaliser (>= 1).
-        losses[i] = np.log(total) - (label_logit - peak)
+        loss = np.log(total) - (label_logit - peak)
+        losses[i] = loss
+        total_loss += loss
         probabilities[label] -= one
+    return total_loss, probe == 0
 
 
 @kernel_jit()
@@ -152,6 +166,88 @@ def softmax_cross_entropy(
         _explain_softmax_cross_entropy(logits, labels, losses_out, dlogits_out)
         raise
     return losses_out, dlogits_out
+
+
+def softmax_cross_entropy_total(
+    logits: np.ndarray,
+    labels: np.ndarray,
+    losses_out: np.ndarray | None = None,
+    dlogits_out: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, float, bool]:
+    """:func:`softmax_cross_entropy`, plus the summed loss and whether every logit is finite.
+
+    What a mean or summed loss needs, from the same single pass: no reduction over the losses
+    and no separate finiteness check over the logits afterwards.
+
+    Parameters
+    ----------
+    logits, labels, losses_out, dlogits_out
+        As for :func:`softmax_cross_entropy`.
+
+    Returns
+    -------
+    losses : ndarray, shape (N,)
+        Per-sample losses.
+    dlogits : ndarray, shape (N, C)
+        ``softmax(logits) - onehot(labels)``.
+    total : float
+        Sum of the losses, accumulated in double precision.
+    finite : bool
+        False if any logit is NaN or infinite.
+
+    Raises
+    ------
+    TypeError, ValueError
+        As for :func:`softmax_cross_entropy`.
+
+    Example
+    -------
+    >>> losses, dlogits, total, finite = softmax_cross_entropy_total(
+    ...     np.zeros((2, 2)), np.array([0, 1]))
+    >>> round(total, 6), finite
+    (1.386294, True)
+    """
+    try:
+        if losses_out is None:
+            losses_out = np.empty(logits.shape[0], logits.dtype)
+        if dlogits_out is None:
+            dlogits_out = np.empty(logits.shape, logits.dtype)
+        total, finite = _softmax_cross_entropy_loop(logits, labels, losses_out, dlogits_out)
+    except Exception:
+        _explain_softmax_cross_entropy(logits, labels, losses_out, dlogits_out)
+        raise
+    return losses_out, dlogits_out, float(total), bool(finite)
+
+
+def softmax_cross_entropy_total_numpy(
+    logits: np.ndarray,
+    labels: np.ndarray,
+    losses_out: np.ndarray | None = None,
+    dlogits_out: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, float, bool]:
+    """NumPy twin of :func:`softmax_cross_entropy_total`.
+
+    Parameters
+    ----------
+    logits, labels, losses_out, dlogits_out
+        As for :func:`softmax_cross_entropy_numpy`.
+
+    Returns
+    -------
+    losses, dlogits : ndarray
+        As for :func:`softmax_cross_entropy_numpy`.
+    total : float
+        Sum of the losses (in double precision).
+    finite : bool
+        False if any logit is NaN or infinite.
+
+    Example
+    -------
+    >>> softmax_cross_entropy_total_numpy(np.array([[0.0, np.inf]]), np.array([0]))[3]
+    False
+    """
+    losses, dlogits = softmax_cross_entropy_numpy(logits, labels, losses_out, dlogits_out)
+    return losses, dlogits, float(losses.sum(dtype=np.float64)), bool(np.isfinite(logits).all())
 
 
 def softmax_cross_entropy_numpy(

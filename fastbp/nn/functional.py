@@ -15,7 +15,7 @@ from ..autograd import apply
 from ..ops import elementwise as ew
 from ..ops import reduce
 from ..ops.linalg import LINEAR
-from ..ops.loss import CROSS_ENTROPY
+from ..ops.loss import CROSS_ENTROPY, NonFiniteLogits
 from ..tensor import Tensor, as_tensor
 
 __all__ = [
@@ -176,28 +176,47 @@ def linear(x: Any, w: Any, b: Any = None) -> Tensor:
 
 
 def _labels_array(labels: Any, logits_shape: tuple[int, ...]) -> np.ndarray:
-    """Check ``labels`` against ``logits_shape`` and return them as an intp array."""
+    """Check the dtype and shape of ``labels`` and return them as an intp array.
+
+    Their range is checked by the kernel as it reads them; :func:`_check_label_range`
+    explains a failure.
+    """
     array = labels.data if isinstance(labels, Tensor) else np.asarray(labels)
     if array.dtype.kind not in "iu":
         raise TypeError(
             f"cross_entropy: labels must be integer class indices, got dtype {array.dtype} "
             f"(shape {array.shape}); convert them with labels.astype(np.int64)"
         )
-    n, c = logits_shape
+    n = logits_shape[0]
     if array.shape != (n,):
         raise ValueError(
             f"cross_entropy: labels have shape {array.shape} but logits have shape "
             f"{logits_shape}; expected labels of shape ({n},), one class index per row"
         )
-    low, high = array.min(), array.max()
-    if low < 0 or high >= c:
-        bad_index = int(np.flatnonzero((array < 0) | (array >= c))[0])
+    return array.astype(np.intp, copy=False)
+
+
+def _check_label_range(labels: np.ndarray, logits_shape: tuple[int, ...]) -> None:
+    """Raise a ValueError naming the first label outside ``[0, C)``, if there is one."""
+    c = logits_shape[1]
+    bad = np.flatnonzero((labels < 0) | (labels >= c))
+    if len(bad):
         raise ValueError(
-            f"cross_entropy: label {int(array[bad_index])} at position {bad_index} is out of "
+            f"cross_entropy: label {int(labels[bad[0]])} at position {int(bad[0])} is out of "
             f"range for {c} classes (logits shape {logits_shape}); labels must lie in "
             f"[0, {c - 1}]"
         )
-    return array.astype(np.intp, copy=False)
+
+
+def _non_finite_error(data: np.ndarray) -> ValueError:
+    bad = ~np.isfinite(data)
+    row, col = (int(i) for i in np.argwhere(bad)[0])
+    return ValueError(
+        f"cross_entropy: logits of shape {data.shape} contain {int(bad.sum())} non-finite "
+        f"values (first: {data[row, col]} at [{row}, {col}]); the model diverged or its "
+        f"input has NaN/Inf: lower the learning rate or check the data "
+        f"(fb.detect_anomaly() finds the op that made them)"
+    )
 
 
 def cross_entropy(logits: Any, labels: Any, reduction: str = "mean") -> Tensor:
@@ -261,21 +280,17 @@ def cross_entropy(logits: Any, labels: Any, reduction: str = "mean") -> Tensor:
             f"samples is undefined, skip empty batches"
         )
     labels = _labels_array(labels, data.shape)
-    # NOTE: one reduction instead of isfinite(...).all(): any NaN or Inf makes the sum
-    # non-finite. Finite logits near the float maximum can overflow the sum, so a
-    # non-finite sum is confirmed element by element before raising.
-    with np.errstate(over="ignore", invalid="ignore"):
-        total = data.sum()
-    if not np.isfinite(total) and not np.isfinite(data).all():
-        bad = ~np.isfinite(data)
-        row, col = (int(i) for i in np.argwhere(bad)[0])
-        raise ValueError(
-            f"cross_entropy: logits of shape {data.shape} contain {int(bad.sum())} non-finite "
-            f"values (first: {data[row, col]} at [{row}, {col}]); the model diverged or its "
-            f"input has NaN/Inf: lower the learning rate or check the data "
-            f"(fb.detect_anomaly() finds the op that made them)"
+    # NOTE: the label range and the finiteness of the logits are checked by the fused
+    # kernel in its single pass (check_finite); only a failure pays for the explanation.
+    try:
+        return apply(
+            CROSS_ENTROPY, (logits,), labels=labels, reduction=reduction, check_finite=True
         )
-    return apply(CROSS_ENTROPY, (logits,), labels=labels, reduction=reduction)
+    except ValueError as exc:
+        _check_label_range(labels, data.shape)
+        if isinstance(exc.__cause__, NonFiniteLogits):
+            raise _non_finite_error(data) from None
+        raise
 
 
 def mse_loss(pred: Any, target: Any, reduction: str = "mean") -> Tensor:

@@ -6,8 +6,6 @@ jitted loops for the bias and activation passes) whenever the arrays suit them.
 
 from __future__ import annotations
 
-import numpy as np
-
 from ..kernels import dispatch
 from . import defop
 
@@ -64,14 +62,11 @@ def _linear_activation(activation):
     """
 
     def forward(x, w, b=None):
-        y, _ = _linear_forward(x, w, b)  # a fresh array: safe to finish in place
-        if activation == "relu":
-            np.maximum(y, 0, out=y)
-        else:  # sigmoid as 0.5 * (1 + tanh(z / 2)): never overflows
-            y *= 0.5
-            np.tanh(y, out=y)
-            y += 1
-            y *= 0.5
+        _check_2d("linear", x, w)
+        if b is not None and b.shape != (w.shape[1],):
+            raise ValueError(f"bias must have shape ({w.shape[1]},), got {b.shape}")
+        # The bias and the activation run in one pass right after the GEMM.
+        y = dispatch.linear_forward(x, w, b, activation)
         return y, (x, w, y)
 
     def vjp(saved, dy, needs):

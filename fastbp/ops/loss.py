@@ -8,17 +8,25 @@ from ..kernels import dispatch
 from . import defop
 
 
-def _cross_entropy_forward(logits, labels, reduction="mean"):
+class NonFiniteLogits(ValueError):
+    """Raised by the forward pass when asked to check the logits and one is NaN or infinite."""
+
+
+def _cross_entropy_forward(logits, labels, reduction="mean", check_finite=False):
     # Softmax and the loss in one op, one pass over the logits: d loss / d logits is
     # softmax − onehot, cheaper and more accurate than differentiating log(softmax).
-    losses, dlogits = dispatch.softmax_cross_entropy(logits, labels)
+    # The same pass sums the losses (in double precision) and probes the logits for
+    # NaN/Inf, so neither a reduction nor a finiteness check follows it.
+    losses, dlogits, total, finite = dispatch.softmax_cross_entropy(logits, labels)
+    if check_finite and not finite:
+        raise NonFiniteLogits("cross_entropy: the logits contain NaN or Inf")
     if reduction == "mean":
-        out = losses.mean() if len(labels) else np.array(np.nan, logits.dtype)
+        out = np.array(total / len(labels) if len(labels) else np.nan, logits.dtype)
     elif reduction == "sum":
-        out = losses.sum()
+        out = np.array(total, logits.dtype)
     else:
         out = losses
-    return np.asarray(out, dtype=logits.dtype), (dlogits, reduction)
+    return out, (dlogits, reduction)
 
 
 def _cross_entropy_vjp(saved, dy, needs):
