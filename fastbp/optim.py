@@ -109,6 +109,7 @@ class _Flat:
         "grad",
         "state",
         "data_views",
+        "flat_views",
         "grad_views",
         "state_views",
         "slices",
@@ -138,6 +139,7 @@ class _Flat:
             self.data_views.append(view)
             self.grad_views.append(self.grad[sl].reshape(p.data.shape))
         self.state_views = [tuple(s[sl] for s in self.state) for sl in self.slices]
+        self.flat_views = [self.data[sl] for sl in self.slices]  # 1-D, as the kernels take them
         # Number of updates each parameter has had. While they are all equal (the usual
         # case) ``uniform`` holds that number and one kernel call updates everything.
         self.counts = [0] * len(params)
@@ -197,6 +199,32 @@ def _check_range(who: str, name: str, value: float, low: float, high: float | No
     if not ok or not math.isfinite(value):
         bounds = f">= {low}" if high is None else f"in [{low}, {high})"
         raise ValueError(f"{who}: invalid {name} {value!r}; it must be {bounds}")
+
+
+def _own_grads(flat: _Flat) -> list[np.ndarray] | None:
+    """Each parameter's gradient as a flat view, if backward gave every one its own array.
+
+    That is the usual case after ``zero_grad()`` (set to None): each ``p.grad`` is the
+    C-contiguous array its kernel produced. Returns None when the general path of
+    :meth:`Optimizer.step` is needed: a missing, misshapen or foreign-dtype gradient, a
+    gradient in the flat buffer, or a rebound ``p.data``.
+    """
+    dtype = flat.data.dtype
+    grads = []
+    views = zip(flat.params, flat.data_views, flat.grad_views, strict=True)
+    for p, data_view, grad_view in views:
+        g = p.grad
+        if (
+            type(g) is not np.ndarray
+            or g is grad_view
+            or p.data is not data_view
+            or g.dtype is not dtype
+            or g.shape != data_view.shape
+            or not g.flags.c_contiguous
+        ):
+            return None
+        grads.append(g.reshape(-1))
+    return grads
 
 
 # ----------------------------------------------------------------------- optimizer
@@ -316,6 +344,12 @@ class Optimizer:
         for flat in self._flats:
             for p in flat.params:
                 p._version += 1
+            if flat.uniform is not None:
+                grads = _own_grads(flat)
+                if grads is not None:  # the usual case after zero_grad(): one call each
+                    self._update_each(group, flat.flat_views, grads, flat.state_views, flat.uniform)
+                    flat.uniform += 1
+                    continue
             missing, loose = self._gather(flat)
             if not missing and not loose and flat.uniform is not None:
                 self._update(group, flat.data, flat.grad, flat.state, flat.uniform)
@@ -454,6 +488,11 @@ class Optimizer:
     # -------------------------------------------------------------------- internals
     def _update(self, group, param, grad, state, count) -> None:
         raise NotImplementedError
+
+    def _update_each(self, group, params, grads, states, count) -> None:
+        """Update parameter ``i`` from ``grads[i]``, all at step ``count`` (one call each)."""
+        for param, grad, state in zip(params, grads, states, strict=True):
+            self._update(group, param, grad, state, count)
 
     def _export_buffer(self, name: str, view: np.ndarray, shape) -> np.ndarray | None:
         return view.reshape(shape).copy()
@@ -606,6 +645,15 @@ class SGD(Optimizer):
             group["nesterov"],
             count == 0,
         )
+
+    def _update_each(self, group, params, grads, states, count) -> None:
+        # _update's loop with the hyperparameters looked up once.
+        lr, momentum, dampening = group["lr"], group["momentum"], group["dampening"]
+        weight_decay, nesterov, first = group["weight_decay"], group["nesterov"], count == 0
+        for param, grad, state in zip(params, grads, states, strict=True):
+            _sgd_update(
+                param, grad, state[0], lr, momentum, dampening, weight_decay, nesterov, first
+            )
 
     def _export_buffer(self, name, view, shape):
         # As in PyTorch, plain SGD has no momentum buffer.

@@ -259,8 +259,9 @@ def test_softmax_cross_entropy_total_sums_losses_and_flags_non_finite_logits(rng
     labels = rng.integers(0, shape[1], size=shape[0])
     losses, dlogits, total, finite = kernels.softmax_cross_entropy_total(logits, labels)
     want_losses, want_dlogits = kernels.softmax_cross_entropy(logits, labels)
-    np.testing.assert_array_equal(losses, want_losses)
-    np.testing.assert_array_equal(dlogits, want_dlogits)
+    # Not bit for bit: the vectorised row sum may group terms by the output's alignment.
+    assert_close(losses, want_losses, dtype, scale=10)
+    assert_close(dlogits, want_dlogits, dtype)
     assert finite is True and isinstance(total, float)
     assert total == pytest.approx(want_losses.astype(np.float64).sum(), rel=1e-12)
     twin = kernels.softmax_cross_entropy_total_numpy(logits, labels)
