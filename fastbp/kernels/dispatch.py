@@ -56,9 +56,12 @@ _pool: dict[tuple, list[np.ndarray]] = {}
 
 def _output(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray | None:
     """A free pooled array for a large output, or None to let the kernel allocate."""
-    size = dtype.itemsize
-    for n in shape:
-        size *= n
+    if len(shape) == 2:  # the usual case, without a loop
+        size = shape[0] * shape[1] * dtype.itemsize
+    else:
+        size = dtype.itemsize
+        for n in shape:
+            size *= n
     if size < _POOL_MIN_BYTES:
         return None
     key = (shape, dtype)
