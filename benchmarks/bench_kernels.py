@@ -82,6 +82,7 @@ INPUTS: dict[str, Callable[[np.random.Generator, int, int], tuple[Any, ...]]] = 
     "relu_backward_bias": _activation_inputs,
     "sigmoid_backward_bias": _sigmoid_inputs,
     "softmax_cross_entropy": _cross_entropy_inputs,
+    "softmax_cross_entropy_total": _cross_entropy_inputs,
     "scale_rows": _scale_rows_inputs,
     "sgd_update": _sgd_inputs,
     "adam_update": _adam_inputs,
@@ -105,3 +106,20 @@ def test_kernel_speed(
     arguments = INPUTS[kernel](np.random.default_rng(0), rows, cols)
     function(*arguments)  # compile (or load from cache) outside the timing
     benchmark(function, *arguments)
+
+
+@pytest.mark.parametrize("call", ["dot", "matmul"])
+@pytest.mark.parametrize(
+    "shape",
+    [(16, 784, 128), (128, 784, 512), (128, 256, 10), (256, 784, 512), (1024, 784, 1024)],
+    ids=lambda shape: "x".join(map(str, shape)),
+)
+def test_weight_gradient_product(benchmark: Any, shape: tuple[int, int, int], call: str) -> None:
+    """``xᵀ·dy`` (batch, in, out) through np.dot or np.matmul: linear_backward picks per shape."""
+    batch, fan_in, fan_out = shape
+    benchmark.group = f"weight-gradient-{batch}x{fan_in}x{fan_out}"
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((batch, fan_in)).astype(DTYPE)
+    dy = rng.standard_normal((batch, fan_out)).astype(DTYPE)
+    out = np.empty((fan_in, fan_out), DTYPE)
+    benchmark(getattr(np, call), x.T, dy, out=out)

@@ -7,12 +7,13 @@ expression the kernel replaces; used by the tests, by the benchmarks and as a fa
 
 Design notes
 ------------
-* Matrix products use NumPy's BLAS (``np.dot(..., out=...)``, transposes as ``.T`` views) from the
-  Python wrappers. Calling BLAS from inside ``@njit`` (SciPy's OpenBLAS) measured the same within
-  noise from (16,128,128) to (1024,1024,1024) and slower at batch 1, and it would make SciPy's
-  separate OpenBLAS thread pool busy next to NumPy's. Numba loads SciPy's OpenBLAS anyway, but
-  no kernel calls it, so only NumPy's pool ever works. A batch of one takes a jitted outer
-  product for ``xᵀ·dy`` (OpenBLAS's gemm with an inner dimension of 1 is 2-6x slower).
+* Matrix products use NumPy's BLAS (``np.dot``, or ``np.matmul`` where its call measured faster;
+  ``out=``, transposes as ``.T`` views) from the Python wrappers. Calling BLAS from inside
+  ``@njit`` (SciPy's OpenBLAS) measured the same within noise from (16,128,128) to
+  (1024,1024,1024) and slower at batch 1, and it would make SciPy's separate OpenBLAS thread pool
+  busy next to NumPy's. Numba loads SciPy's OpenBLAS anyway, but no kernel calls it, so only
+  NumPy's pool ever works. A batch of one takes a jitted outer product for ``xᵀ·dy`` (OpenBLAS's
+  gemm with an inner dimension of 1 is 2-6x slower).
 * Softmax needs ``exp``: Numba's is a scalar libm call (no SVML here), slower than NumPy's SIMD
   one, so the kernels use their own vectorisable ``exp`` (``_simd_math``, < 1 ulp).
 * Argument checks cost nothing on the fast path: jitted kernels reject wrong dtypes, ranks,
