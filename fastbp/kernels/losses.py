@@ -243,8 +243,9 @@ def softmax_cross_entropy_total_numpy(
 
     Example
     -------
-    >>> softmax_cross_entropy_total_numpy(np.array([[0.0, np.inf]]), np.array([0]))[3]
-    False
+    >>> _, _, total, finite = softmax_cross_entropy_total_numpy(np.zeros((1, 2)), np.array([0]))
+    >>> round(total, 4), finite
+    (0.6931, True)
     """
     losses, dlogits = softmax_cross_entropy_numpy(logits, labels, losses_out, dlogits_out)
     return losses, dlogits, float(losses.sum(dtype=np.float64)), bool(np.isfinite(logits).all())
