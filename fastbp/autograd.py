@@ -309,14 +309,21 @@ _lock_counts: dict[int, int] = {}
 _lock_guard = threading.Lock()
 
 
-def _lock(arrays: tuple[np.ndarray, ...]) -> None:
+def _lock(arrays: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
+    """Make ``arrays`` read-only; return those now counted (already read-only ones are not)."""
+    counted = []
     with _lock_guard:
         for a in arrays:
             key = id(a)
-            count = _lock_counts.get(key, 0)
-            if count == 0:
-                a.flags.writeable = False
+            count = _lock_counts.get(key)
+            if count is None:
+                if not a.flags.writeable:
+                    continue  # read-only for reasons of its own: leave it alone
+                a.setflags(write=False)
+                count = 0
             _lock_counts[key] = count + 1
+            counted.append(a)
+    return tuple(counted)
 
 
 def _unlock(arrays: tuple[np.ndarray, ...]) -> None:
@@ -326,7 +333,7 @@ def _unlock(arrays: tuple[np.ndarray, ...]) -> None:
             count = _lock_counts.get(key, 1) - 1
             if count <= 0:
                 _lock_counts.pop(key, None)
-                a.flags.writeable = True
+                a.setflags(write=True)
             else:
                 _lock_counts[key] = count
 
@@ -436,7 +443,7 @@ def apply(op: Op, inputs: tuple[Tensor, ...], **params: Any) -> Tensor:
             if saved is not None:
                 for t in inputs:
                     if t._node is None and t.requires_grad:
-                        node = _lock_parameters(inputs)
+                        node = _lock_parameters(inputs, saved)
                         break
             node.op = op
             node.inputs = inputs
@@ -451,15 +458,30 @@ def apply(op: Op, inputs: tuple[Tensor, ...], **params: Any) -> Tensor:
     return result
 
 
-def _lock_parameters(inputs) -> Node:
-    """A record that keeps its parameters' arrays read-only while it holds them."""
+def _lock_parameters(inputs, saved) -> Node:
+    """The record for an op that may have saved parameter arrays.
+
+    Parameters (leaves that require grad) whose very array is among the saved values
+    are locked read-only while the record holds them (a bias, which ``linear`` does
+    not save, stays writable), and their versions are remembered.
+    """
+    held = saved if type(saved) is tuple else (saved,)
+    params = []
+    for t in inputs:
+        if t._node is None and t.requires_grad:
+            data = t.data
+            for item in held:
+                if item is data:
+                    params.append(t)
+                    break
+    if not params:
+        node = _new_node(Node)
+        node.locked = ()
+        return node
     node = _new_node(_LockingNode)
-    params = tuple([t for t in inputs if t._node is None and t.requires_grad])
-    node.params = params
+    node.params = tuple(params)
     node.versions = tuple([t._version for t in params])
-    locked = tuple([t.data for t in params if t.data.flags.writeable])
-    _lock(locked)
-    node.locked = locked
+    node.locked = _lock(tuple([t.data for t in params]))
     return node
 
 
