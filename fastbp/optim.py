@@ -342,8 +342,11 @@ class Optimizer:
         """
         group = self.param_groups[0]
         for flat in self._flats:
+            # Bump the version of every parameter this step changes, so that backward
+            # through a graph recorded before the step refuses to use the new values.
             for p in flat.params:
-                p._version += 1
+                if p.grad is not None:
+                    p._version += 1
             if flat.uniform is not None:
                 grads = _own_grads(flat)
                 if grads is not None:  # the usual case after zero_grad(): one call each

@@ -459,3 +459,13 @@ def test_tiny_mlp_learns_a_separable_problem(cls, kwargs):
         final = F.cross_entropy(model(x), y).item()
         accuracy = (model(x).data.argmax(axis=1) == y).mean()
     assert first > 0.5 and final < 0.1 and accuracy > 0.97
+
+
+def test_a_step_without_gradients_does_not_invalidate_recorded_graphs():
+    layer = nn.Linear(3, 2)
+    opt = optim.SGD(layer.parameters(), lr=0.1)
+    opt.zero_grad()
+    loss = layer(fb.ones(1, 3)).sum()
+    opt.step()  # no parameter has a gradient: nothing changes
+    loss.backward()
+    assert layer.weight.grad is not None
