@@ -312,7 +312,7 @@ def mse_loss(pred: Any, target: Any, reduction: str = "mean") -> Tensor:
     Raises
     ------
     ValueError
-        If the shapes differ or ``reduction`` is unknown.
+        If the shapes differ, ``reduction`` is unknown, or an input holds NaN/Inf.
 
     Example
     -------
@@ -330,6 +330,13 @@ def mse_loss(pred: Any, target: Any, reduction: str = "mean") -> Tensor:
             f"mse_loss: pred has shape {pred.shape} but target has shape {target.shape}; "
             f"they must match (reshape one of them, e.g. pred.reshape(-1))"
         )
+    for name, t in (("pred", pred), ("target", target)):
+        if t.dtype.kind in "fc" and not np.isfinite(t.data).all():
+            raise ValueError(
+                f"mse_loss: {name} of shape {t.shape} contains NaN or Inf; the model diverged "
+                f"or the data has NaN/Inf: lower the learning rate or check the data "
+                f"(fb.detect_anomaly() finds the op that made them)"
+            )
     diff = pred - target
     squared = diff * diff
     if reduction == "mean":
