@@ -603,10 +603,20 @@ def _walk(
             parent = t._node
             if parent is None:
                 if not collecting:
-                    # ``dy``, a view of it, or an array returned for two inputs may
-                    # belong to someone else: only a fresh array may become ``.grad``.
-                    fresh = g is not dy and g.base is None and sum(x is g for x in grads) == 1
-                    _accumulate_leaf(t, g, fresh)
+                    if t.grad is None:
+                        # ``dy``, a view of it, or an array returned for two inputs may
+                        # belong to someone else: only a fresh array may become ``.grad``.
+                        if (
+                            g is dy
+                            or g.base is not None
+                            or not g.flags.writeable
+                            or not g.flags.c_contiguous
+                            or _returned_twice(g, grads)
+                        ):
+                            g = g.copy()
+                        t.grad = g
+                    else:
+                        np.add(t.grad, g, out=t.grad)
                 continue
             if parent in pending:
                 pending[parent] = pending[parent] + g
@@ -614,6 +624,15 @@ def _walk(
                 pending[parent] = g
                 heappush(heap, (-parent.seq, parent))
     return collected
+
+
+def _returned_twice(g: np.ndarray, grads) -> bool:
+    """True if a vjp returned the very array ``g`` for more than one input."""
+    count = 0
+    for x in grads:
+        if x is g:
+            count += 1
+    return count > 1
 
 
 def _accumulate_leaf(t: Tensor, g: np.ndarray, fresh: bool) -> None:
