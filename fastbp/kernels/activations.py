@@ -256,6 +256,20 @@ def sigmoid_backward_numpy(
     return result
 
 
+def _fused_with_bias(kernel, loop, name, saved, dy, dz_out, db_out):
+    """Run a fused activation-backward + bias-sum loop, allocating missing outputs."""
+    try:
+        if dz_out is None:
+            dz_out = np.empty(dy.shape, dy.dtype)
+        if db_out is None:
+            db_out = np.empty(dy.shape[1], dy.dtype)
+        loop(saved, dy, dz_out, db_out)
+    except Exception:
+        _explain(kernel, db_out, **{name: saved}, dy=dy, dz_out=dz_out)
+        raise
+    return dz_out, db_out
+
+
 def relu_backward_bias(
     x: np.ndarray,
     dy: np.ndarray,
@@ -295,16 +309,9 @@ def relu_backward_bias(
     (array([[1., 0.],
            [1., 1.]]), array([2., 1.]))
     """
-    try:
-        if dz_out is None:
-            dz_out = np.empty(dy.shape, dy.dtype)
-        if db_out is None:
-            db_out = np.empty(dy.shape[1], dy.dtype)
-        _relu_backward_bias_loop(x, dy, dz_out, db_out)
-    except Exception:
-        _explain("relu_backward_bias", db_out, x=x, dy=dy, dz_out=dz_out)
-        raise
-    return dz_out, db_out
+    return _fused_with_bias(
+        "relu_backward_bias", _relu_backward_bias_loop, "x", x, dy, dz_out, db_out
+    )
 
 
 def relu_backward_bias_numpy(
@@ -376,16 +383,9 @@ def sigmoid_backward_bias(
     >>> sigmoid_backward_bias(np.array([[0.5, 0.5]]), np.array([[2.0, 4.0]]))
     (array([[0.5, 1. ]]), array([0.5, 1. ]))
     """
-    try:
-        if dz_out is None:
-            dz_out = np.empty(dy.shape, dy.dtype)
-        if db_out is None:
-            db_out = np.empty(dy.shape[1], dy.dtype)
-        _sigmoid_backward_bias_loop(y, dy, dz_out, db_out)
-    except Exception:
-        _explain("sigmoid_backward_bias", db_out, y=y, dy=dy, dz_out=dz_out)
-        raise
-    return dz_out, db_out
+    return _fused_with_bias(
+        "sigmoid_backward_bias", _sigmoid_backward_bias_loop, "y", y, dy, dz_out, db_out
+    )
 
 
 def sigmoid_backward_bias_numpy(
