@@ -27,73 +27,20 @@ The update kernels are ``fastbp.kernels.sgd_update`` and
 
 from __future__ import annotations
 
-import importlib
 import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
 
+from . import kernels
 from .tensor import Tensor
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW"]
 
 
-# ------------------------------------------------------------------- NumPy kernels
-# Same signatures and in-place semantics as the Numba kernels in fastbp.kernels; used
-# until those land. Buffers are flat and 1-D; ``grad`` is never written.
-
-
-def _sgd_update_numpy(
-    param, grad, momentum_buf, lr, momentum, dampening, weight_decay, nesterov, first_step
-):
-    d_p = grad
-    if weight_decay != 0:
-        d_p = grad + weight_decay * param
-    if momentum != 0:
-        if first_step:
-            # PyTorch starts the buffer at the first gradient, without dampening.
-            momentum_buf[...] = d_p
-        else:
-            momentum_buf *= momentum
-            momentum_buf += (1 - dampening) * d_p
-        d_p = d_p + momentum * momentum_buf if nesterov else momentum_buf
-    param -= lr * d_p
-
-
-def _adam_update_numpy(
-    param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, weight_decay, step, decoupled
-):
-    if weight_decay != 0:
-        if decoupled:
-            param *= 1 - lr * weight_decay
-        else:
-            grad = grad + weight_decay * param
-    exp_avg *= beta1
-    exp_avg += (1 - beta1) * grad
-    exp_avg_sq *= beta2
-    exp_avg_sq += (1 - beta2) * (grad * grad)
-    step_size = lr / (1 - beta1**step)
-    denom = np.sqrt(exp_avg_sq)
-    denom /= math.sqrt(1 - beta2**step)
-    denom += eps
-    param -= step_size * (exp_avg / denom)
-
-
-def _load_kernels():
-    """The Numba update kernels if they are importable, else the NumPy twins above."""
-    for name in ("fastbp.kernels", "fastbp.kernels.optim"):
-        try:
-            module = importlib.import_module(name)
-        except ImportError:
-            continue
-        sgd, adam = getattr(module, "sgd_update", None), getattr(module, "adam_update", None)
-        if sgd is not None and adam is not None:
-            return sgd, adam
-    return _sgd_update_numpy, _adam_update_numpy
-
-
-_sgd_update, _adam_update = _load_kernels()
+# The update kernels: one pass each over flat buffers (NumPy twins in fastbp.kernels).
+_sgd_update, _adam_update = kernels.sgd_update, kernels.adam_update
 
 
 # ------------------------------------------------------------------------- buffers

@@ -7,7 +7,7 @@ import pytest
 
 import fastbp as fb
 import fastbp.nn.functional as F
-from fastbp import nn, optim
+from fastbp import kernels, nn, optim
 
 SHAPES = [(3, 4), (4,), (2, 2, 3), ()]
 STEPS = 6
@@ -91,14 +91,10 @@ ADAM_CONFIGS = {
 
 @pytest.fixture(params=["kernel", "numpy_twin"])
 def impl(request, monkeypatch):
-    """Run with the active update kernels, then with optim.py's NumPy fallbacks."""
+    """Run with the Numba update kernels, then with their NumPy twins."""
     if request.param == "numpy_twin":
-        sgd = getattr(optim, "_sgd_update_numpy", None)
-        adam = getattr(optim, "_adam_update_numpy", None)
-        if sgd is None or adam is None:
-            pytest.skip("optim.py has no NumPy fallback kernels")
-        monkeypatch.setattr(optim, "_sgd_update", sgd)
-        monkeypatch.setattr(optim, "_adam_update", adam)
+        monkeypatch.setattr(optim, "_sgd_update", kernels.sgd_update_numpy)
+        monkeypatch.setattr(optim, "_adam_update", kernels.adam_update_numpy)
     return request.param
 
 
