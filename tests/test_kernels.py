@@ -759,3 +759,22 @@ def test_package_imports_and_runs_when_numba_cannot_cache():
     # Only the IPython locator is allowed, and it declines ordinary modules.
     output = _run_script(script, NUMBA_CACHE_LOCATOR_CLASSES="IPythonCacheLocator")
     assert output.strip() == "[[2.0, 0.0]]"
+
+
+def test_dispatch_pool_reuses_only_free_buffers_and_stays_bounded():
+    from fastbp.kernels import dispatch
+
+    x = np.ones((256, 256), np.float32)
+    w = np.ones((256, 256), np.float32)
+    first = dispatch.linear_forward(x, w)
+    second = dispatch.linear_forward(x, w)
+    assert first is not second  # ``first`` is still referenced: never handed out twice
+    address = second.__array_interface__["data"][0]
+    del second
+    third = dispatch.linear_forward(x, w)
+    assert third.__array_interface__["data"][0] == address  # a free buffer is reused
+    np.testing.assert_array_equal(third, first)
+    for n in range(1, 2 * dispatch._POOL_SHAPES):
+        batch = np.ones((200 + n, 256), np.float32)  # outputs of 200 KB and more: pooled
+        dispatch.linear_forward(batch, np.ones((256, 256), np.float32))
+    assert len(dispatch._pool) <= dispatch._POOL_SHAPES

@@ -51,6 +51,7 @@ def _suits(first: np.ndarray, *rest: np.ndarray) -> bool:
 
 _POOL_MIN_BYTES = 128 * 1024
 _POOL_PER_SHAPE = 6
+_POOL_SHAPES = 32  # beyond this many shapes (varying batch sizes...) start afresh
 _pool: dict[tuple, list[np.ndarray]] = {}
 
 
@@ -67,6 +68,8 @@ def _output(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray | None:
     key = (shape, dtype)
     arrays = _pool.get(key)
     if arrays is None:
+        if len(_pool) >= _POOL_SHAPES:
+            _pool.clear()  # bounded memory; arrays still in use stay alive with their users
         arrays = _pool[key] = []
     for a in arrays:
         # Referrers when free: the pool's list, the loop variable, getrefcount's argument.
