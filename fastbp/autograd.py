@@ -418,8 +418,12 @@ def apply(op: Op, inputs: tuple[Tensor, ...], **params: Any) -> Tensor:
         and the shapes and dtypes of its inputs.
     """
     try:
-        if len(inputs) == 2:  # the common case, without building a list
+        # The common arities without building a list of arrays.
+        n = len(inputs)
+        if n == 2:
             out, saved = op.forward(inputs[0].data, inputs[1].data, **params)
+        elif n == 1:
+            out, saved = op.forward(inputs[0].data, **params)
         else:
             out, saved = op.forward(*[t.data for t in inputs], **params)
     except (ValueError, TypeError, IndexError) as exc:
