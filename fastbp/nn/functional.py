@@ -1,8 +1,8 @@
 """Stateless layer functions (``import fastbp.nn.functional as F``).
 
-Activations and ``linear`` record one op each; ``cross_entropy`` validates its
-arguments and then records the fused softmax + cross-entropy op; ``mse_loss`` is
-composed from tensor ops.
+The activations are those of :mod:`fastbp.functions`; ``linear`` records one op;
+``cross_entropy`` validates its arguments and then records the fused softmax +
+cross-entropy op; ``mse_loss`` is composed from tensor ops.
 """
 
 from __future__ import annotations
@@ -11,9 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from .. import functions
 from ..autograd import apply
-from ..ops import elementwise as ew
-from ..ops import reduce
 from ..ops.linalg import LINEAR
 from ..ops.loss import CROSS_ENTROPY, NonFiniteLogits
 from ..tensor import Tensor, as_tensor
@@ -31,113 +30,10 @@ __all__ = [
 
 _REDUCTIONS = ("mean", "sum", "none")
 
-
-def relu(x: Any) -> Tensor:
-    """Elementwise ``max(x, 0)``; the gradient at 0 is 0.
-
-    Parameters
-    ----------
-    x : Tensor or array_like
-
-    Returns
-    -------
-    Tensor
-
-    Example
-    -------
-    >>> import fastbp as fb
-    >>> import fastbp.nn.functional as F
-    >>> F.relu(fb.tensor([-1.0, 3.0]))
-    tensor([0., 3.])
-    """
-    return apply(ew.RELU, (as_tensor(x),))
-
-
-def sigmoid(x: Any) -> Tensor:
-    """Elementwise logistic function ``1 / (1 + e**-x)``, without overflow.
-
-    Parameters
-    ----------
-    x : Tensor or array_like
-
-    Returns
-    -------
-    Tensor
-
-    Example
-    -------
-    >>> import fastbp as fb
-    >>> import fastbp.nn.functional as F
-    >>> F.sigmoid(fb.tensor([0.0]))
-    tensor([0.5])
-    """
-    return apply(ew.SIGMOID, (as_tensor(x),))
-
-
-def tanh(x: Any) -> Tensor:
-    """Elementwise hyperbolic tangent.
-
-    Parameters
-    ----------
-    x : Tensor or array_like
-
-    Returns
-    -------
-    Tensor
-
-    Example
-    -------
-    >>> import fastbp as fb
-    >>> import fastbp.nn.functional as F
-    >>> F.tanh(fb.tensor([0.0]))
-    tensor([0.])
-    """
-    return apply(ew.TANH, (as_tensor(x),))
-
-
-def softmax(x: Any, axis: int = -1) -> Tensor:
-    """Softmax along ``axis``, shifted by the maximum so large inputs do not overflow.
-
-    Parameters
-    ----------
-    x : Tensor or array_like
-    axis : int, default -1
-
-    Returns
-    -------
-    Tensor
-        Non-negative, summing to 1 along ``axis``.
-
-    Example
-    -------
-    >>> import fastbp as fb
-    >>> import fastbp.nn.functional as F
-    >>> F.softmax(fb.tensor([[1000.0, 1000.0]]))
-    tensor([[0.5, 0.5]])
-    """
-    return apply(reduce.SOFTMAX, (as_tensor(x),), axis=axis)
-
-
-def log_softmax(x: Any, axis: int = -1) -> Tensor:
-    """``log(softmax(x))`` along ``axis``, computed without overflow or ``log(0)``.
-
-    Parameters
-    ----------
-    x : Tensor or array_like
-    axis : int, default -1
-
-    Returns
-    -------
-    Tensor
-
-    Example
-    -------
-    >>> import fastbp as fb
-    >>> import fastbp.nn.functional as F
-    >>> F.log_softmax(fb.tensor([0.0, 1000.0]))
-    tensor([-1000.,     0.])
-    """
-    return apply(reduce.LOG_SOFTMAX, (as_tensor(x),), axis=axis)
+# The activations are the tensor functions themselves (``F.relu is fb.relu``): one
+# spelling of each op, routed through the Tensor methods.
+relu, sigmoid, tanh = functions.relu, functions.sigmoid, functions.tanh
+softmax, log_softmax = functions.softmax, functions.log_softmax
 
 
 def linear(x: Any, w: Any, b: Any = None) -> Tensor:

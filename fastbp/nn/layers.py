@@ -9,7 +9,6 @@ from typing import Any
 import numpy as np
 
 from ..autograd import apply
-from ..ops import elementwise as ew
 from ..ops.linalg import LINEAR, LINEAR_RELU, LINEAR_SIGMOID
 from ..tensor import Tensor, as_tensor
 from . import init
@@ -257,7 +256,7 @@ class ReLU(Module):
 
     def forward(self, x: Any) -> Tensor:
         """Apply ReLU elementwise."""
-        return apply(ew.RELU, (as_tensor(x),))
+        return as_tensor(x).relu()
 
 
 class Sigmoid(Module):
@@ -273,7 +272,7 @@ class Sigmoid(Module):
 
     def forward(self, x: Any) -> Tensor:
         """Apply the sigmoid elementwise."""
-        return apply(ew.SIGMOID, (as_tensor(x),))
+        return as_tensor(x).sigmoid()
 
 
 class Tanh(Module):
@@ -289,7 +288,7 @@ class Tanh(Module):
 
     def forward(self, x: Any) -> Tensor:
         """Apply tanh elementwise."""
-        return apply(ew.TANH, (as_tensor(x),))
+        return as_tensor(x).tanh()
 
 
 # Activations a preceding Linear can absorb (see Sequential.forward).
