@@ -117,19 +117,14 @@ class Node:
         The tensor this op produced (weak, so abandoned graphs are freed).
     where : str or None
         The user's line that created the op, recorded in anomaly mode only.
+    locked : tuple of ndarray
+        Parameter arrays this record holds read-only (see :class:`_LockingNode`).
+
+    Records are made only by :func:`apply`, which fills the fields directly (no
+    ``__init__`` call on the hot path).
     """
 
     __slots__ = ("op", "inputs", "saved", "needs", "seq", "output", "where", "locked")
-
-    def __init__(self, op, inputs, saved, needs, output, where=None, locked=()):
-        self.op = op
-        self.inputs = inputs
-        self.saved = saved
-        self.needs = needs
-        self.seq = _next_seq()
-        self.output = output
-        self.where = where
-        self.locked = locked
 
     def release(self) -> None:
         """Drop the saved arrays and the input tensors, and unlock parameter arrays.
@@ -440,15 +435,17 @@ def apply(op: Op, inputs: tuple[Tensor, ...], **params: Any) -> Tensor:
         needs = tuple(map(_requires_grad, inputs))
         if True in needs:
             result.requires_grad = True
-            node = _new_node(Node)
             # A parameter (a leaf that requires grad) whose array the op may have saved
             # is locked read-only until backward, so that mutating it raises.
-            node.locked = ()
+            node = None
             if saved is not None:
                 for t in inputs:
                     if t._node is None and t.requires_grad:
                         node = _lock_parameters(inputs, saved)
                         break
+            if node is None:
+                node = _new_node(Node)
+                node.locked = ()
             node.op = op
             node.inputs = inputs
             node.saved = saved
@@ -562,7 +559,7 @@ def _walk(
     node = root._node
     if node is None:  # the root is a leaf
         if targets is None:
-            _accumulate_leaf(root, seed, fresh=False)
+            _accumulate_leaf(root, seed, owned=False)
         return collected
 
     anomaly = _state.anomaly
@@ -607,20 +604,10 @@ def _walk(
             parent = t._node
             if parent is None:
                 if not collecting:
-                    if t.grad is None:
-                        # ``dy``, a view of it, or an array returned for two inputs may
-                        # belong to someone else: only a fresh array may become ``.grad``.
-                        if (
-                            g is dy
-                            or g.base is not None
-                            or not g.flags.writeable
-                            or not g.flags.c_contiguous
-                            or _returned_twice(g, grads)
-                        ):
-                            g = g.copy()
-                        t.grad = g
-                    else:
-                        np.add(t.grad, g, out=t.grad)
+                    # ``dy``, a view of it, or an array returned for two inputs may
+                    # belong to someone else: only a fresh array may become ``.grad``.
+                    owned = g is not dy and g.base is None and not _returned_twice(g, grads)
+                    _accumulate_leaf(t, g, owned)
                 continue
             if parent in pending:
                 pending[parent] = pending[parent] + g
@@ -639,9 +626,11 @@ def _returned_twice(g: np.ndarray, grads) -> bool:
     return count > 1
 
 
-def _accumulate_leaf(t: Tensor, g: np.ndarray, fresh: bool) -> None:
+def _accumulate_leaf(t: Tensor, g: np.ndarray, owned: bool) -> None:
+    """Add ``g`` into ``t.grad``; the first gradient is kept as is only if ``owned``."""
     if t.grad is None:
-        t.grad = g if fresh and g.flags.c_contiguous and g.flags.writeable else g.copy()
+        usable = owned and g.flags.writeable and g.flags.c_contiguous
+        t.grad = g if usable else g.copy()
     else:
         np.add(t.grad, g, out=t.grad)
 
