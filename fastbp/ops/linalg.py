@@ -33,12 +33,16 @@ def _matmul_vjp(saved, dy, needs):
 MATMUL = defop("matmul", _matmul_forward, _matmul_vjp)
 
 
-def _linear_forward(x, w, b=None):
-    # One record for Y = X·W + b: its vjp sees needs[0] and skips dX = dY·Wᵀ (the
-    # largest product of a first layer) when X is the data batch.
+def _check_linear(x, w, b):
     _check_2d("linear", x, w)
     if b is not None and b.shape != (w.shape[1],):
         raise ValueError(f"bias must have shape ({w.shape[1]},), got {b.shape}")
+
+
+def _linear_forward(x, w, b=None):
+    # One record for Y = X·W + b: its vjp sees needs[0] and skips dX = dY·Wᵀ (the
+    # largest product of a first layer) when X is the data batch.
+    _check_linear(x, w, b)
     return dispatch.linear_forward(x, w, b), (x, w)
 
 
@@ -62,9 +66,7 @@ def _linear_activation(activation):
     """
 
     def forward(x, w, b=None):
-        _check_2d("linear", x, w)
-        if b is not None and b.shape != (w.shape[1],):
-            raise ValueError(f"bias must have shape ({w.shape[1]},), got {b.shape}")
+        _check_linear(x, w, b)
         # The bias and the activation run in one pass right after the GEMM.
         y = dispatch.linear_forward(x, w, b, activation)
         return y, (x, w, y)
