@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from optim_reference import reference_adam, reference_sgd
 
 import fastbp as fb
 import fastbp.nn.functional as F
@@ -36,40 +37,6 @@ def feed(opt, params, grads, how):
         opt.zero_grad(set_to_none=(how == "backward_none"))
         loss = fb.sum(fb.stack([fb.sum(p * g) for p, g in zip(params, grads, strict=True)]))
         loss.backward()
-
-
-# --------------------------------------------------------------- NumPy references
-
-
-def reference_sgd(w, grads, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False):
-    w = w.astype(np.float64)
-    buf = None
-    for g in grads:
-        d = g + weight_decay * w
-        if momentum:
-            buf = d.copy() if buf is None else momentum * buf + (1 - dampening) * d
-            d = d + momentum * buf if nesterov else buf
-        w = w - lr * d
-    return w
-
-
-def reference_adam(w, grads, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, decoupled=False):
-    # The textbook form with bias-corrected moments m̂ and v̂.
-    beta1, beta2 = betas
-    w = w.astype(np.float64)
-    m = np.zeros_like(w)
-    v = np.zeros_like(w)
-    for t, g in enumerate(grads, start=1):
-        if decoupled:
-            w = w * (1 - lr * weight_decay)
-        else:
-            g = g + weight_decay * w
-        m = beta1 * m + (1 - beta1) * g
-        v = beta2 * v + (1 - beta2) * g * g
-        m_hat = m / (1 - beta1**t)
-        v_hat = v / (1 - beta2**t)
-        w = w - lr * m_hat / (np.sqrt(v_hat) + eps)
-    return w
 
 
 SGD_CONFIGS = {
