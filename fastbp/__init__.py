@@ -43,6 +43,7 @@ from .functions import (
 )
 from .gradcheck import GradcheckError, gradcheck
 from .serialization import load, save
+from .tracing import trace
 from .tensor import (
     Tensor,
     as_tensor,

@@ -173,6 +173,9 @@ class _ThreadState(threading.local):
     def __init__(self) -> None:
         self.grad_enabled = True
         self.anomaly = False
+        # The recorder of a first call to an ``fb.trace`` function (see
+        # :mod:`fastbp.tracing`); None when nothing is being traced.
+        self.tracer = None
 
 
 _state = _ThreadState()
@@ -369,18 +372,18 @@ def unbroadcast(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return g.reshape(shape)
 
 
-def _fit(g: np.ndarray, t: Tensor, op: Op) -> np.ndarray:
-    """Bring the gradient ``g`` for input ``t`` of ``op`` to ``t``'s shape and dtype."""
-    if g.shape != t.data.shape:
+def _fit(g: np.ndarray, data: np.ndarray, op: Op) -> np.ndarray:
+    """Bring the gradient ``g`` for the input array ``data`` of ``op`` to its shape and dtype."""
+    if g.shape != data.shape:
         try:
-            g = unbroadcast(np.asarray(g), t.data.shape)
+            g = unbroadcast(np.asarray(g), data.shape)
         except ValueError as exc:
             raise ValueError(
                 f"backward of '{op.name}' returned a gradient of shape {np.shape(g)} for "
-                f"an input of shape {t.data.shape}; the vjp is wrong"
+                f"an input of shape {data.shape}; the vjp is wrong"
             ) from exc
-    if g.dtype != t.data.dtype:
-        g = g.astype(t.data.dtype)
+    if g.dtype != data.dtype:
+        g = g.astype(data.dtype)
     return g
 
 
@@ -454,8 +457,12 @@ def apply(op: Op, inputs: tuple[Tensor, ...], **params: Any) -> Tensor:
             node.output = _weakref(result)
             node.where = _user_frame() if state.anomaly else None
             result._node = node
+            if state.tracer is not None:
+                state.tracer.record_op(op, inputs, params, result)
             return result
     result.requires_grad = False
+    if state.tracer is not None:
+        state.tracer.record_op(op, inputs, params, result)
     return result
 
 
@@ -595,7 +602,7 @@ def _walk(
                 g = np.asarray(g)
             data = t.data
             if g.shape != data.shape or (g.dtype is not data.dtype and g.dtype != data.dtype):
-                g = _fit(g, t, op)
+                g = _fit(g, data, op)
             if anomaly:
                 _check_finite(g, op, node.where, "backward")
             if collecting and id(t) in targets:
@@ -604,10 +611,7 @@ def _walk(
             parent = t._node
             if parent is None:
                 if not collecting:
-                    # ``dy``, a view of it, or an array returned for two inputs may
-                    # belong to someone else: only a fresh array may become ``.grad``.
-                    owned = g is not dy and g.base is None and not _returned_twice(g, grads)
-                    _accumulate_leaf(t, g, owned)
+                    _hand_to_leaf(t, g, dy, grads)
                 continue
             if parent in pending:
                 pending[parent] = pending[parent] + g
@@ -615,6 +619,13 @@ def _walk(
                 pending[parent] = g
                 heappush(heap, (-parent.seq, parent))
     return collected
+
+
+def _hand_to_leaf(t: Tensor, g: np.ndarray, dy: np.ndarray, grads) -> None:
+    """Accumulate the vjp result ``g`` into leaf ``t``; ``grads`` is all the vjp returned."""
+    # ``dy``, a view of it, or an array returned for two inputs may belong to someone
+    # else: only a fresh array may become ``.grad``.
+    _accumulate_leaf(t, g, g is not dy and g.base is None and not _returned_twice(g, grads))
 
 
 def _returned_twice(g: np.ndarray, grads) -> bool:
@@ -629,8 +640,10 @@ def _returned_twice(g: np.ndarray, grads) -> bool:
 def _accumulate_leaf(t: Tensor, g: np.ndarray, owned: bool) -> None:
     """Add ``g`` into ``t.grad``; the first gradient is kept as is only if ``owned``."""
     if t.grad is None:
-        usable = owned and g.flags.writeable and g.flags.c_contiguous
-        t.grad = g if usable else g.copy()
+        if owned:
+            flags = g.flags
+            owned = flags.writeable and flags.c_contiguous
+        t.grad = g if owned else g.copy()
     else:
         np.add(t.grad, g, out=t.grad)
 
@@ -687,7 +700,10 @@ def backward(root: Tensor, grad: Any = None, retain_graph: bool = False) -> None
             f"graph; create its inputs with requires_grad=True, and don't compute it under "
             f"fb.no_grad()"
         )
-    _walk(root, _seed(root, grad, "backward"), retain_graph, None)
+    seed = _seed(root, grad, "backward")
+    if _state.tracer is not None:
+        _state.tracer.record_backward(root, seed, retain_graph)
+    _walk(root, seed, retain_graph, None)
 
 
 def grad(
@@ -732,6 +748,11 @@ def grad(
     """
     from .tensor import Tensor
 
+    if _state.tracer is not None:
+        raise RuntimeError(
+            "grad: fb.grad cannot be replayed inside a function traced by fb.trace; call "
+            "backward() there and read .grad, or call fb.grad outside the traced function"
+        )
     single = isinstance(inputs, Tensor)
     inputs = [inputs] if single else list(inputs)
     if not output.requires_grad:

@@ -35,6 +35,7 @@ import numpy as np
 
 from . import kernels
 from .tensor import Tensor
+from .tracing import record_call
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW"]
 
@@ -255,6 +256,8 @@ class Optimizer:
         >>> opt.zero_grad(); w.grad is None
         True
         """
+        if record_call(self.zero_grad, set_to_none):
+            return
         for flat in self._flats:
             if set_to_none:
                 for p in flat.params:
@@ -287,6 +290,8 @@ class Optimizer:
         >>> w.data
         array([0.7], dtype=float32)
         """
+        if record_call(self.step):
+            return
         group = self.param_groups[0]
         for flat in self._flats:
             # Bump the version of every parameter this step changes, so that backward
