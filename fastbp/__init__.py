@@ -43,7 +43,6 @@ from .functions import (
 )
 from .gradcheck import GradcheckError, gradcheck
 from .serialization import load, save
-from .tracing import trace
 from .tensor import (
     Tensor,
     as_tensor,
@@ -56,6 +55,7 @@ from .tensor import (
     zeros,
     zeros_like,
 )
+from .tracing import trace
 
 from . import data, nn, optim, viz  # isort: skip
 

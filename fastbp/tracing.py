@@ -223,7 +223,9 @@ class _Recorder:
                 for t, need in zip(node.inputs, node.needs, strict=True)
             )
             visits.append((step, node.op, node.needs, dests))
-        self.events.append((_BACKWARD, root_ref, seed_ref, seed.shape, seed.dtype, retain_graph, visits))
+        self.events.append(
+            (_BACKWARD, root_ref, seed_ref, seed.shape, seed.dtype, retain_graph, visits)
+        )
 
     def values(self) -> list:
         """The values of the recording call, laid out as a program's."""
