@@ -1,7 +1,8 @@
 """pytest-benchmark: per-op overhead and JIT cost.
 
 * A chain of 300 tiny elementwise ops, forward and backward: what the engine costs
-  per op when the arrays are too small for the math to matter.
+  per op when the arrays are too small for the math to matter; eager, replayed by
+  ``fb.trace`` (recorded once, outside the timing), by hand in NumPy, and in PyTorch.
 * ``import fastbp`` in a fresh interpreter, and the first training step with a warm
   Numba cache (both in subprocesses, so the numbers include everything a user waits for).
 """
@@ -46,6 +47,23 @@ def test_tiny_op_chain_fastbp(benchmark):
         tiny_chain(x).backward()
 
     benchmark(run)
+    assert x.grad is not None and np.isfinite(x.grad).all()
+
+
+@pytest.mark.benchmark(group="per-op overhead (300 tiny ops, fwd+bwd)")
+def test_tiny_op_chain_fastbp_trace(benchmark):
+    x = fb.tensor(np.ones(4, np.float32), requires_grad=True)
+
+    @fb.trace
+    def run(leaf):
+        tiny_chain(leaf).backward()
+
+    run(x)  # records the tape
+    expected = x.grad.copy()  # the recording call ran eagerly
+    x.grad = None
+    run(x)  # replays it
+    np.testing.assert_array_equal(x.grad, expected)
+    benchmark(run, x)
     assert x.grad is not None and np.isfinite(x.grad).all()
 
 

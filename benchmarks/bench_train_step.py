@@ -1,15 +1,23 @@
 """pytest-benchmark: one SGD training step of an MLP, fastbp beside each peer.
 
 Grouped by configuration, so ``pytest benchmarks/bench_train_step.py
---benchmark-group-by=group`` prints fastbp, NumPy by hand, PyTorch, JAX and the GEMM
-floor in one table per model. In CI it runs with ``--benchmark-disable`` (one call
-each), which still checks that every system runs and that fastbp's loss matches
-the hand-written NumPy step.
+--benchmark-group-by=group`` prints fastbp (eager and under ``fb.trace``), NumPy by
+hand, PyTorch, JAX and the GEMM floor in one table per model. In CI it runs with
+``--benchmark-disable`` (one call each), which still checks that every system runs,
+that fastbp's loss matches the hand-written NumPy step and that the traced step's
+loss equals the eager one bit for bit.
 """
 
 import numpy as np
 import pytest
-from mlp_systems import CONFIGS, SYSTEMS, available_systems, make_fastbp, make_numpy
+from mlp_systems import (
+    CONFIGS,
+    SYSTEMS,
+    available_systems,
+    make_fastbp,
+    make_fastbp_trace,
+    make_numpy,
+)
 
 SMALL = ["B1-784-128-10", "B16-784-128-10", "B128-784-512-256-10"]
 
@@ -32,3 +40,11 @@ def test_fastbp_step_matches_numpy_by_hand(config):
     ours, reference = make_fastbp(batch, sizes), make_numpy(batch, sizes)
     for _ in range(3):
         np.testing.assert_allclose(float(ours()), float(reference()), rtol=1e-4)
+
+
+@pytest.mark.parametrize("config", SMALL)
+def test_fastbp_trace_step_equals_eager(config):
+    batch, sizes = CONFIGS[config]
+    traced, eager = make_fastbp_trace(batch, sizes), make_fastbp(batch, sizes)
+    for _ in range(3):  # the losses depend on the weights of the steps before
+        assert float(traced()) == float(eager())

@@ -43,23 +43,39 @@ def problem(batch: int, sizes: tuple[int, ...], seed: int = 0):
     return x, y, weights
 
 
+def _fastbp_mlp(weights):
+    """The fastbp model and optimizer of ``make_fastbp`` and ``make_fastbp_trace``.
+
+    Returns ``(model, opt, load)``; ``load()`` writes the initial ``weights`` into the
+    parameters in place (as the optimizer updates them).
+    """
+    from fastbp import nn, optim
+
+    linears = [nn.Linear(w.shape[0], w.shape[1]) for w, _ in weights]
+
+    def load() -> None:
+        for linear, (w, b) in zip(linears, weights, strict=True):
+            linear.weight.data[...] = w
+            linear.bias.data[...] = b
+
+    load()
+    layers = []
+    for i, linear in enumerate(linears):
+        layers.append(linear)
+        if i < len(linears) - 1:
+            layers.append(nn.ReLU())
+    model = nn.Sequential(*layers)
+    opt = optim.SGD(model.parameters(), lr=LR)
+    return model, opt, load
+
+
 def make_fastbp(batch: int, sizes: tuple[int, ...]) -> Callable[[], float]:
     """fastbp: nn.Sequential of Linear/ReLU, F.cross_entropy, optim.SGD."""
     import fastbp as fb
     import fastbp.nn.functional as F
-    from fastbp import nn, optim
 
     x, y, weights = problem(batch, sizes)
-    layers = []
-    for i, (w, b) in enumerate(weights):
-        linear = nn.Linear(w.shape[0], w.shape[1])
-        linear.weight.data[...] = w
-        linear.bias.data[...] = b
-        layers.append(linear)
-        if i < len(weights) - 1:
-            layers.append(nn.ReLU())
-    model = nn.Sequential(*layers)
-    opt = optim.SGD(model.parameters(), lr=LR)
+    model, opt, _ = _fastbp_mlp(weights)
     xt = fb.from_numpy(x)
 
     def step() -> float:
@@ -69,6 +85,37 @@ def make_fastbp(batch: int, sizes: tuple[int, ...]) -> Callable[[], float]:
         opt.step()
         return loss
 
+    return step
+
+
+def make_fastbp_trace(batch: int, sizes: tuple[int, ...]) -> Callable[[], float]:
+    """fastbp under ``fb.trace``: the step of ``make_fastbp`` (same model, loss and SGD),
+    its tape recorded once (outside the timing) and replayed on every later call.
+
+    The recording call takes a real SGD step, so the initial weights are loaded again
+    after it: every call of the returned ``step()`` then gives the eager step's loss, bit
+    for bit.
+    """
+    import fastbp as fb
+    import fastbp.nn.functional as F
+
+    x, y, weights = problem(batch, sizes)
+    model, opt, load = _fastbp_mlp(weights)
+    xt = fb.from_numpy(x)
+
+    @fb.trace
+    def train_step(xb, yb):
+        opt.zero_grad()
+        loss = F.cross_entropy(model(xb), yb)
+        loss.backward()
+        opt.step()
+        return loss
+
+    def step() -> float:
+        return train_step(xt, y)
+
+    step()  # record outside the timing
+    load()
     return step
 
 
@@ -192,6 +239,7 @@ def make_jax(batch: int, sizes: tuple[int, ...]) -> Callable[[], float]:
 SYSTEMS: dict[str, tuple[Callable, str | None]] = {
     "gemm-floor": (make_gemm_floor, None),
     "fastbp": (make_fastbp, None),
+    "fastbp-trace": (make_fastbp_trace, None),
     "numpy": (make_numpy, None),
     "torch": (make_torch, "torch"),
     "jax": (make_jax, "jax"),

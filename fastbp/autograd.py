@@ -657,7 +657,7 @@ def _seed(root: Tensor, grad_output, who: str) -> np.ndarray:
                 f"the output first (e.g. .sum())"
             )
         return np.ones(root.data.shape, dtype=root.data.dtype)
-    seed = np.asarray(getattr(grad_output, "data", grad_output))
+    seed = np.asarray(grad_output.data if isinstance(grad_output, _Tensor) else grad_output)
     if seed.shape != root.data.shape:
         raise ValueError(
             f"{who}: grad has shape {seed.shape} but the output has shape {root.shape}"
@@ -702,7 +702,7 @@ def backward(root: Tensor, grad: Any = None, retain_graph: bool = False) -> None
         )
     seed = _seed(root, grad, "backward")
     if _state.tracer is not None:
-        _state.tracer.record_backward(root, seed, retain_graph)
+        _state.tracer.record_backward(root, grad, seed, retain_graph)
     _walk(root, seed, retain_graph, None)
 
 

@@ -319,8 +319,15 @@ class Tensor:
 
     # Comparisons give bool tensors that are never differentiated.
     def _compare(self, other, ufunc):
-        other = other.data if isinstance(other, Tensor) else other
-        return _constant(ufunc(self.data, other))
+        # Not differentiable, so not recorded on the tape; but fb.trace must see it,
+        # or a replay would reuse the first call's mask.
+        other_data = other.data if isinstance(other, Tensor) else other
+        result = _constant(ufunc(self.data, other_data))
+        tracer = autograd._state.tracer
+        if tracer is not None:
+            other = other if isinstance(other, Tensor) else _constant(np.asarray(other_data))
+            tracer.record_op(_COMPARE, (self, other), {"ufunc": ufunc}, result)
+        return result
 
     def __lt__(self, other):
         return self._compare(other, np.less)
@@ -528,6 +535,14 @@ def as_tensor(data: Any) -> Tensor:
     array = _as_array(data, None)
     _check_numeric(array, "as_tensor")
     return _constant(array)
+
+
+def _compare_forward(a: np.ndarray, b: np.ndarray, ufunc) -> tuple[np.ndarray, None]:
+    return ufunc(a, b), None
+
+
+# Comparisons as an op for fb.trace's recorder only: no vjp, not in the op table.
+_COMPARE = autograd.Op("compare", _compare_forward, None)
 
 
 def _shape_arg(shape) -> tuple[int, ...]:

@@ -26,9 +26,11 @@ reports to a recorder:
 
 It is the contract of ``torch.jit.trace`` and ``jax.jit``: Python code in the
 function runs only at the first call. Branches on tensor values, ``print``, or
-NumPy work done outside fastbp's ops are frozen. An array an op receives that is
-neither an argument, nor equal to a cast of one, nor a tensor living outside the
-function, is baked in as a constant.
+NumPy work done outside fastbp's ops are frozen: an array an op receives that is
+not an argument itself, an earlier op's output, or the array of a tensor living
+outside the function is baked in as a constant (so convert arguments with
+``fb.from_numpy``/``fb.as_tensor``, which share memory, not with a copy). A NumPy
+view of an argument is refused, since it could not follow the argument.
 
 Example
 -------
@@ -118,6 +120,7 @@ class _Recorder:
         self.steps: list[Tensor] = []  # the output tensor of each recorded op
         self.step_of: dict[int, int] = {}  # id(output tensor) -> its step
         self.step_of_node: dict[int, int] = {}  # id(record) -> its step
+        self.step_of_array: dict[int, int] = {}  # id(output array) -> its step
         # Leaves: where a value that no recorded op produced comes from.
         self.leaves: list[tuple] = []
         self.leaf_of: dict[int, int] = {}  # id(tensor or array) -> leaf index
@@ -125,22 +128,17 @@ class _Recorder:
 
     # ------------------------------------------------------------------ where values live
     def _source(self, array: np.ndarray, who: str) -> tuple:
-        """Classify an array that no recorded op produced: an argument, a cast of one, or a
-        constant."""
+        """Classify an array that no recorded op produced: an argument or a constant."""
         for i, a in enumerate(self.arg_arrays):
             if a is not None and array is a:
-                return ("arg", i, None)
+                return ("arg", i)
         for i, a in enumerate(self.arg_arrays):
-            if a is None or a.shape != array.shape:
-                continue
-            if np.shares_memory(array, a):
+            if a is not None and np.shares_memory(array, a):
                 raise ValueError(
                     f"fb.trace: {who} is a view of argument {i} {a.shape} {a.dtype} made "
                     f"outside fastbp's ops, so it could not follow the argument on later "
                     f"calls; use fastbp ops (reshape, indexing) on the argument instead"
                 )
-            if np.array_equal(array, a.astype(array.dtype, copy=False)):
-                return ("arg", i, array.dtype)
         return ("const", array)
 
     def _leaf(self, t: Tensor) -> int:
@@ -155,7 +153,7 @@ class _Recorder:
             )
         arg = next((i for i, a in enumerate(self.args) if a is t), None)
         if arg is not None:
-            leaf = ("arg", arg, None)
+            leaf = ("arg", arg)
         elif t.requires_grad:
             leaf = ("tensor", t)  # a parameter: read afresh on every call
         else:
@@ -171,6 +169,9 @@ class _Recorder:
         return ("step", step) if step is not None else ("leaf", self._leaf(t))
 
     def _array_ref(self, array: np.ndarray, who: str) -> tuple[str, int]:
+        step = self.step_of_array.get(id(array))
+        if step is not None and self.steps[step].data is array:
+            return ("step", step)  # an op's output passed as an array (a where mask...)
         index = self.leaf_of.get(id(array))
         if index is None:
             index = self.leaf_of[id(array)] = len(self.leaves)
@@ -182,23 +183,41 @@ class _Recorder:
     def record_op(self, op: autograd.Op, inputs: tuple[Tensor, ...], params: dict, result) -> None:
         """Called by :func:`fastbp.autograd.apply` after each op."""
         refs = tuple(self._ref(t) for t in inputs)
-        arrays = tuple(
-            (name, self._array_ref(value, f"the {name!r} argument of '{op.name}'"))
-            for name, value in params.items()
-            if isinstance(value, np.ndarray)
-        )
+        arrays = []  # (name, ref) for an array, (name, ((position, ref), ...)) for a tuple
+        for name, value in params.items():
+            who = f"the {name!r} argument of '{op.name}'"
+            if isinstance(value, np.ndarray):
+                arrays.append((name, self._array_ref(value, who)))
+            elif isinstance(value, tuple):  # an index such as (rows, labels)
+                inner = tuple(
+                    (k, self._array_ref(item, who))
+                    for k, item in enumerate(value)
+                    if isinstance(item, np.ndarray)
+                )
+                if inner:
+                    arrays.append((name, inner))
         step = len(self.steps)
         self.events.append((_OP, step, op, refs, params, arrays))
         self.steps.append(result)
         self.step_of[id(result)] = step
+        self.step_of_array[id(result.data)] = step
         if result._node is not None:
             self.step_of_node[id(result._node)] = step
 
-    def record_backward(self, root: Tensor, seed: np.ndarray, retain_graph: bool) -> None:
-        """Called by :func:`fastbp.autograd.backward` before it walks the graph."""
+    def record_backward(
+        self, root: Tensor, grad: Any, seed: np.ndarray, retain_graph: bool
+    ) -> None:
+        """Called by :func:`fastbp.autograd.backward` before it walks the graph.
+
+        ``grad`` is what the user passed (None for the implicit 1), ``seed`` the array
+        the engine made of it, in the root's dtype.
+        """
         seed_ref = None
-        if not (seed.size == 1 and seed.reshape(-1)[0] == 1):
-            seed_ref = self._array_ref(seed, "the gradient passed to backward()")
+        if grad is not None:
+            raw = grad.data if isinstance(grad, Tensor) else grad
+            if not isinstance(raw, np.ndarray):
+                raw = seed  # a Python number: a constant
+            seed_ref = self._array_ref(raw, "the gradient passed to backward()")
         root_ref = self._ref(root)
         # The walk visits the records reachable from the root in decreasing ``seq``.
         nodes: dict[int, autograd.Node] = {}
@@ -236,7 +255,7 @@ class _Recorder:
         """The leaf tensors of the recording call, laid out as a program's."""
         leaves = [leaf[1] if leaf[0] == "tensor" else None for leaf in self.leaves]
         for j, leaf in enumerate(self.leaves):
-            if leaf[0] == "arg" and leaf[2] is None and isinstance(self.args[leaf[1]], Tensor):
+            if leaf[0] == "arg" and isinstance(self.args[leaf[1]], Tensor):
                 leaves[j] = self.args[leaf[1]]
         return [None] * len(self.steps) + leaves
 
@@ -283,20 +302,25 @@ class _Program:
         self.values_template: list[Any] = [None] * n_steps
         self.tensors_template: list[Tensor | None] = [None] * n_steps
         self.parameter_leaves: list[tuple[int, Tensor]] = []
-        self.argument_leaves: list[tuple[int, int, np.dtype | None]] = []
+        self.argument_leaves: list[tuple[int, int]] = []
         for j, (kind, *where) in enumerate(recorder.leaves, start=n_steps):
             self.values_template.append(where[0] if kind == "const" else None)
             self.tensors_template.append(where[0] if kind == "tensor" else None)
             if kind == "tensor":
                 self.parameter_leaves.append((j, where[0]))
             elif kind == "arg":
-                self.argument_leaves.append((j, *where))
+                self.argument_leaves.append((j, where[0]))
         self.events = []
         for event in recorder.events:
             if event[0] == _OP:
                 _, step, op, refs, params, arrays = event
                 params = {k: v for k, v in params.items() if not isinstance(v, np.ndarray)}
-                subs = tuple((name, index(ref)) for name, ref in arrays)
+                subs = tuple(
+                    (name, index(ref))
+                    if type(ref[0]) is str
+                    else (name, tuple((k, index(r)) for k, r in ref))
+                    for name, ref in arrays
+                )
                 self.events.append((_OP, step, op.forward, tuple(map(index, refs)), params, subs))
             elif event[0] == _BACKWARD:
                 _, root, seed, seed_shape, seed_dtype, retain, visits = event
@@ -306,10 +330,12 @@ class _Program:
                     (step, op, needs, tuple((k, index(d)) for k, d in enumerate(dests) if d))
                     for step, op, needs, dests in visits
                 ]
-                seed_index = None if seed is None else index(seed)
-                self.events.append(
-                    (_BACKWARD, index(root), seed_index, seed_shape, seed_dtype, retain, plan)
-                )
+                if seed is None:  # the implicit d(root)/d(root) = 1, made once
+                    seed = np.ones(seed_shape, seed_dtype)
+                    seed.setflags(write=False)  # a vjp may hand it on; nobody may write it
+                else:
+                    seed = (index(seed), seed_dtype)  # cast like the engine, each call
+                self.events.append((_BACKWARD, index(root), seed, retain, plan))
             else:
                 self.events.append(event)
         self.outputs = [None if ref is None else index(ref) for ref in outputs]
@@ -322,13 +348,12 @@ class _Program:
         tensors = self.tensors_template[:]
         for j, t in self.parameter_leaves:
             values[j] = t.data
-        for j, i, dtype in self.argument_leaves:
+        for j, i in self.argument_leaves:
             a = args[i]
             if isinstance(a, Tensor):
-                if dtype is None:
-                    tensors[j] = a
+                tensors[j] = a
                 a = a.data
-            values[j] = a if dtype is None else a.astype(dtype, copy=False)
+            values[j] = a
         saved: list[Any] = [None] * n_steps
         for event in self.events:
             kind = event[0]
@@ -337,7 +362,13 @@ class _Program:
                 if subs:
                     params = dict(params)
                     for name, i in subs:
-                        params[name] = values[i]
+                        if type(i) is int:
+                            params[name] = values[i]
+                        else:  # a tuple holding arrays
+                            items = list(params[name])
+                            for k, j in i:
+                                items[k] = values[j]
+                            params[name] = tuple(items)
                 out, saved[step] = forward(*[values[i] for i in inputs], **params)
                 values[step] = out if type(out) is np.ndarray else np.asarray(out)
             elif kind == _BACKWARD:
@@ -363,9 +394,10 @@ class _Program:
         return results[0] if self.shape is None else self.shape(results)
 
     def _backward(self, event, values, tensors, saved) -> None:
-        _, root, seed_index, seed_shape, seed_dtype, retain, plan = event
+        _, root, seed, retain, plan = event
         n_steps = self.n_steps
-        seed = np.ones(seed_shape, seed_dtype) if seed_index is None else values[seed_index]
+        if type(seed) is tuple:
+            seed = np.asarray(values[seed[0]]).astype(seed[1], copy=False)
         if root >= n_steps:  # the root is a leaf
             if tensors[root] is not None:
                 _accumulate_leaf(tensors[root], seed, owned=False)
@@ -412,12 +444,16 @@ def _signature(args: tuple[Any, ...]) -> tuple:
         kind = type(a)
         if kind is np.ndarray:
             key.append((a.shape, a.dtype))
-        elif kind is Tensor:
-            key.append((Tensor, a.data.shape, a.data.dtype, a.requires_grad))
+        elif kind is Tensor or isinstance(a, Tensor):
+            if a._node is not None:
+                raise ValueError(
+                    f"fb.trace: argument {i} (shape {a.shape}) was computed with a graph, "
+                    f"which a traced function cannot extend; pass a leaf tensor or "
+                    f".detach() it"
+                )
+            key.append((kind, a.data.shape, a.data.dtype, a.requires_grad))
         elif isinstance(a, np.ndarray):
             key.append((kind, a.shape, a.dtype))
-        elif isinstance(a, Tensor):
-            key.append((kind, a.data.shape, a.data.dtype, a.requires_grad))
         else:
             try:
                 hash(a)
@@ -426,7 +462,12 @@ def _signature(args: tuple[Any, ...]) -> tuple:
                     f"fb.trace: argument {i} is a {type(a).__name__}; pass arrays, tensors, or "
                     f"hashable values (numbers, strings), which select a separate trace"
                 ) from None
-            key.append((type(a), a))
+            key.append((kind, a))
+    if len(args) > 1:
+        # The same array passed twice is one value in a recording: part of the signature.
+        ids = [id(a) for a in args]
+        if len(set(ids)) < len(ids):
+            key.append(tuple(ids.index(k) for k in ids))
     return tuple(key)
 
 
@@ -503,9 +544,12 @@ def trace(fn: Callable[..., Any]) -> TracedFunction:
     As with ``torch.jit.trace`` and ``jax.jit``, Python code inside ``fn`` runs only
     when a signature is first seen: branches on tensor values, printing, learning
     rate changes made inside ``fn`` and NumPy computations outside fastbp's ops are
-    frozen. Parameters and optimizer hyperparameters are read at every call, so
-    change the learning rate outside ``fn``. Under ``fb.detect_anomaly()`` the
-    function runs eagerly.
+    frozen, and so is a copy of an argument made outside fastbp's ops (use
+    ``fb.from_numpy``, which shares memory). Parameters and optimizer
+    hyperparameters are read at every call, so change the learning rate outside
+    ``fn``. Setting ``p.grad = None`` by hand inside ``fn`` is not replayed; call
+    ``optimizer.zero_grad()`` or ``model.zero_grad()``, which are. Under
+    ``fb.detect_anomaly()`` the function runs eagerly.
 
     Example
     -------

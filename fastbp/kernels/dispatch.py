@@ -126,15 +126,17 @@ def linear_backward(
     """
     if x.ndim == 2 and w.ndim == 2 and w.dtype is x.dtype and _suits(x, dy):
         dtype = x.dtype
-        return linear.linear_backward(
+        return linear._linear_backward(  # the public kernel's body, entered directly
+            "linear_backward",
             x,
             w,
             dy,
             need_dx,
             need_dw,
             need_db,
-            dx_out=_output(x.shape, dtype) if need_dx else None,
-            dw_out=_output(w.shape, dtype) if need_dw else None,
+            _output(x.shape, dtype) if need_dx else None,
+            _output(w.shape, dtype) if need_dw else None,
+            None,
         )
     return linear.linear_backward_numpy(x, w, dy, need_dx, need_dw, need_db)
 
@@ -189,13 +191,29 @@ def activation_backward_bias(
     >>> dz, db
     (array([[0., 1.]]), array([0., 1.]))
     """
+    dtype = y.dtype
+    if (
+        (dtype is _FLOAT32 or dtype is _FLOAT64)
+        and dy.dtype is dtype
+        and y.ndim == 2
+        and y.shape == dy.shape
+        and y.flags.c_contiguous
+        and dy.flags.c_contiguous
+    ):
+        # The public kernel's body, entered directly: this runs once per layer per step.
+        kernel, loop, name = _FUSED_BACKWARD[activation]
+        return activations._fused_with_bias(
+            kernel, loop, name, y, dy, _output(y.shape, dtype), None
+        )
     if activation == "relu":
-        fused, twin = activations.relu_backward_bias, activations.relu_backward_bias_numpy
-    else:
-        fused, twin = activations.sigmoid_backward_bias, activations.sigmoid_backward_bias_numpy
-    if y.ndim == 2 and y.shape == dy.shape and _suits(y, y, dy):
-        return fused(y, dy, dz_out=_output(y.shape, y.dtype))
-    return twin(y, dy)
+        return activations.relu_backward_bias_numpy(y, dy)
+    return activations.sigmoid_backward_bias_numpy(y, dy)
+
+
+_FUSED_BACKWARD = {
+    "relu": ("relu_backward_bias", activations._relu_backward_bias_loop, "x"),
+    "sigmoid": ("sigmoid_backward_bias", activations._sigmoid_backward_bias_loop, "y"),
+}
 
 
 def softmax_cross_entropy(logits: np.ndarray, labels: np.ndarray):

@@ -72,7 +72,7 @@ def linear(x: Any, w: Any, b: Any = None) -> Tensor:
 
 
 def _labels_array(labels: Any, logits_shape: tuple[int, ...]) -> np.ndarray:
-    """Check the dtype and shape of ``labels`` and return them as an intp array.
+    """Check the dtype and shape of ``labels`` and return them as an integer array.
 
     Their range is checked by the kernel as it reads them; :func:`_check_label_range`
     explains a failure.
@@ -89,7 +89,9 @@ def _labels_array(labels: Any, logits_shape: tuple[int, ...]) -> np.ndarray:
             f"cross_entropy: labels have shape {array.shape} but logits have shape "
             f"{logits_shape}; expected labels of shape ({n},), one class index per row"
         )
-    return array.astype(np.intp, copy=False)
+    # Cast to intp inside the op (cross_entropy's forward), so that fb.trace sees the
+    # caller's array itself and replays follow it.
+    return array
 
 
 def _check_label_range(labels: np.ndarray, logits_shape: tuple[int, ...]) -> None:

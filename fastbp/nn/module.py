@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..tensor import Tensor
+from ..tracing import record_call
 
 __all__ = ["Module", "Parameter"]
 
@@ -421,6 +422,8 @@ class Module:
         >>> lin.weight.grad is None
         True
         """
+        if record_call(self.zero_grad, set_to_none):
+            return
         for param in self.parameters():
             if set_to_none or param.grad is None:
                 param.grad = None

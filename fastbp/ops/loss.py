@@ -17,6 +17,8 @@ def _cross_entropy_forward(logits, labels, reduction="mean", check_finite=False)
     # softmax − onehot, cheaper and more accurate than differentiating log(softmax).
     # The same pass sums the losses (in double precision) and probes the logits for
     # NaN/Inf, so neither a reduction nor a finiteness check follows it.
+    if labels.dtype != np.intp and labels.dtype != np.int32:  # the kernel's label types
+        labels = labels.astype(np.intp)
     losses, dlogits, total, finite = dispatch.softmax_cross_entropy(logits, labels)
     if check_finite and not finite:
         raise NonFiniteLogits("cross_entropy: the logits contain NaN or Inf")
