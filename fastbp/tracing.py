@@ -248,7 +248,14 @@ class _Recorder:
 
     def values(self) -> list:
         """The values of the recording call, laid out as a program's."""
-        leaves = [leaf[1].data if leaf[0] == "tensor" else None for leaf in self.leaves]
+        leaves = [
+            leaf[1].data
+            if leaf[0] == "tensor"
+            else self.arg_arrays[leaf[1]]
+            if leaf[0] == "arg"
+            else leaf[1]
+            for leaf in self.leaves
+        ]
         return [t.data for t in self.steps] + leaves
 
     def tensors(self) -> list:

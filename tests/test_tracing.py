@@ -840,3 +840,17 @@ def test_replay_with_a_non_leaf_tensor_argument_raises():
     w = leaf([1.0, 2.0])
     with pytest.raises(ValueError, match="graph"):
         traced(w * 2.0)
+
+
+def test_returning_a_wrapped_array_argument():
+    """A tensor wrapping an array argument is returned with the argument's values, every call."""
+
+    @fb.trace
+    def passthrough(x):
+        return fb.from_numpy(x)
+
+    for value in (1.0, 2.0):
+        x = np.full(3, value, np.float32)
+        out = passthrough(x)
+        assert np.array_equal(out.data, x)
+        assert not out.requires_grad
