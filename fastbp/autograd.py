@@ -434,7 +434,7 @@ def apply(op: Op, inputs: tuple[Tensor, ...], **params: Any) -> Tensor:
     result._node = None
     result._version = 0
     state = _state
-    if state.grad_enabled:
+    if state.grad_enabled and op.vjp is not None:  # an op without a vjp is never recorded
         needs = tuple(map(_requires_grad, inputs))
         if True in needs:
             result.requires_grad = True

@@ -319,15 +319,12 @@ class Tensor:
 
     # Comparisons give bool tensors that are never differentiated.
     def _compare(self, other, ufunc):
-        # Not differentiable, so not recorded on the tape; but fb.trace must see it,
-        # or a replay would reuse the first call's mask.
-        other_data = other.data if isinstance(other, Tensor) else other
-        result = _constant(ufunc(self.data, other_data))
-        tracer = autograd._state.tracer
-        if tracer is not None:
-            other = other if isinstance(other, Tensor) else _constant(np.asarray(other_data))
-            tracer.record_op(_COMPARE, (self, other), {"ufunc": ufunc}, result)
-        return result
+        # Through apply (which never records an op without a vjp) so that fb.trace
+        # replays the comparison; a Python scalar stays a parameter, keeping NumPy's
+        # weak-scalar comparison rules.
+        if isinstance(other, Tensor | np.ndarray):
+            return apply(_COMPARE, (self, as_tensor(other)), ufunc=ufunc)
+        return apply(_COMPARE, (self,), ufunc=ufunc, scalar=other)
 
     def __lt__(self, other):
         return self._compare(other, np.less)
@@ -537,11 +534,11 @@ def as_tensor(data: Any) -> Tensor:
     return _constant(array)
 
 
-def _compare_forward(a: np.ndarray, b: np.ndarray, ufunc) -> tuple[np.ndarray, None]:
-    return ufunc(a, b), None
+def _compare_forward(a: np.ndarray, *b: np.ndarray, ufunc, scalar=None) -> tuple[np.ndarray, None]:
+    return ufunc(a, b[0] if b else scalar), None
 
 
-# Comparisons as an op for fb.trace's recorder only: no vjp, not in the op table.
+# Comparisons: not differentiable (no vjp, so never recorded), not in the op table.
 _COMPARE = autograd.Op("compare", _compare_forward, None)
 
 
