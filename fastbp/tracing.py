@@ -246,26 +246,6 @@ class _Recorder:
             (_BACKWARD, root_ref, seed_ref, seed.shape, seed.dtype, retain_graph, visits)
         )
 
-    def values(self) -> list:
-        """The values of the recording call, laid out as a program's."""
-        leaves = [
-            leaf[1].data
-            if leaf[0] == "tensor"
-            else self.arg_arrays[leaf[1]]
-            if leaf[0] == "arg"
-            else leaf[1]
-            for leaf in self.leaves
-        ]
-        return [t.data for t in self.steps] + leaves
-
-    def tensors(self) -> list:
-        """The leaf tensors of the recording call, laid out as a program's."""
-        leaves = [leaf[1] if leaf[0] == "tensor" else None for leaf in self.leaves]
-        for j, leaf in enumerate(self.leaves):
-            if leaf[0] == "arg" and isinstance(self.args[leaf[1]], Tensor):
-                leaves[j] = self.args[leaf[1]]
-        return [None] * len(self.steps) + leaves
-
     # ------------------------------------------------------------------ the program
     def finish(self, result: Any) -> _Program:
         """Check what the function returned and freeze the recording into a program."""
@@ -435,6 +415,11 @@ class _Program:
                     _hand_to_leaf(tensors[dest], g, dy, grads)
 
 
+def _without_graph(t: Tensor) -> Tensor:
+    """``t`` itself if no recorded op made it (as a replay returns), else its value alone."""
+    return t if t._node is None else _constant(t.data)
+
+
 def _constant(array: np.ndarray) -> Tensor:
     t = Tensor.__new__(Tensor)
     t.data = array
@@ -509,7 +494,11 @@ class TracedFunction:
             self.programs.clear()
         self.programs[key] = program
         # Return what a replay returns: op outputs as tensors without a graph.
-        return program.results(recorder.values(), recorder.tensors())
+        if isinstance(result, Tensor):
+            return _without_graph(result)
+        if isinstance(result, tuple | list):
+            return type(result)(None if t is None else _without_graph(t) for t in result)
+        return result
 
     def __repr__(self) -> str:
         return f"<fb.trace of {getattr(self.fn, '__qualname__', self.fn)!r}>"
