@@ -200,20 +200,15 @@ def activation_backward_bias(
         and y.flags.c_contiguous
         and dy.flags.c_contiguous
     ):
-        # The public kernel's body, entered directly: this runs once per layer per step.
-        kernel, loop, name = _FUSED_BACKWARD[activation]
-        return activations._fused_with_bias(
-            kernel, loop, name, y, dy, _output(y.shape, dtype), None
+        fused = (
+            activations.relu_backward_bias
+            if activation == "relu"
+            else activations.sigmoid_backward_bias
         )
+        return fused(y, dy, _output(y.shape, dtype))
     if activation == "relu":
         return activations.relu_backward_bias_numpy(y, dy)
     return activations.sigmoid_backward_bias_numpy(y, dy)
-
-
-_FUSED_BACKWARD = {
-    "relu": ("relu_backward_bias", activations._relu_backward_bias_loop, "x"),
-    "sigmoid": ("sigmoid_backward_bias", activations._sigmoid_backward_bias_loop, "y"),
-}
 
 
 def softmax_cross_entropy(logits: np.ndarray, labels: np.ndarray):
