@@ -74,12 +74,14 @@ class Op(NamedTuple):
     whatever its backward pass needs. ``vjp(saved, dy, needs) -> grads`` returns one
     gradient (or ``None``) per input; ``needs[i]`` says whether input ``i`` wants one,
     so an op can skip work (e.g. ``dX`` for the data batch). The vjp may return
-    gradients in a broadcast shape: the engine reduces them.
+    gradients in a broadcast shape: the engine reduces them. ``jit``, if set, writes
+    the op's forward and vjp as source for a compiled step (:mod:`fastbp.compiler`).
     """
 
     name: str
     forward: Callable[..., tuple[np.ndarray, Any]]
     vjp: Callable[[Any, np.ndarray, tuple[bool, ...]], Sequence[np.ndarray | None]]
+    jit: Any = None
 
 
 class _Freed:

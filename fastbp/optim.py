@@ -28,7 +28,7 @@ The update kernels are ``fastbp.kernels.sgd_update`` and
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -452,6 +452,14 @@ class Optimizer:
     def _export_buffer(self, name: str, view: np.ndarray, shape) -> np.ndarray | None:
         return view.reshape(shape).copy()
 
+    # A compiled step (fastbp.compiler) calls the update kernel itself, once over the flat
+    # buffers: ``kernel(*self._jit_update_args(flat))``, the data and gradient buffers first.
+    def _jit_update_kernel(self) -> Callable[..., None] | None:
+        return None
+
+    def _jit_update_args(self, flat: _Flat) -> tuple:
+        raise NotImplementedError
+
     def _gather(self, flat: _Flat) -> tuple[list[int], dict[int, np.ndarray]]:
         """Check parameters and gradients against the flat buffers.
 
@@ -610,6 +618,23 @@ class SGD(Optimizer):
                 param, grad, state[0], lr, momentum, dampening, weight_decay, nesterov, first
             )
 
+    def _jit_update_kernel(self):
+        return kernels.optim._sgd_loop
+
+    def _jit_update_args(self, flat):
+        group = self.param_groups[0]
+        return (
+            flat.data,
+            flat.grad,
+            flat.state[0],
+            float(group["lr"]),
+            float(group["momentum"]),
+            float(group["dampening"]),
+            float(group["weight_decay"]),
+            bool(group["nesterov"]),
+            flat.uniform == 0,
+        )
+
     def _export_buffer(self, name, view, shape):
         # As in PyTorch, plain SGD has no momentum buffer.
         return None if self.param_groups[0]["momentum"] == 0 else view.reshape(shape).copy()
@@ -697,6 +722,26 @@ class Adam(Optimizer):
             group["eps"],
             group["weight_decay"],
             count + 1,
+            self._decoupled,
+        )
+
+    def _jit_update_kernel(self):
+        return kernels.optim._adam_loop
+
+    def _jit_update_args(self, flat):
+        group = self.param_groups[0]
+        beta1, beta2 = group["betas"]
+        return (
+            flat.data,
+            flat.grad,
+            flat.state[0],
+            flat.state[1],
+            float(group["lr"]),
+            float(beta1),
+            float(beta2),
+            float(group["eps"]),
+            float(group["weight_decay"]),
+            flat.uniform + 1,
             self._decoupled,
         )
 

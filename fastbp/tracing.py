@@ -60,6 +60,7 @@ import numpy as np
 
 from . import autograd
 from .autograd import _accumulate_leaf, _fit, _hand_to_leaf, _state
+from .compiler import REPLAY, compile_program
 from .tensor import Tensor
 
 __all__ = ["trace", "TracedFunction"]
@@ -308,7 +309,8 @@ class _Program:
                     else (name, tuple((k, index(r)) for k, r in ref))
                     for name, ref in arrays
                 )
-                self.events.append((_OP, step, op.forward, tuple(map(index, refs)), params, subs))
+                inputs = tuple(map(index, refs))
+                self.events.append((_OP, step, op.forward, inputs, params, subs, op))
             elif event[0] == _BACKWARD:
                 _, root, seed, seed_shape, seed_dtype, retain, visits = event
                 # Per record: where each needed input gradient goes (the vjp's slot
@@ -327,9 +329,22 @@ class _Program:
                 self.events.append(event)
         self.outputs = [None if ref is None else index(ref) for ref in outputs]
         self.shape = shape
+        # The array each value held while recording: the shapes and dtypes to compile for.
+        examples = [t.data for t in recorder.steps]
+        for kind, *where in recorder.leaves:
+            if kind == "arg":
+                examples.append(recorder.arg_arrays[where[0]])
+            else:
+                examples.append(where[0].data if kind == "tensor" else where[0])
+        # The compiled step and its source, or None and why the replay runs instead.
+        self.compiled, self.compile_note = compile_program(self, examples)
 
     def run(self, args: tuple[Any, ...]) -> Any:
-        """Replay the tape on ``args``."""
+        """Run the compiled step on ``args`` if there is one and it can, else replay the tape."""
+        if self.compiled is not None:
+            outputs = self.compiled(args)
+            if outputs is not REPLAY:
+                return self.compiled_results(outputs, args)
         n_steps = self.n_steps
         values = self.values_template[:]
         tensors = self.tensors_template[:]
@@ -345,7 +360,7 @@ class _Program:
         for event in self.events:
             kind = event[0]
             if kind == _OP:
-                _, step, forward, inputs, params, subs = event
+                _, step, forward, inputs, params, subs, _ = event
                 if subs:
                     params = dict(params)
                     for name, i in subs:
@@ -378,6 +393,19 @@ class _Program:
                 results.append(tensors[i])
             else:
                 results.append(_constant(values[i]))
+        return results[0] if self.shape is None else self.shape(results)
+
+    def compiled_results(self, outputs: list, args: tuple[Any, ...]) -> Any:
+        """The function's return value after a compiled call: copies of the buffers."""
+        results = []
+        for out in outputs:
+            if out is None:
+                results.append(None)
+            elif out[0] == "arg":
+                a = args[out[1]]
+                results.append(a if isinstance(a, Tensor) else _constant(a))
+            else:  # the buffer is overwritten by the next call
+                results.append(_constant(out[1].copy()))
         return results[0] if self.shape is None else self.shape(results)
 
     def _backward(self, event, values, tensors, saved) -> None:
@@ -472,7 +500,44 @@ class TracedFunction:
     def __init__(self, fn: Callable[..., Any]):
         self.fn = fn
         self.programs: dict[tuple, _Program] = {}
+        self._last: _Program | None = None
         functools.update_wrapper(self, fn)
+
+    @property
+    def compiled(self) -> tuple[bool, str]:
+        """Whether the last call's step runs compiled (:mod:`fastbp.compiler`), and if not, why.
+
+        Returns
+        -------
+        (bool, str)
+            ``(True, "")``, or ``(False, reason)``; ``(False, "not recorded yet")``
+            before the first call.
+
+        Example
+        -------
+        >>> import fastbp as fb
+        >>> fb.trace(lambda x: x).compiled
+        (False, 'not recorded yet')
+        """
+        if self._last is None:
+            return False, "not recorded yet"
+        if self._last.compiled is None:
+            return False, self._last.compile_note
+        return True, ""
+
+    @property
+    def source(self) -> str | None:
+        """The generated source of the last call's compiled step, or None if it replays.
+
+        Example
+        -------
+        >>> import fastbp as fb
+        >>> fb.trace(lambda x: x).source is None
+        True
+        """
+        if self._last is None or self._last.compiled is None:
+            return None
+        return self._last.compile_note
 
     def __call__(self, *args: Any) -> Any:
         if _state.tracer is not None or _state.anomaly:
@@ -482,6 +547,7 @@ class TracedFunction:
         key = _signature(args)
         program = self.programs.get(key)
         if program is not None:
+            self._last = program
             return program.run(args)
         recorder = _Recorder(args)
         _state.tracer = recorder
@@ -492,7 +558,7 @@ class TracedFunction:
         program = recorder.finish(result)
         if len(self.programs) >= _MAX_SIGNATURES:
             self.programs.clear()
-        self.programs[key] = program
+        self.programs[key] = self._last = program
         # Return what a replay returns: op outputs as tensors without a graph.
         if isinstance(result, Tensor):
             return _without_graph(result)

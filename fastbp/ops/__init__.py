@@ -25,13 +25,14 @@ lists everything fastbp can differentiate.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from ..autograd import Op
 
 OPS: dict[str, Op] = {}
 
 
-def defop(name: str, forward: Callable, vjp: Callable) -> Op:
+def defop(name: str, forward: Callable, vjp: Callable, jit: Any = None) -> Op:
     """Register an op under ``name`` and return it.
 
     Parameters
@@ -42,6 +43,9 @@ def defop(name: str, forward: Callable, vjp: Callable) -> Op:
         ``forward(*arrays, **params) -> (out, saved)``.
     vjp : callable
         ``vjp(saved, dy, needs) -> tuple of gradients``.
+    jit : JitForm, optional
+        The same op written as source for a compiled step (see :mod:`fastbp.compiler`);
+        a step holding an op without one is replayed in Python instead.
 
     Returns
     -------
@@ -63,7 +67,7 @@ def defop(name: str, forward: Callable, vjp: Callable) -> Op:
     """
     if name in OPS:
         raise ValueError(f"an op named '{name}' is already registered")
-    op = Op(name, forward, vjp)
+    op = Op(name, forward, vjp, jit)
     OPS[name] = op
     return op
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..kernels import dispatch
+from ..compiler import JitForm
+from ..kernels import dispatch, losses
 from . import defop
 
 
@@ -43,4 +44,41 @@ def _cross_entropy_vjp(saved, dy, needs):
     return (dlogits * dy[:, None],)
 
 
-CROSS_ENTROPY = defop("cross_entropy", _cross_entropy_forward, _cross_entropy_vjp)
+def _cross_entropy_jit_forward(src, out, inputs, params):
+    # The forward above as source for a compiled step (fastbp.compiler), same kernel.
+    logits, labels = inputs[0], params["labels"]
+    dtype = src.float_matrices("cross_entropy", logits)
+    rows = src.shape(logits)[0]
+    src.require(params["reduction"] in ("mean", "sum"), "cross_entropy: reduction='none'")
+    src.require(
+        src.dtype(labels) in (np.dtype(np.intp), np.dtype(np.int32)) and rows > 0,
+        "cross_entropy: labels neither intp nor int32, or an empty batch",
+    )
+    losses_buffer = src.buffer(("losses", out), (rows,), dtype)
+    dlogits = src.buffer(("dlogits", out), src.shape(logits), dtype)
+    fused = src.kernel("softmax_cross_entropy", losses._softmax_cross_entropy_loop)
+    src.line(f"total, finite = {fused}({logits}, {labels}, {losses_buffer}, {dlogits})")
+    if params["check_finite"]:
+        src.line("if not finite:")
+        src.line("    raise ValueError('cross_entropy: the logits contain NaN or Inf')")
+    src.line(f"{out}[()] = total / {rows}" if params["reduction"] == "mean" else f"{out}[()] = total")
+
+
+def _cross_entropy_jit_vjp(src, out, inputs, params, dy, grads):
+    if grads[0] is None:
+        return
+    dlogits = src.buffer(("dlogits", out), src.shape(inputs[0]), src.dtype(inputs[0]))
+    rows = src.shape(inputs[0])[0]
+    if params["reduction"] == "mean":  # the factor rounded as in the vjp above
+        factor = f"np.{src.dtype(out).name}(np.float64({dy}[()]) / {rows})"
+    else:
+        factor = f"{dy}[()]"
+    src.line(f"np.multiply({dlogits}, {factor}, {grads[0]})")
+
+
+CROSS_ENTROPY = defop(
+    "cross_entropy",
+    _cross_entropy_forward,
+    _cross_entropy_vjp,
+    jit=JitForm(_cross_entropy_jit_forward, _cross_entropy_jit_vjp),
+)
