@@ -266,9 +266,7 @@ class _Writer:
                 src.require(isinstance(example, np.ndarray), "an argument is not an array")
                 self.arg_slots.append(i)
                 break
-        else:
-            for j, _ in program.parameter_leaves:
-                src.require(j != index, "unreachable")  # parameters are named up front
+        else:  # parameters are named up front: what is left is a constant
             constant = program.values_template[index]
             src.require(isinstance(constant, np.ndarray), "a value of unknown origin")
             name = src.buffer(("constant", index), constant.shape, constant.dtype)
@@ -372,7 +370,7 @@ class _Writer:
             op.jit.vjp(src, self.names[step], inputs, params, dy, tuple(grads))
             for target, scratch in adds:
                 src.line(f"np.add({target}, {scratch}, {target})")
-            for k, dest in routes:
+            for _, dest in routes:
                 if dest >= program.n_steps:
                     self.finished[dest] = len(src.lines)  # its gradient is complete here
 
@@ -425,7 +423,7 @@ class _Writer:
         if self.optimizer is not None:
             flat = self.optimizer._flats[0]
             slot = {id(p): k for k, p in enumerate(flat.params)}
-            for k, (j, t) in enumerate(program.parameter_leaves):
+            for k, (_, t) in enumerate(program.parameter_leaves):
                 src.require(id(t) in slot, "a parameter outside the optimizer")
                 i = slot[id(t)]
                 params.append(_Param(t, flat.data_views[i], flat.grad_views[i]))

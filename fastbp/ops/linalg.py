@@ -132,4 +132,3 @@ def _linear_activation(activation):
 
 LINEAR_RELU = defop("linear_relu", *_linear_activation("relu"), jit=_jit_linear(1))
 LINEAR_SIGMOID = defop("linear_sigmoid", *_linear_activation("sigmoid"))
-

@@ -61,7 +61,8 @@ def _cross_entropy_jit_forward(src, out, inputs, params):
     if params["check_finite"]:
         src.line("if not finite:")
         src.line("    raise ValueError('cross_entropy: the logits contain NaN or Inf')")
-    src.line(f"{out}[()] = total / {rows}" if params["reduction"] == "mean" else f"{out}[()] = total")
+    mean = params["reduction"] == "mean"
+    src.line(f"{out}[()] = total / {rows}" if mean else f"{out}[()] = total")
 
 
 def _cross_entropy_jit_vjp(src, out, inputs, params, dy, grads):
