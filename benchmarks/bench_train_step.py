@@ -5,7 +5,7 @@ Grouped by configuration, so ``pytest benchmarks/bench_train_step.py
 hand, PyTorch, JAX and the GEMM floor in one table per model. In CI it runs with
 ``--benchmark-disable`` (one call each), which still checks that every system runs,
 that fastbp's loss matches the hand-written NumPy step and that the traced step's
-loss equals the eager one bit for bit.
+loss equals the eager one bit for bit (and that it ran compiled).
 """
 
 import numpy as np
@@ -18,6 +18,8 @@ from mlp_systems import (
     make_fastbp_trace,
     make_numpy,
 )
+
+from fastbp.kernels import blas
 
 SMALL = ["B1-784-128-10", "B16-784-128-10", "B128-784-512-256-10"]
 
@@ -48,3 +50,5 @@ def test_fastbp_trace_step_equals_eager(config):
     traced, eager = make_fastbp_trace(batch, sizes), make_fastbp(batch, sizes)
     for _ in range(3):  # the losses depend on the weights of the steps before
         assert float(traced()) == float(eager())
+    if blas.AVAILABLE:  # the benchmark times the compiled step, not the replay
+        assert traced.traced.compiled == (True, "")

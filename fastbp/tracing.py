@@ -24,6 +24,9 @@ reports to a recorder:
   ``.grad``);
 * every optimizer ``zero_grad()`` and ``step()``, which are replayed as calls.
 
+If every op of the program has a compiled form, :mod:`fastbp.compiler` also writes the
+program out as one Numba function, and later calls run that instead of the replay.
+
 It is the contract of ``torch.jit.trace`` and ``jax.jit``: Python code in the
 function runs only at the first call. Branches on tensor values, ``print``, or
 NumPy work done outside fastbp's ops are frozen: an array an op receives that is
@@ -612,6 +615,10 @@ def trace(fn: Callable[..., Any]) -> TracedFunction:
     ``fn``. Setting ``p.grad = None`` by hand inside ``fn`` is not replayed; call
     ``optimizer.zero_grad()`` or ``model.zero_grad()``, which are. Under
     ``fb.detect_anomaly()`` the function runs eagerly.
+
+    When every op of a recorded step can be compiled, the step is also compiled into
+    one Numba function (:mod:`fastbp.compiler`; about a second per signature), which
+    later calls run instead of the replay; :attr:`TracedFunction.compiled` tells.
 
     Example
     -------
