@@ -116,3 +116,24 @@ def test_first_step_with_warm_cache(benchmark, request):
     code = FIRST_STEP.format(path=os.path.dirname(__file__))
     _python(code)  # warms the Numba cache
     benchmark.pedantic(_python, args=(code,), rounds=3, iterations=1)
+
+
+FIRST_COMPILED_STEP = """
+import time, sys
+sys.path.insert(0, {path!r})
+t0 = time.perf_counter()
+from mlp_systems import make_fastbp_trace
+step = make_fastbp_trace(16, (784, 128, 10))  # records
+step()  # compiles the recorded step, then runs it
+print(time.perf_counter() - t0)
+"""
+
+
+@pytest.mark.benchmark(group="jit cost")
+def test_first_compiled_step(benchmark):
+    """Import, record and compile a traced step (the generated function has no disk cache)."""
+    import os
+
+    code = FIRST_COMPILED_STEP.format(path=os.path.dirname(__file__))
+    _python(code)  # warms the Numba cache of the kernels it calls
+    benchmark.pedantic(_python, args=(code,), rounds=3, iterations=1)

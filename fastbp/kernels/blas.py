@@ -89,7 +89,7 @@ if AVAILABLE:
     # Compiled without a disk cache: the library's addresses change from process to process.
     @kernel_jit(cache=False)
     def gemm(a, trans_a, b, trans_b, c, beta):
-        """``c = op(a)·op(b) + beta·c`` for C-contiguous matrices of one float dtype.
+        """``c = op(a)·op(b) + beta·c`` for matrices of one float dtype with contiguous rows.
 
         ``op(m)`` is ``m.T`` when its flag is True (read through BLAS's transpose flag, no
         copy). A single-row ``op(a)`` takes ``gemv``, as ``np.dot`` does.
@@ -112,10 +112,12 @@ if AVAILABLE:
         flag_b = _TRANS if trans_b else _NO_TRANS
         if c.itemsize == 4:
             _sgemm(_ROW_MAJOR, flag_a, flag_b, rows, cols, inner, 1.0, a.ctypes.data,
-                   a.shape[1], b.ctypes.data, b.shape[1], beta, c.ctypes.data, cols)  # fmt: skip
+                   a.strides[0] // a.itemsize, b.ctypes.data, b.strides[0] // b.itemsize, beta,
+                   c.ctypes.data, c.strides[0] // c.itemsize)  # fmt: skip
         else:
             _dgemm(_ROW_MAJOR, flag_a, flag_b, rows, cols, inner, 1.0, a.ctypes.data,
-                   a.shape[1], b.ctypes.data, b.shape[1], beta, c.ctypes.data, cols)  # fmt: skip
+                   a.strides[0] // a.itemsize, b.ctypes.data, b.strides[0] // b.itemsize, beta,
+                   c.ctypes.data, c.strides[0] // c.itemsize)  # fmt: skip
 
 else:  # pragma: no cover - only on NumPy builds without a bundled OpenBLAS
 
