@@ -54,6 +54,7 @@ True
 from __future__ import annotations
 
 import sys
+import threading
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -152,7 +153,8 @@ class _Param(NamedTuple):
 class CompiledStep:
     """A program compiled into one function, with the checks that let it run.
 
-    Calling it runs the step and returns the traced function's result, or returns
+    Calling it runs the step and returns, per output of the traced function, None,
+    ``("arg", position)`` or a copy of the output's array; or it returns
     :data:`REPLAY` when this call must be replayed instead (an argument that is not
     C-contiguous, a parameter rebound or a gradient still held from an earlier step,
     an error raised inside, e.g. by a non-finite loss).
@@ -166,7 +168,8 @@ class CompiledStep:
         self.optimizer = optimizer
         self.flat = flat
         self.buffers = buffers
-        self.outputs = outputs  # per output: ("arg", position) or ("buffer", name) or None
+        self.outputs = outputs  # per output: ("arg", position) or ("buffer", array) or None
+        self.busy = threading.Lock()
 
     def __call__(self, args: tuple[Any, ...]) -> Any:
         arrays = []
@@ -182,7 +185,7 @@ class CompiledStep:
             if flat.uniform is None:  # parameters updated different numbers of times
                 return REPLAY
             for p in self.params:
-                if p.tensor.data is not p.view:
+                if p.tensor.data is not p.view or not p.tensor.requires_grad:
                     return REPLAY
                 # Gradients are written into the same views every step: only if nobody
                 # kept last step's (referrers: the optimizer's list, this _Param,
@@ -192,16 +195,27 @@ class CompiledStep:
             arrays.extend([p.view for p in self.params])
             arrays.extend([p.grad_view for p in self.params])
             arrays.extend(self.optimizer._jit_update_args(flat))
+        # The buffers are this step's own: a second thread calling it meanwhile replays.
+        if not self.busy.acquire(blocking=False):
+            return REPLAY
         try:
             self.function(*arrays, *self.buffers)
+            # Copies: the buffers are overwritten by the next call.
+            outputs = [
+                out if out is None or out[0] == "arg" else out[1].copy() for out in self.outputs
+            ]
         except Exception:
-            return REPLAY  # the replay raises the engine's error, or runs where this could not
+            # Only the forward's checks raise (a label out of range, NaN logits), before
+            # any parameter changes: the replay then raises the engine's error.
+            return REPLAY
+        finally:
+            self.busy.release()
         if flat is not None:
             for p in self.params:
                 p.tensor.grad = p.grad_view
                 p.tensor._version += 1
             flat.uniform += 1
-        return self.outputs
+        return outputs
 
 
 REPLAY = object()

@@ -399,16 +399,16 @@ class _Program:
         return results[0] if self.shape is None else self.shape(results)
 
     def compiled_results(self, outputs: list, args: tuple[Any, ...]) -> Any:
-        """The function's return value after a compiled call: copies of the buffers."""
+        """The function's return value after a compiled call (see ``CompiledStep``)."""
         results = []
         for out in outputs:
             if out is None:
                 results.append(None)
-            elif out[0] == "arg":
+            elif type(out) is tuple:  # an argument returned as it is
                 a = args[out[1]]
                 results.append(a if isinstance(a, Tensor) else _constant(a))
-            else:  # the buffer is overwritten by the next call
-                results.append(_constant(out[1].copy()))
+            else:
+                results.append(_constant(out))
         return results[0] if self.shape is None else self.shape(results)
 
     def _backward(self, event, values, tensors, saved) -> None:
