@@ -34,21 +34,17 @@ handles everything. ``TracedFunction.compiled`` tells which one runs, and why.
 
 Example
 -------
->>> import numpy as np, fastbp as fb
->>> from fastbp import nn, optim
->>> import fastbp.nn.functional as F
->>> model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
->>> opt = optim.SGD(model.parameters(), lr=0.1)
->>> @fb.trace
-... def train_step(x, y):
-...     opt.zero_grad()
-...     loss = F.cross_entropy(model(x), y)
-...     loss.backward()
-...     opt.step()
-...     return loss
->>> loss = train_step(np.ones((2, 4), np.float32), np.array([0, 2]))
->>> print(train_step.compiled[0] if fb.kernels.blas.AVAILABLE else True)
-True
+The source an op's :class:`JitForm` writes, by hand (``fb.trace(fn).source`` shows a whole
+step's):
+
+>>> import numpy as np
+>>> from fastbp.compiler import Source
+>>> src = Source()
+>>> src.examples["x"] = np.zeros((2, 3), np.float32)
+>>> out = src.buffer(("value", 0), src.shape("x"), src.dtype("x"))
+>>> src.line(f"np.negative(x, {out})")
+>>> src.lines
+['    np.negative(x, buf0)']
 """
 
 from __future__ import annotations
