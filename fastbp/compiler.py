@@ -143,7 +143,7 @@ class Source:
 class _Param(NamedTuple):
     tensor: Any  # the parameter's Tensor
     view: np.ndarray  # the optimizer's view of its flat data buffer
-    grad_view: np.ndarray  # and of its flat gradient buffer
+    slot: int  # its position in the optimizer's flat buffers (its gradient: grad_views[slot])
 
 
 class CompiledStep:
@@ -180,35 +180,41 @@ class CompiledStep:
         if flat is not None:
             if flat.uniform is None:  # parameters updated different numbers of times
                 return REPLAY
+            # Gradients are written into the same buffer every step: only if nobody kept
+            # last step's p.grad, or a view of it. Referrers of a gradient view: the
+            # optimizer's list, getrefcount's argument and p.grad if it still is that
+            # view; of the flat buffer: the optimizer, its views and getrefcount's argument.
+            grad_views = flat.grad_views
+            if sys.getrefcount(flat.grad) != 2 + len(grad_views):
+                return REPLAY
             for p in self.params:
-                if p.tensor.data is not p.view or not p.tensor.requires_grad:
+                t = p.tensor
+                if t.data is not p.view or not t.requires_grad:
                     return REPLAY
-                # Gradients are written into the same views every step: only if nobody
-                # kept last step's (referrers: the optimizer's list, this _Param,
-                # getrefcount's argument, and p.grad if it still is that view).
-                if sys.getrefcount(p.grad_view) != 3 + (p.tensor.grad is p.grad_view):
+                if sys.getrefcount(grad_views[p.slot]) != 2 + (t.grad is grad_views[p.slot]):
                     return REPLAY
             arrays.extend([p.view for p in self.params])
-            arrays.extend([p.grad_view for p in self.params])
+            arrays.extend([grad_views[p.slot] for p in self.params])
             arrays.extend(self.optimizer._jit_update_args(flat))
         # The buffers are this step's own: a second thread calling it meanwhile replays.
         if not self.busy.acquire(blocking=False):
             return REPLAY
         try:
-            self.function(*arrays, *self.buffers)
+            # A step returns 1 where the eager step would raise (a label out of range, NaN
+            # logits), before any parameter changes: the replay then raises the engine's
+            # error. (Numba leaks references to arrays when an exception unwinds, which
+            # would defeat the reference counts above, so the step returns instead.)
+            if self.function(*arrays, *self.buffers) != 0:
+                return REPLAY
             # Copies: the buffers are overwritten by the next call.
             outputs = [
                 out if out is None or out[0] == "arg" else out[1].copy() for out in self.outputs
             ]
-        except Exception:
-            # Only the forward's checks raise (a label out of range, NaN logits), before
-            # any parameter changes: the replay then raises the engine's error.
-            return REPLAY
         finally:
             self.busy.release()
         if flat is not None:
             for p in self.params:
-                p.tensor.grad = p.grad_view
+                p.tensor.grad = flat.grad_views[p.slot]
                 p.tensor._version += 1
             flat.uniform += 1
         return outputs
@@ -436,7 +442,7 @@ class _Writer:
             for k, (_, t) in enumerate(program.parameter_leaves):
                 src.require(id(t) in slot, "a parameter outside the optimizer")
                 i = slot[id(t)]
-                params.append(_Param(t, flat.data_views[i], flat.grad_views[i]))
+                params.append(_Param(t, flat.data_views[i], i))
                 header.append(f"param{k}")
             header += [f"grad{k}" for k in range(len(params))]
             count = len(self.optimizer._jit_update_args(flat))

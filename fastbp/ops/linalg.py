@@ -31,6 +31,9 @@ def _jit_linear(activation: int) -> JitForm:
     def forward(src, out, inputs, params):
         x, w = inputs[0], inputs[1]
         dtype = src.float_matrices("linear", x, w, out)
+        # np.dot takes other BLAS routines (gemv, dot, a scalar product) when a layer has
+        # width 1; blas.gemm mirrors only the batch-of-one case, the one that matters.
+        src.require(min(src.shape(w)) > 1, "linear: a layer of width 1")
         gemm = src.kernel("gemm", blas.gemm)
         src.line(f"{gemm}({x}, False, {w}, False, {out}, 0.0)")
         has_bias = len(inputs) == 3

@@ -56,11 +56,17 @@ def _cross_entropy_jit_forward(src, out, inputs, params):
     )
     losses_buffer = src.buffer(("losses", out), (rows,), dtype)
     dlogits = src.buffer(("dlogits", out), src.shape(logits), dtype)
+    # Where the eager op raises (a label out of range; NaN logits when asked to check),
+    # the compiled step returns 1 instead, and the call is replayed to raise the error.
+    classes = src.shape(logits)[1]
+    src.line(f"for label in {labels}:")
+    src.line(f"    if label < 0 or label >= {classes}:")
+    src.line("        return 1")
     fused = src.kernel("softmax_cross_entropy", losses._softmax_cross_entropy_loop)
     src.line(f"total, finite = {fused}({logits}, {labels}, {losses_buffer}, {dlogits})")
     if params["check_finite"]:
         src.line("if not finite:")
-        src.line("    raise ValueError('cross_entropy: the logits contain NaN or Inf')")
+        src.line("    return 1")
     mean = params["reduction"] == "mean"
     src.line(f"{out}[()] = total / {rows}" if mean else f"{out}[()] = total")
 
