@@ -156,15 +156,14 @@ class CompiledStep:
     an error raised inside, e.g. by a non-finite loss).
     """
 
-    def __init__(self, function, source, arg_slots, params, optimizer, flat, buffers, outputs):
+    def __init__(self, function, arg_slots, params, optimizer, flat, buffers, outputs):
         self.function = function
-        self.source = source
         self.arg_slots = arg_slots  # positions of the traced function's array arguments
         self.params = params
         self.optimizer = optimizer
         self.flat = flat
         self.buffers = buffers
-        self.outputs = outputs  # per output: ("arg", position) or ("buffer", array) or None
+        self.outputs = outputs  # per output: ("arg", position), ("buffer", array) or None
         self.busy = threading.Lock()
 
     def __call__(self, args: tuple[Any, ...]) -> Any:
@@ -261,6 +260,9 @@ class _Writer:
         self.src = Source()
         self.names: dict[int, str] = {}  # value index -> variable name
         self.arg_slots: list[int] = []
+        self.arg_of: dict[int, int] = {}  # value index -> position among the arguments
+        self.param_of: dict[int, int] = {}  # value index -> number of the parameter
+        self.slot_of: dict[int, int] = {}  # value index -> the parameter's optimizer slot
         self.optimizer = None
         self.zeroed = False
         self.stepped = False
@@ -275,20 +277,19 @@ class _Writer:
         if name is not None:
             return name
         program, src = self.program, self.src
-        for j, i in program.argument_leaves:
-            if j == index:
-                name = f"arg{i}"
-                example = self.examples[index]
-                src.require(isinstance(example, np.ndarray), "an argument is not an array")
-                self.arg_slots.append(i)
-                break
+        position = dict(program.argument_leaves).get(index)
+        if position is not None:
+            name = f"arg{position}"
+            example = self.examples[index]
+            src.require(isinstance(example, np.ndarray), "an argument is not an array")
+            src.examples[name] = example
+            self.arg_slots.append(position)
+            self.arg_of[index] = position
         else:  # parameters are named up front: what is left is a constant
             constant = program.values_template[index]
             src.require(isinstance(constant, np.ndarray), "a value of unknown origin")
             name = src.buffer(("constant", index), constant.shape, constant.dtype)
-            src.buffers[name] = np.ascontiguousarray(constant)  # baked in, as by the replay
-            src.examples[name] = src.buffers[name]
-        src.examples[name] = self.examples[index]
+            src.buffers[name] = src.examples[name] = np.ascontiguousarray(constant)  # baked in
         self.names[index] = name
         return name
 
@@ -305,7 +306,7 @@ class _Writer:
 
         program, src = self.program, self.src
         self._name_parameters()
-        self.op_of: dict[int, tuple] = {}
+        self.op_of: dict[int, tuple] = {}  # step -> the names of its inputs, its params
         for event in program.events:
             if event[0] == _OP:
                 self._forward(event)
@@ -319,16 +320,17 @@ class _Writer:
         for index in program.outputs:
             if index is None:
                 outputs.append(None)
-            elif index in self.names and self.names[index].startswith("arg"):
-                outputs.append(("arg", int(self.names[index][3:])))
+            elif index in self.arg_of:
+                outputs.append(("arg", self.arg_of[index]))
             else:
                 src.require(index < program.n_steps, "the function returns a parameter")
-                outputs.append(("buffer", self._value(index)))
+                outputs.append(("buffer", src.buffers[self._value(index)]))
         return self._build(outputs)
 
     def _name_parameters(self) -> None:
         for k, (j, t) in enumerate(self.program.parameter_leaves):
             self.names[j] = f"param{k}"
+            self.param_of[j] = k
             self.src.examples[f"param{k}"] = t.data
 
     def _forward(self, event) -> None:
@@ -341,7 +343,7 @@ class _Writer:
         name = self.names[step] = src.buffer(("value", step), example.shape, example.dtype)
         names = tuple(self._value(i) for i in inputs)
         params = self._params(params, subs)
-        self.op_of[step] = (op, names, params)
+        self.op_of[step] = (names, params)
         src.line(f"# {op.name}")
         op.jit.forward(src, name, names, params)
 
@@ -359,7 +361,7 @@ class _Writer:
             dy = pending.get(step)
             if dy is None:
                 continue
-            _, inputs, params = self.op_of[step]
+            inputs, params = self.op_of[step]
             grads: list[str | None] = [None] * len(inputs)
             adds = []
             for k, dest in routes:
@@ -368,7 +370,7 @@ class _Writer:
                     src.require(dest in parameters, "a gradient for a leaf that is no parameter")
                     target = self.leaf_grads.get(dest)
                     if target is None:
-                        target = self.leaf_grads[dest] = f"grad{self.names[dest][5:]}"
+                        target = self.leaf_grads[dest] = f"grad{self.param_of[dest]}"
                         src.examples[target] = self.examples[dest]
                         grads[k] = target
                         continue
@@ -395,9 +397,8 @@ class _Writer:
         src = self.src
         owner = getattr(method, "__self__", None)
         name = getattr(method, "__name__", "")
-        update = getattr(owner, "_jit_update_kernel", None)
         src.require(
-            update is not None and update() is not None and name in ("zero_grad", "step"),
+            getattr(owner, "_jit_kernel", None) is not None and name in ("zero_grad", "step"),
             f"the call {name}() is not an optimizer's zero_grad() or step()",
         )
         src.require(self.optimizer in (None, owner), "more than one optimizer")
@@ -411,22 +412,23 @@ class _Writer:
         src.require(not self.stepped, "step() twice")
         self.stepped = True
         flat = owner._flats[0]
-        by_tensor = {id(t): j for j, t in self.program.parameter_leaves}
+        slot = {id(p): i for i, p in enumerate(flat.params)}
+        for j, t in self.program.parameter_leaves:
+            src.require(id(t) in slot, "a parameter outside the optimizer")
+            self.slot_of[j] = slot[id(t)]
         src.require(
-            all(id(p) in by_tensor and by_tensor[id(p)] in self.leaf_grads for p in flat.params),
+            len(self.leaf_grads) == len(flat.params),
             "a parameter of the optimizer gets no gradient, or is not used",
         )
         # Each parameter is updated as soon as its gradient is complete, while the
         # gradient is still in cache, rather than in one pass over the flat buffers
         # after backward. The update is elementwise, so the bits are the same; and no
         # later line reads the parameter (every op using it has had its vjp by then).
-        kernel = src.kernel("update", owner._jit_update_kernel())
+        kernel = src.kernel("update", owner._jit_kernel)
         args = [f"opt{i}" for i in range(len(owner._jit_update_args(flat)))]
         arrays = 2 + len(owner._state_names)  # data, grad and state buffers come first
-        slot = {id(p): i for i, p in enumerate(flat.params)}
-        tensor_of = dict(self.program.parameter_leaves)
         for j, where in sorted(self.finished.items(), key=lambda item: -item[1]):
-            sl = flat.slices[slot[id(tensor_of[j])]]
+            sl = flat.slices[self.slot_of[j]]
             sliced = [f"{a}[{sl.start}:{sl.stop}]" for a in args[:arrays]] + args[arrays:]
             src.lines.insert(where, f"    {kernel}({', '.join(sliced)})  # step")
 
@@ -438,10 +440,8 @@ class _Writer:
         header = [f"arg{i}" for i in self.arg_slots]
         if self.optimizer is not None:
             flat = self.optimizer._flats[0]
-            slot = {id(p): k for k, p in enumerate(flat.params)}
-            for k, (_, t) in enumerate(program.parameter_leaves):
-                src.require(id(t) in slot, "a parameter outside the optimizer")
-                i = slot[id(t)]
+            for k, (j, t) in enumerate(program.parameter_leaves):
+                i = self.slot_of[j]
                 params.append(_Param(t, flat.data_views[i], i))
                 header.append(f"param{k}")
             header += [f"grad{k}" for k in range(len(params))]
@@ -456,18 +456,13 @@ class _Writer:
         function = namespace["step"]
         if not JIT_DISABLED:
             function = kernel_jit(cache=False)(function)
-        results = [
-            None if out is None else out if out[0] == "arg" else ("buffer", src.buffers[out[1]])
-            for out in outputs
-        ]
         step = CompiledStep(
             function,
-            text,
             self.arg_slots,
             params,
             self.optimizer,
             flat,
             tuple(src.buffers.values()),
-            results,
+            outputs,
         )
         return step, text

@@ -441,24 +441,38 @@ class Optimizer:
         return f"{type(self).__name__} (\nParameter Group 0\n" + "\n".join(lines) + "\n)"
 
     # -------------------------------------------------------------------- internals
-    def _update(self, group, param, grad, state, count) -> None:
+    # A subclass gives its update kernel's scalar arguments (_scalars) and calls the
+    # kernel on one parameter (_apply); the jitted loop of that kernel (_jit_kernel) is
+    # what a compiled step (fastbp.compiler) calls, with _jit_update_args.
+    _jit_kernel: Callable[..., Any] | None = None
+
+    def _scalars(self, group: dict[str, Any], count: int) -> tuple:
+        """The update kernel's arguments after the arrays, for step number ``count``."""
         raise NotImplementedError
+
+    def _apply(self, param, grad, state, scalars: tuple) -> None:
+        raise NotImplementedError
+
+    def _update(self, group, param, grad, state, count) -> None:
+        self._apply(param, grad, state, self._scalars(group, count))
 
     def _update_each(self, group, params, grads, states, count) -> None:
         """Update parameter ``i`` from ``grads[i]``, all at step ``count`` (one call each)."""
+        scalars = self._scalars(group, count)  # looked up once
         for param, grad, state in zip(params, grads, states, strict=True):
-            self._update(group, param, grad, state, count)
+            self._apply(param, grad, state, scalars)
+
+    def _jit_update_args(self, flat: _Flat) -> tuple:
+        """``_jit_kernel``'s arguments for the whole flat buffers: data, grad, state, scalars."""
+        return (
+            flat.data,
+            flat.grad,
+            *flat.state,
+            *self._scalars(self.param_groups[0], flat.uniform),
+        )
 
     def _export_buffer(self, name: str, view: np.ndarray, shape) -> np.ndarray | None:
         return view.reshape(shape).copy()
-
-    # A compiled step (fastbp.compiler) calls the update kernel itself, once over the flat
-    # buffers: ``kernel(*self._jit_update_args(flat))``, the data and gradient buffers first.
-    def _jit_update_kernel(self) -> Callable[..., None] | None:
-        return None
-
-    def _jit_update_args(self, flat: _Flat) -> tuple:
-        raise NotImplementedError
 
     def _gather(self, flat: _Flat) -> tuple[list[int], dict[int, np.ndarray]]:
         """Check parameters and gradients against the flat buffers.
@@ -594,46 +608,22 @@ class SGD(Optimizer):
         }
         super().__init__(params, defaults)
 
-    def _update(self, group, param, grad, state, count) -> None:
-        # NOTE: the momentum buffer is allocated even when momentum == 0 so the kernel
-        # always gets a real array of the right size (it does not touch it then).
-        _sgd_update(
-            param,
-            grad,
-            state[0],
-            group["lr"],
-            group["momentum"],
-            group["dampening"],
-            group["weight_decay"],
-            group["nesterov"],
-            count == 0,
-        )
+    _jit_kernel = staticmethod(kernels.optim._sgd_loop)
 
-    def _update_each(self, group, params, grads, states, count) -> None:
-        # _update's loop with the hyperparameters looked up once.
-        lr, momentum, dampening = group["lr"], group["momentum"], group["dampening"]
-        weight_decay, nesterov, first = group["weight_decay"], group["nesterov"], count == 0
-        for param, grad, state in zip(params, grads, states, strict=True):
-            _sgd_update(
-                param, grad, state[0], lr, momentum, dampening, weight_decay, nesterov, first
-            )
-
-    def _jit_update_kernel(self):
-        return kernels.optim._sgd_loop
-
-    def _jit_update_args(self, flat):
-        group = self.param_groups[0]
+    def _scalars(self, group, count):
         return (
-            flat.data,
-            flat.grad,
-            flat.state[0],
             float(group["lr"]),
             float(group["momentum"]),
             float(group["dampening"]),
             float(group["weight_decay"]),
             bool(group["nesterov"]),
-            flat.uniform == 0,
+            count == 0,
         )
+
+    def _apply(self, param, grad, state, scalars):
+        # NOTE: the momentum buffer is allocated even when momentum == 0 so the kernel
+        # always gets a real array of the right size (it does not touch it then).
+        _sgd_update(param, grad, state[0], *scalars)
 
     def _export_buffer(self, name, view, shape):
         # As in PyTorch, plain SGD has no momentum buffer.
@@ -709,41 +699,22 @@ class Adam(Optimizer):
         }
         super().__init__(params, defaults)
 
-    def _update(self, group, param, grad, state, count) -> None:
-        beta1, beta2 = group["betas"]
-        _adam_update(
-            param,
-            grad,
-            state[0],
-            state[1],
-            group["lr"],
-            beta1,
-            beta2,
-            group["eps"],
-            group["weight_decay"],
-            count + 1,
-            self._decoupled,
-        )
+    _jit_kernel = staticmethod(kernels.optim._adam_loop)
 
-    def _jit_update_kernel(self):
-        return kernels.optim._adam_loop
-
-    def _jit_update_args(self, flat):
-        group = self.param_groups[0]
+    def _scalars(self, group, count):
         beta1, beta2 = group["betas"]
         return (
-            flat.data,
-            flat.grad,
-            flat.state[0],
-            flat.state[1],
             float(group["lr"]),
             float(beta1),
             float(beta2),
             float(group["eps"]),
             float(group["weight_decay"]),
-            flat.uniform + 1,
+            count + 1,
             self._decoupled,
         )
+
+    def _apply(self, param, grad, state, scalars):
+        _adam_update(param, grad, state[0], state[1], *scalars)
 
 
 class AdamW(Adam):
