@@ -64,7 +64,7 @@ import numpy as np
 from . import autograd
 from .autograd import _accumulate_leaf, _fit, _hand_to_leaf, _state
 from .compiler import REPLAY, compile_program
-from .tensor import Tensor
+from .tensor import Tensor, _constant
 
 __all__ = ["trace", "TracedFunction"]
 
@@ -449,16 +449,6 @@ class _Program:
 def _without_graph(t: Tensor) -> Tensor:
     """``t`` itself if no recorded op made it (as a replay returns), else its value alone."""
     return t if t._node is None else _constant(t.data)
-
-
-def _constant(array: np.ndarray) -> Tensor:
-    t = Tensor.__new__(Tensor)
-    t.data = array
-    t.grad = None
-    t.requires_grad = False
-    t._node = None
-    t._version = 0
-    return t
 
 
 def _signature(args: tuple[Any, ...]) -> tuple:
