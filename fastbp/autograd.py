@@ -64,6 +64,7 @@ __all__ = [
     "is_grad_enabled",
     "detect_anomaly",
     "unbroadcast",
+    "DeferredGrad",
 ]
 
 
@@ -432,7 +433,7 @@ def apply(op: Op, inputs: tuple[Tensor, ...], **params: Any) -> Tensor:
         out = np.asarray(out)
     result = _new_tensor(_Tensor)
     result.data = out
-    result.grad = None
+    result._grad = None
     result._node = None
     result._version = 0
     state = _state
@@ -637,6 +638,36 @@ def _returned_twice(g: np.ndarray, grads) -> bool:
         if x is g:
             count += 1
     return count > 1
+
+
+class DeferredGrad:
+    """A gradient that :attr:`Tensor.grad` computes when it is first read.
+
+    A compiled step (:mod:`fastbp.compiler`) that folds a plain SGD update into the
+    product ``w ← w − lr·xᵀ·dy`` never writes ``xᵀ·dy`` out: that would cost a pass over
+    the weights that most training loops never read. It leaves one of these in
+    ``p._grad`` instead, and ``p.grad`` then computes the product from the step's saved
+    ``x`` and ``dy``, once.
+
+    Parameters
+    ----------
+    compute : callable
+        Called with no arguments; returns the gradient array.
+
+    Example
+    -------
+    >>> import numpy as np
+    >>> import fastbp as fb
+    >>> w = fb.zeros(2, requires_grad=True)
+    >>> w._grad = fb.autograd.DeferredGrad(lambda: np.ones(2, np.float32))
+    >>> w.grad
+    array([1., 1.], dtype=float32)
+    """
+
+    __slots__ = ("compute",)
+
+    def __init__(self, compute: Callable[[], np.ndarray]):
+        self.compute = compute
 
 
 def _accumulate_leaf(t: Tensor, g: np.ndarray, owned: bool) -> None:

@@ -49,6 +49,8 @@ step's):
 
 from __future__ import annotations
 
+import functools
+import gc
 import sys
 import threading
 from collections.abc import Callable
@@ -56,6 +58,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from .autograd import DeferredGrad
 from .kernels import blas
 from .kernels._jit import JIT_DISABLED, kernel_jit
 
@@ -96,6 +99,7 @@ class Source:
         self.globals: dict[str, Any] = {"np": np}
         self.examples: dict[str, np.ndarray] = {}  # name -> an array of its shape and dtype
         self.buffers: dict[str, np.ndarray] = {}  # name -> the buffer itself
+        self.products: dict[str, tuple[int, str, str]] = {}  # dw -> (its line, x, dy)
         self._keys: dict[Any, str] = {}
 
     def line(self, text: str) -> None:
@@ -106,6 +110,11 @@ class Source:
         """Make ``function`` callable as ``name`` from the generated source."""
         self.globals[name] = function
         return name
+
+    def weight_gradient(self, x: str, dy: str, dw: str) -> None:
+        """Write ``dw = xᵀ·dy``, noted as such: the step may fold its SGD update into it."""
+        self.products[dw] = (len(self.lines), x, dy)
+        self.line(f"{self.kernel('gemm', blas.gemm)}({x}, True, {dy}, False, {dw}, 1.0, 0.0)")
 
     def buffer(self, key: Any, shape: tuple[int, ...], dtype: np.dtype) -> str:
         """The name of a buffer for ``key`` (allocated on first request, then the same)."""
@@ -156,14 +165,22 @@ class CompiledStep:
     an error raised inside, e.g. by a non-finite loss).
     """
 
-    def __init__(self, function, arg_slots, params, optimizer, flat, buffers, outputs):
+    def __init__(self, function, arg_slots, params, optimizer, flat, buffers, outputs, folded):
         self.function = function
         self.arg_slots = arg_slots  # positions of the traced function's array arguments
         self.params = params
         self.optimizer = optimizer
         self.flat = flat
-        self.buffers = buffers
-        self.outputs = outputs  # per output: ("arg", position), ("buffer", array) or None
+        self.outputs = outputs  # per output: ("arg", position), ("buffer", position) or None
+        # Per parameter whose update is folded into its gradient's product: its number
+        # and the positions of that product's x and dy among the buffers. Those buffers
+        # alternate between two sets (see _Writer._fold); the others are shared.
+        self.folded = folded
+        kept = {i for _, x, dy in folded for i in (x, dy)}
+        second = tuple(b.copy() if i in kept else b for i, b in enumerate(buffers))
+        self.buffer_sets = (buffers, second)
+        self.current = 0
+        self.compiled = False  # Numba compiles the function on its first call
         self.busy = threading.Lock()
 
     def __call__(self, args: tuple[Any, ...]) -> Any:
@@ -190,11 +207,17 @@ class CompiledStep:
                 t = p.tensor
                 if t.data is not p.view or not t.requires_grad:
                     return REPLAY
-                if sys.getrefcount(grad_views[p.slot]) != 2 + (t.grad is grad_views[p.slot]):
+                # (t._grad: reading t.grad would compute a deferred gradient.)
+                if sys.getrefcount(grad_views[p.slot]) != 2 + (t._grad is grad_views[p.slot]):
                     return REPLAY
             arrays.extend([p.view for p in self.params])
             arrays.extend([grad_views[p.slot] for p in self.params])
             arrays.extend(self.optimizer._jit_update_args(flat))
+            if self.folded:
+                fold = self.optimizer._jit_fold(self.optimizer.param_groups[0])
+                if fold is None:  # e.g. momentum turned on since the step was compiled
+                    return REPLAY
+                arrays.extend(fold)
         # The buffers are this step's own: a second thread calling it meanwhile replays.
         if not self.busy.acquire(blocking=False):
             return REPLAY
@@ -203,20 +226,42 @@ class CompiledStep:
             # logits), before any parameter changes: the replay then raises the engine's
             # error. (Numba leaks references to arrays when an exception unwinds, which
             # would defeat the reference counts above, so the step returns instead.)
-            if self.function(*arrays, *self.buffers) != 0:
+            buffers = self.buffer_sets[self.current]
+            status = self.function(*arrays, *buffers)
+            if not self.compiled:
+                # Compiling raises and catches exceptions inside Numba; their tracebacks
+                # form reference cycles that hold this frame's arrays, gradient views
+                # among them, so the next call's reference counts would fail until the
+                # collector happened to run.
+                self.compiled = True
+                gc.collect()
+            if status != 0:
                 return REPLAY
+            self.current ^= 1
             # Copies: the buffers are overwritten by the next call.
             outputs = [
-                out if out is None or out[0] == "arg" else out[1].copy() for out in self.outputs
+                out if out is None or out[0] == "arg" else buffers[out[1]].copy()
+                for out in self.outputs
             ]
         finally:
             self.busy.release()
         if flat is not None:
             for p in self.params:
-                p.tensor.grad = flat.grad_views[p.slot]
+                p.tensor._grad = flat.grad_views[p.slot]
                 p.tensor._version += 1
+            for k, x, dy in self.folded:
+                p = self.params[k]
+                compute = functools.partial(_weight_gradient, buffers[x], buffers[dy], flat, p.slot)
+                p.tensor._grad = DeferredGrad(compute)
             flat.uniform += 1
         return outputs
+
+
+def _weight_gradient(x: np.ndarray, dy: np.ndarray, flat, slot: int) -> np.ndarray:
+    """``xᵀ·dy`` into the optimizer's gradient view ``slot``: a folded weight's ``p.grad``."""
+    view = flat.grad_views[slot]
+    blas.gemm(x, True, dy, False, view, 1.0, 0.0)
+    return view
 
 
 REPLAY = object()
@@ -269,6 +314,8 @@ class _Writer:
         self.backward_done = False
         self.leaf_grads: dict[int, str] = {}  # parameter value index -> its gradient's name
         self.finished: dict[int, int] = {}  # parameter value index -> line after its gradient
+        self.accumulated: set[int] = set()  # parameters given more than one gradient
+        self.folded: dict[int, tuple[str, str]] = {}  # parameter value index -> (x, dy)
 
     # ------------------------------------------------------------------ values
     def _value(self, index: int) -> str:
@@ -324,7 +371,7 @@ class _Writer:
                 outputs.append(("arg", self.arg_of[index]))
             else:
                 src.require(index < program.n_steps, "the function returns a parameter")
-                outputs.append(("buffer", src.buffers[self._value(index)]))
+                outputs.append(("buffer", self._value(index)))
         return self._build(outputs)
 
     def _name_parameters(self) -> None:
@@ -381,6 +428,8 @@ class _Writer:
                         grads[k] = target
                         continue
                 # A second gradient for the same value: into scratch, then added.
+                if dest >= program.n_steps:
+                    self.accumulated.add(dest)
                 scratch = src.buffer(("scratch", step, k), shape, dtype)
                 grads[k] = scratch
                 adds.append((target, scratch))
@@ -424,13 +473,53 @@ class _Writer:
         # gradient is still in cache, rather than in one pass over the flat buffers
         # after backward. The update is elementwise, so the bits are the same; and no
         # later line reads the parameter (every op using it has had its vjp by then).
+        self._fold(owner)
         kernel = src.kernel("update", owner._jit_kernel)
         args = [f"opt{i}" for i in range(len(owner._jit_update_args(flat)))]
         arrays = 2 + len(owner._state_names)  # data, grad and state buffers come first
         for j, where in sorted(self.finished.items(), key=lambda item: -item[1]):
+            if j in self.folded:
+                x, dy = self.folded[j]
+                src.lines.insert(
+                    where,
+                    f"    gemm({x}, True, {dy}, False, param{self.param_of[j]}, "
+                    f"fold_alpha, fold_beta)  # step",
+                )
+                continue
             sl = flat.slices[self.slot_of[j]]
             sliced = [f"{a}[{sl.start}:{sl.stop}]" for a in args[:arrays]] + args[arrays:]
             src.lines.insert(where, f"    {kernel}({', '.join(sliced)})  # step")
+
+    def _fold(self, optimizer) -> None:
+        """Fold the optimizer's update into each weight gradient that allows it.
+
+        With an update ``w ← beta·w + alpha·g`` (plain SGD), a weight whose gradient is one
+        product ``xᵀ·dy`` is updated by that product alone, ``w ← beta·w + alpha·xᵀ·dy``
+        in one GEMM: the gradient is never written out, nor read back by the update (a
+        pass over the weights and their gradients saved). ``p.grad`` computes ``xᵀ·dy``
+        when read (:class:`fastbp.autograd.DeferredGrad`), so ``x`` and ``dy`` must outlive
+        the step: an argument is copied (the caller may change it), and the step's
+        buffers holding them alternate between two sets from call to call, so that a
+        call that stops early (and replays) leaves the last step's gradients readable.
+        """
+        if optimizer._jit_fold(optimizer.param_groups[0]) is None:
+            return
+        src = self.src
+        arguments = {self.names[index] for index in self.arg_of}
+        for j, k in self.param_of.items():
+            product = src.products.get(f"grad{k}")
+            if product is None or j in self.accumulated:
+                continue
+            line, x, dy = product
+            if x in arguments:
+                copy = src.buffer(("argument copy", x), src.shape(x), src.dtype(x))
+                src.lines[line] = f"    {copy}[:] = {x}"
+                x = copy
+            elif x not in src.buffers:  # a parameter: it changes during the step
+                continue
+            else:
+                src.lines[line] = f"    # grad{k} = {x}ᵀ·{dy}: folded into param{k}'s update"
+            self.folded[j] = (x, dy)
 
     # ------------------------------------------------------------------ the function
     def _build(self, outputs) -> tuple[CompiledStep, str]:
@@ -447,6 +536,8 @@ class _Writer:
             header += [f"grad{k}" for k in range(len(params))]
             count = len(self.optimizer._jit_update_args(flat))
             header += [f"opt{i}" for i in range(count)]
+            if self.folded:
+                header += ["fold_alpha", "fold_beta"]
         else:
             src.require(not program.parameter_leaves, "parameters without an optimizer step")
         header += list(src.buffers)
@@ -456,6 +547,10 @@ class _Writer:
         function = namespace["step"]
         if not JIT_DISABLED:
             function = kernel_jit(cache=False)(function)
+        position = {name: i for i, name in enumerate(src.buffers)}
+        folded = [
+            (self.param_of[j], position[x], position[dy]) for j, (x, dy) in self.folded.items()
+        ]
         step = CompiledStep(
             function,
             self.arg_slots,
@@ -463,6 +558,10 @@ class _Writer:
             self.optimizer,
             flat,
             tuple(src.buffers.values()),
-            outputs,
+            [
+                out if out is None or out[0] == "arg" else ("buffer", position[out[1]])
+                for out in outputs
+            ],
+            folded,
         )
         return step, text

@@ -471,6 +471,15 @@ class Optimizer:
             *self._scalars(self.param_groups[0], flat.uniform),
         )
 
+    def _jit_fold(self, group: dict[str, Any]) -> tuple[float, float] | None:
+        """``(alpha, beta)`` if this step updates every parameter as ``w ← beta·w + alpha·g``.
+
+        Such an update needs no state, so a compiled step can fold it into the product
+        that makes a weight's gradient, ``w ← beta·w + alpha·xᵀ·dy`` in one GEMM
+        (:mod:`fastbp.compiler`). None (the default) when the update is anything else.
+        """
+        return None
+
     def _export_buffer(self, name: str, view: np.ndarray, shape) -> np.ndarray | None:
         return view.reshape(shape).copy()
 
@@ -619,6 +628,13 @@ class SGD(Optimizer):
             bool(group["nesterov"]),
             count == 0,
         )
+
+    def _jit_fold(self, group):
+        # Without momentum, w ← w − lr·(g + λ·w) = (1 − lr·λ)·w − lr·g.
+        if group["momentum"] != 0:
+            return None
+        lr = float(group["lr"])
+        return -lr, 1.0 - lr * float(group["weight_decay"])
 
     def _apply(self, param, grad, state, scalars):
         # NOTE: the momentum buffer is allocated even when momentum == 0 so the kernel

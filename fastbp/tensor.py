@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from . import autograd
-from .autograd import apply
+from .autograd import DeferredGrad, apply
 from .ops import elementwise as ew
 from .ops import linalg, reduce
 from .ops import shape as shape_ops
@@ -60,9 +60,6 @@ class Tensor:
     ----------
     data : ndarray
         The values.
-    grad : ndarray or None
-        The accumulated gradient (same shape and dtype as ``data``), set by
-        :meth:`backward` on leaves that require it.
     requires_grad : bool
         Whether ops on this tensor are recorded for backward.
 
@@ -77,7 +74,7 @@ class Tensor:
 
     # ``_version`` counts in-place updates by fastbp itself (optimizer steps), so that
     # backward can refuse a graph whose saved parameters have changed since forward.
-    __slots__ = ("data", "grad", "requires_grad", "_node", "_version", "__weakref__")
+    __slots__ = ("data", "_grad", "requires_grad", "_node", "_version", "__weakref__")
     # Make ``ndarray <op> Tensor`` call the Tensor's reflected method instead of
     # letting NumPy treat the Tensor as an object scalar.
     __array_ufunc__ = None
@@ -88,12 +85,30 @@ class Tensor:
         if requires_grad:
             _check_grad_dtype(data, "Tensor")
         self.data = data
-        self.grad = None
+        self._grad = None
         self.requires_grad = bool(requires_grad)
         self._node = None
         self._version = 0
 
     # ------------------------------------------------------------------- properties
+    @property
+    def grad(self) -> np.ndarray | None:
+        """The accumulated gradient (same shape and dtype as ``data``), or None.
+
+        :meth:`backward` sets it on leaves that require a gradient; assign None (or an
+        array) to reset it. After a compiled training step that folded its SGD update
+        into the weight-gradient product (:mod:`fastbp.compiler`), the gradient is
+        computed here, on first read.
+        """
+        g = self._grad
+        if type(g) is DeferredGrad:
+            g = self._grad = g.compute()
+        return g
+
+    @grad.setter
+    def grad(self, value: np.ndarray | None) -> None:
+        self._grad = value
+
     @property
     def shape(self) -> tuple[int, ...]:
         """The shape of ``data``."""
@@ -431,7 +446,7 @@ def _constant(data: np.ndarray) -> Tensor:
     """Wrap an array as a tensor that needs no gradient, without checks or copies."""
     t = Tensor.__new__(Tensor)
     t.data = data
-    t.grad = None
+    t._grad = None
     t.requires_grad = False
     t._node = None
     t._version = 0

@@ -1,6 +1,6 @@
 """Textbook SGD and Adam/AdamW written out in float64: the reference both the update
 kernels (tests/test_kernels.py) and the optimizers (tests/test_optim.py) are checked
-against."""
+against; and the tolerance for an SGD update that a compiled step folded into a GEMM."""
 
 import numpy as np
 
@@ -36,3 +36,14 @@ def reference_adam(w, grads, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
         v_hat = v / (1 - beta2**t)
         w = w - lr * m_hat / (np.sqrt(v_hat) + eps)
     return w
+
+
+def assert_within_rounding(actual, expected):
+    """``actual`` differs from ``expected`` by rounding alone: a few units in the last place
+    of the array's largest value (an update rounds relative to its largest term).
+
+    A compiled step (fastbp.compiler) folds a plain SGD update into the GEMM of the weight's
+    gradient, ``w ← w − lr·xᵀ·dy``, which rounds differently from the eager update.
+    """
+    scale = np.finfo(expected.dtype).eps * np.abs(expected).max()
+    assert np.abs(actual - expected).max() <= 4 * scale

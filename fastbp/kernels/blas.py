@@ -22,7 +22,7 @@ Example
 >>> a, b = np.ones((2, 3), np.float32), np.ones((3, 4), np.float32)
 >>> c = np.empty((2, 4), np.float32)
 >>> if blas.AVAILABLE:
-...     blas.gemm(a, False, b, False, c, 0.0)
+...     blas.gemm(a, False, b, False, c, 1.0, 0.0)
 ...     assert (c == 3).all()
 """
 
@@ -88,11 +88,13 @@ if AVAILABLE:
 
     # Compiled without a disk cache: the library's addresses change from process to process.
     @kernel_jit(cache=False)
-    def gemm(a, trans_a, b, trans_b, c, beta):
-        """``c = op(a)·op(b) + beta·c`` for matrices of one float dtype with contiguous rows.
+    def gemm(a, trans_a, b, trans_b, c, alpha, beta):
+        """``c = alpha·op(a)·op(b) + beta·c`` for matrices of one float dtype, contiguous rows.
 
         ``op(m)`` is ``m.T`` when its flag is True (read through BLAS's transpose flag, no
-        copy). A single-row ``op(a)`` takes ``gemv``, as ``np.dot`` does.
+        copy). A single-row ``op(a)`` takes ``gemv``, as ``np.dot`` does. ``alpha=1, beta=0``
+        is the plain product; ``beta=1`` accumulates; a compiled step folds a plain SGD
+        update into a weight gradient as ``w = beta·w + alpha·xᵀ·dy``.
         """
         rows = c.shape[0]
         cols = c.shape[1]
@@ -102,25 +104,25 @@ if AVAILABLE:
             # or over b itself when b comes transposed, as NumPy computes it.
             flag = _NO_TRANS if trans_b else _TRANS
             if c.itemsize == 4:
-                _sgemv(_ROW_MAJOR, flag, b.shape[0], b.shape[1], 1.0, b.ctypes.data,
+                _sgemv(_ROW_MAJOR, flag, b.shape[0], b.shape[1], alpha, b.ctypes.data,
                        b.shape[1], a.ctypes.data, 1, beta, c.ctypes.data, 1)  # fmt: skip
             else:
-                _dgemv(_ROW_MAJOR, flag, b.shape[0], b.shape[1], 1.0, b.ctypes.data,
+                _dgemv(_ROW_MAJOR, flag, b.shape[0], b.shape[1], alpha, b.ctypes.data,
                        b.shape[1], a.ctypes.data, 1, beta, c.ctypes.data, 1)  # fmt: skip
             return
         flag_a = _TRANS if trans_a else _NO_TRANS
         flag_b = _TRANS if trans_b else _NO_TRANS
         if c.itemsize == 4:
-            _sgemm(_ROW_MAJOR, flag_a, flag_b, rows, cols, inner, 1.0, a.ctypes.data,
+            _sgemm(_ROW_MAJOR, flag_a, flag_b, rows, cols, inner, alpha, a.ctypes.data,
                    a.strides[0] // a.itemsize, b.ctypes.data, b.strides[0] // b.itemsize, beta,
                    c.ctypes.data, c.strides[0] // c.itemsize)  # fmt: skip
         else:
-            _dgemm(_ROW_MAJOR, flag_a, flag_b, rows, cols, inner, 1.0, a.ctypes.data,
+            _dgemm(_ROW_MAJOR, flag_a, flag_b, rows, cols, inner, alpha, a.ctypes.data,
                    a.strides[0] // a.itemsize, b.ctypes.data, b.strides[0] // b.itemsize, beta,
                    c.ctypes.data, c.strides[0] // c.itemsize)  # fmt: skip
 
 else:  # pragma: no cover - only on NumPy builds without a bundled OpenBLAS
 
-    def gemm(a, trans_a, b, trans_b, c, beta):
+    def gemm(a, trans_a, b, trans_b, c, alpha, beta):
         """Unavailable on this NumPy build (see :data:`AVAILABLE`)."""
         raise RuntimeError("fastbp.kernels.blas: NumPy's OpenBLAS CBLAS functions were not found")

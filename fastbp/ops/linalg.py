@@ -35,7 +35,7 @@ def _jit_linear(activation: int) -> JitForm:
         # width 1; blas.gemm mirrors only the batch-of-one case, the one that matters.
         src.require(min(src.shape(w)) > 1, "linear: a layer of width 1")
         gemm = src.kernel("gemm", blas.gemm)
-        src.line(f"{gemm}({x}, False, {w}, False, {out}, 0.0)")
+        src.line(f"{gemm}({x}, False, {w}, False, {out}, 1.0, 0.0)")
         has_bias = len(inputs) == 3
         if has_bias:
             src.require(src.dtype(inputs[2]) == dtype, "linear: bias of another dtype")
@@ -60,13 +60,13 @@ def _jit_linear(activation: int) -> JitForm:
             src.line(f"{src.kernel('column_sums', linear._column_sums)}({dy}, {db})")
         gemm = src.kernel("gemm", blas.gemm)
         if dx is not None:
-            src.line(f"{gemm}({dz}, False, {w}, True, {dx}, 0.0)")
+            src.line(f"{gemm}({dz}, False, {w}, True, {dx}, 1.0, 0.0)")
         if dw is not None:
             if src.shape(x)[0] == 1:  # a batch of one: the outer product, as eagerly
                 outer = src.kernel("outer_product", linear._outer_product)
                 src.line(f"{outer}({x}[0], {dz}[0], {dw})")
             else:
-                src.line(f"{gemm}({x}, True, {dz}, False, {dw}, 0.0)")
+                src.weight_gradient(x, dz, dw)
 
     return JitForm(forward, vjp)
 
