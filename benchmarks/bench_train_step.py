@@ -5,7 +5,7 @@ Grouped by configuration, so ``pytest benchmarks/bench_train_step.py
 hand, PyTorch, JAX and the GEMM floor in one table per model. In CI it runs with
 ``--benchmark-disable`` (one call each), which still checks that every system runs,
 that fastbp's loss matches the hand-written NumPy step and that the traced step's
-loss equals the eager one bit for bit (and that it ran compiled).
+loss equals the eager one (and that it ran compiled), and runs ``compare.py``.
 """
 
 import numpy as np
@@ -48,7 +48,21 @@ def test_fastbp_step_matches_numpy_by_hand(config):
 def test_fastbp_trace_step_equals_eager(config):
     batch, sizes = CONFIGS[config]
     traced, eager = make_fastbp_trace(batch, sizes), make_fastbp(batch, sizes)
-    for _ in range(3):  # the losses depend on the weights of the steps before
-        assert float(traced()) == float(eager())
+    assert float(traced()) == float(eager())
+    for _ in range(2):
+        # The compiled step folds SGD into the weight gradients' products, which round the
+        # update differently: later losses agree to rounding.
+        np.testing.assert_allclose(float(traced()), float(eager()), rtol=1e-6)
     if blas.AVAILABLE:  # the benchmark times the compiled step, not the replay
         assert traced.traced.compiled == (True, "")
+
+
+def test_compare_script_prints_the_side_by_side_table(capsys):
+    import compare
+
+    config = "B1-784-128-10"
+    results = compare.main(["--threads", "all", "--configs", config, "--min-time", "0.01"])
+    assert set(results[config]) == set(available_systems())
+    assert all(seconds > 0 for seconds in results[config].values())
+    table = capsys.readouterr().out
+    assert f"| {config} | " in table and "(1.00x)" in table  # the floor, against itself

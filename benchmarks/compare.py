@@ -8,9 +8,10 @@ Usage::
 
 With ``--threads 1`` the script re-executes itself pinned to core 0 with
 OMP/OpenBLAS/Numba limited to one thread (and ``torch.set_num_threads(1)``), since
-two busy threads on a shared machine make timings jump by milliseconds. It prints
-the median of each system, its ratio to the GEMM floor (the matrix products alone)
-and the ratio to PyTorch of fastbp, eager and traced (``fb.trace``).
+two busy threads on a shared machine make timings jump by milliseconds. The systems
+take turns (:func:`interleaved_medians`), so a slow spell of the machine is shared.
+It prints the median of each system, its ratio to the GEMM floor (the matrix products
+alone) and the ratio to PyTorch of fastbp, eager and traced (``fb.trace``).
 """
 
 from __future__ import annotations
@@ -32,21 +33,34 @@ def pin_to_one_core(argv: list[str]) -> None:
     os.execve(sys.executable, [sys.executable, os.path.abspath(__file__), *argv], env)
 
 
-def median_time(step, min_time: float = 1.0, min_rounds: int = 7, max_rounds: int = 2000):
-    """Median wall time of ``step()`` over enough rounds to fill ``min_time`` seconds."""
+def interleaved_medians(
+    steps: dict, min_time: float = 1.0, rounds: int = 10, max_calls: int = 2000
+) -> dict[str, float]:
+    """Median wall time of each ``steps[name]()``, the systems taking turns.
+
+    Each system runs ``rounds`` times for ``min_time / rounds`` seconds (at least one call,
+    at most ``max_calls`` calls in all), one system after the other within each round, so
+    that a stretch when the shared machine is slow falls on every system alike rather than
+    on whichever ran then. Every call is timed; the median is over all of a system's calls.
+    """
     import numpy as np
 
-    for _ in range(3):
-        step()  # warm-up: JIT, caches, allocator
-    times = []
-    start = time.perf_counter()
-    while len(times) < max_rounds and (
-        len(times) < min_rounds or time.perf_counter() - start < min_time
-    ):
-        t0 = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
+    for step in steps.values():
+        for _ in range(3):
+            step()  # warm-up: JIT, caches, allocator
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    for _ in range(rounds):
+        for name, step in steps.items():
+            calls = times[name]
+            budget = len(calls) + max(1, max_calls // rounds)
+            start = time.perf_counter()
+            while len(calls) < budget:
+                t0 = time.perf_counter()
+                step()
+                calls.append(time.perf_counter() - t0)
+                if t0 - start >= min_time / rounds:
+                    break
+    return {name: float(np.median(calls)) for name, calls in times.items()}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -54,7 +68,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", default="1", help="'1' (pinned, default) or 'all'")
     parser.add_argument("--configs", default="all", help="comma-separated config names")
-    parser.add_argument("--min-time", type=float, default=1.0, help="seconds per measurement")
+    parser.add_argument(
+        "--min-time", type=float, default=1.0, help="seconds per system and configuration"
+    )
     parser.add_argument("--plot", help="write a PNG bar chart here")
     parser.add_argument("--markdown", help="also write the table to this file")
     args = parser.parse_args(argv)
@@ -74,10 +90,9 @@ def main(argv: list[str] | None = None) -> dict:
     results: dict[str, dict[str, float]] = {}
     for config in configs:
         batch, sizes = ms.CONFIGS[config]
-        results[config] = {}
+        steps = {system: ms.SYSTEMS[system][0](batch, sizes) for system in systems}
+        results[config] = interleaved_medians(steps, args.min_time)
         for system in systems:
-            step = ms.SYSTEMS[system][0](batch, sizes)
-            results[config][system] = median_time(step, args.min_time)
             print(
                 f"{config:>24} {system:>12}: {results[config][system] * 1e6:10.1f} us",
                 file=sys.stderr,
