@@ -100,6 +100,8 @@ class Source:
         self.examples: dict[str, np.ndarray] = {}  # name -> an array of its shape and dtype
         self.buffers: dict[str, np.ndarray] = {}  # name -> the buffer itself
         self.products: dict[str, tuple[int, str, str]] = {}  # dw -> (its line, x, dy)
+        # Output gradients read by their op's vjp alone, which may overwrite them.
+        self.private_gradients: set[str] = set()
         self._keys: dict[Any, str] = {}
 
     def line(self, text: str) -> None:
@@ -425,6 +427,7 @@ class _Writer:
                     target = pending.get(dest)
                     if target is None:
                         target = pending[dest] = src.buffer(("grad", dest), shape, dtype)
+                        src.private_gradients.add(target)
                         grads[k] = target
                         continue
                 # A second gradient for the same value: into scratch, then added.

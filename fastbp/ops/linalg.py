@@ -50,8 +50,12 @@ def _jit_linear(activation: int) -> JitForm:
         db = grads[2] if len(grads) == 3 else None
         dz = dy
         if activation:
-            # dz = dy·(y > 0) and db = dz.sum(0) in one pass, as activation_backward_bias.
-            dz = src.buffer(("dz", out), src.shape(out), src.dtype(out))
+            # dz = dy·(y > 0) and db = dz.sum(0) in one pass, as activation_backward_bias;
+            # into dy itself when nothing else reads it (a buffer fewer to stream through).
+            if dy in src.private_gradients:
+                dz = dy
+            else:
+                dz = src.buffer(("dz", out), src.shape(out), src.dtype(out))
             if db is None:
                 db = src.buffer(("db", out), src.shape(out)[1:], src.dtype(out))
             fused = src.kernel("relu_backward_bias", activations._relu_backward_bias_loop)
