@@ -25,7 +25,11 @@ of source into a :class:`Source`. This module walks the program's events in orde
 
 Every buffer is allocated once, when the step is compiled, and passed in as an
 argument (Numba freezes global arrays as constants). The matrix products call NumPy's
-own OpenBLAS (:mod:`fastbp.kernels.blas`), so results equal the eager step's bit for bit.
+own OpenBLAS (:mod:`fastbp.kernels.blas`), so results equal the eager step's bit for bit,
+with one exception. An optimizer whose update is ``w ← beta·w + alpha·g`` (plain SGD) is
+folded into each weight's gradient product, ``w ← beta·w + alpha·xᵀ·dy`` in one GEMM
+(:meth:`_Writer._fold`). That rounds the update differently, and ``p.grad`` is then
+computed when first read (:class:`fastbp.autograd.DeferredGrad`).
 
 A program is compiled only if every event can be: an op without a ``JitForm`` (or with
 arguments it does not handle), a gradient for a leaf that is not a parameter of the
