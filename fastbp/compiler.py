@@ -63,7 +63,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from .autograd import DeferredGrad
-from .kernels import blas
+from .kernels import blas, linear
 from .kernels._jit import JIT_DISABLED, kernel_jit
 
 __all__ = ["JitForm", "NotCompilable", "Source", "compile_program"]
@@ -520,7 +520,8 @@ class _Writer:
             line, x, dy = product
             if x in arguments:
                 copy = src.buffer(("argument copy", x), src.shape(x), src.dtype(x))
-                src.lines[line] = f"    {copy}[:] = {x}"
+                kernel = src.kernel("copy_matrix", linear._copy_matrix)
+                src.lines[line] = f"    {kernel}({x}, {copy})"
                 x = copy
             elif x not in src.buffers:  # a parameter: it changes during the step
                 continue

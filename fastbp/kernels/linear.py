@@ -138,6 +138,22 @@ def _outer_product(left, right, out):
             out[i, j] = scale * right[j]
 
 
+@kernel_jit()
+def _copy_matrix(source, out):
+    # A compiled step keeps a copy of its batch for the weight gradients it computes on
+    # demand (fastbp.compiler). This loop is cached on disk; the same copy written as a slice
+    # assignment inside the step costs Numba about 2 s to compile, in every process.
+    require_float_matrices(source, out)
+    require_same_dtype(source, out)
+    require_writable(out)
+    if source.shape != out.shape:
+        raise ValueError("copy: shape mismatch")
+    rows, cols = out.shape
+    for i in range(rows):
+        for j in range(cols):
+            out[i, j] = source[i, j]
+
+
 def _is_float_pair(x: Any, w: Any) -> bool:
     """Fast path for the common case; identity tests on the builtin dtype singletons."""
     dtype = x.dtype
