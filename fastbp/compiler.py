@@ -168,10 +168,12 @@ class CompiledStep:
     ``("arg", position)`` or a copy of the output's array; or it returns
     :data:`REPLAY` when this call must be replayed instead (an argument that is not
     C-contiguous, a parameter rebound or a gradient still held from an earlier step,
-    an error raised inside, e.g. by a non-finite loss).
+    an error raised inside, e.g. by a non-finite loss), and says why in ``fallback``.
     """
 
-    def __init__(self, function, arg_slots, params, optimizer, flat, buffers, outputs, folded):
+    def __init__(
+        self, function, arg_slots, params, optimizer, flat, buffers, outputs, folded, fresh_grads
+    ):
         self.function = function
         self.arg_slots = arg_slots  # positions of the traced function's array arguments
         self.params = params
@@ -182,51 +184,64 @@ class CompiledStep:
         # and the positions of that product's x and dy among the buffers. Those buffers
         # alternate between two sets (see _Writer._fold); the others are shared.
         self.folded = folded
+        self.fresh_grads = fresh_grads  # the step's zero_grad() sets gradients to None
         kept = {i for _, x, dy in folded for i in (x, dy)}
         second = tuple(b.copy() if i in kept else b for i, b in enumerate(buffers))
         self.buffer_sets = (buffers, second)
         self.current = 0
         self.compiled = False  # Numba compiles the function on its first call
         self.busy = threading.Lock()
+        self.fallback = ""  # why the last call was replayed ("" if it ran compiled)
+
+    def _replay(self, why: str) -> object:
+        self.fallback = why
+        return REPLAY
 
     def __call__(self, args: tuple[Any, ...]) -> Any:
         arrays = []
+        flat = self.flat
         for i in self.arg_slots:
             a = args[i]
             if not isinstance(a, np.ndarray):  # a Tensor
                 a = a.data
             if not a.flags.c_contiguous:
-                return REPLAY
+                return self._replay(f"argument {i} is not C-contiguous")
+            # The step updates parameters before it has read every argument.
+            if flat is not None and np.may_share_memory(a, flat.data):
+                return self._replay(f"argument {i} shares memory with the parameters")
             arrays.append(a)
-        flat = self.flat
         if flat is not None:
-            if flat.uniform is None:  # parameters updated different numbers of times
-                return REPLAY
+            if flat.uniform is None:
+                return self._replay("the parameters have had different numbers of updates")
             # Gradients are written into the same buffer every step: only if nobody kept
             # last step's p.grad, or a view of it. Referrers of a gradient view: the
             # optimizer's list, getrefcount's argument and p.grad if it still is that
             # view; of the flat buffer: the optimizer, its views and getrefcount's argument.
+            held = "last step's p.grad, or a view of it, is still referenced"
             grad_views = flat.grad_views
             if sys.getrefcount(flat.grad) != 2 + len(grad_views):
-                return REPLAY
+                return self._replay(held)
             for p in self.params:
                 t = p.tensor
                 if t.data is not p.view or not t.requires_grad:
-                    return REPLAY
+                    return self._replay("a parameter was rebound or no longer requires grad")
                 # (t._grad: reading t.grad would compute a deferred gradient.)
                 if sys.getrefcount(grad_views[p.slot]) != 2 + (t._grad is grad_views[p.slot]):
-                    return REPLAY
+                    return self._replay(held)
             arrays.extend([p.view for p in self.params])
             arrays.extend([grad_views[p.slot] for p in self.params])
             arrays.extend(self.optimizer._jit_update_args(flat))
             if self.folded:
                 fold = self.optimizer._jit_fold(self.optimizer.param_groups[0])
-                if fold is None:  # e.g. momentum turned on since the step was compiled
-                    return REPLAY
+                if fold is None:
+                    return self._replay(
+                        "the optimizer's update can no longer be folded "
+                        "into the weight gradients (momentum turned on?)"
+                    )
                 arrays.extend(fold)
         # The buffers are this step's own: a second thread calling it meanwhile replays.
         if not self.busy.acquire(blocking=False):
-            return REPLAY
+            return self._replay("another thread is running this step")
         try:
             # A step returns 1 where the eager step would raise (a label out of range, NaN
             # logits), before any parameter changes: the replay then raises the engine's
@@ -242,8 +257,9 @@ class CompiledStep:
                 self.compiled = True
                 gc.collect()
             if status != 0:
-                return REPLAY
+                return self._replay("the step stopped where the eager step raises")
             self.current ^= 1
+            self.fallback = ""
             # Copies: the buffers are overwritten by the next call.
             outputs = [
                 out if out is None or out[0] == "arg" else buffers[out[1]].copy()
@@ -252,6 +268,9 @@ class CompiledStep:
         finally:
             self.busy.release()
         if flat is not None:
+            # Eagerly, zero_grad() before backward hands out fresh gradient arrays; these
+            # views stand in for them until the optimizer gives the buffer up.
+            flat.lent = self.fresh_grads
             for p in self.params:
                 p.tensor._grad = flat.grad_views[p.slot]
                 p.tensor._version += 1
@@ -316,6 +335,7 @@ class _Writer:
         self.slot_of: dict[int, int] = {}  # value index -> the parameter's optimizer slot
         self.optimizer = None
         self.zeroed = False
+        self.fresh_grads = True  # zero_grad(set_to_none=True)
         self.stepped = False
         self.backward_done = False
         self.leaf_grads: dict[int, str] = {}  # parameter value index -> its gradient's name
@@ -463,6 +483,7 @@ class _Writer:
         if name == "zero_grad":
             src.require(not self.backward_done, "zero_grad() after backward()")
             self.zeroed = True
+            self.fresh_grads = bool(margs[0] if margs else mkwargs.get("set_to_none", True))
             return
         src.require(self.backward_done and self.zeroed, "step() without zero_grad(), backward()")
         src.require(not self.stepped, "step() twice")
@@ -571,5 +592,6 @@ class _Writer:
                 for out in outputs
             ],
             folded,
+            self.fresh_grads,
         )
         return step, text

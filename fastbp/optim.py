@@ -63,6 +63,7 @@ class _Flat:
         "slices",
         "counts",
         "uniform",
+        "lent",
     )
 
     def __init__(self, params: list[Tensor], indices: list[int], n_state: int):
@@ -92,6 +93,20 @@ class _Flat:
         # case) ``uniform`` holds that number and one kernel call updates everything.
         self.counts = [0] * len(params)
         self.uniform: int | None = 0
+        # True while the gradient views stand in for arrays of the user's own: a compiled
+        # step (fastbp.compiler) hands them out as p.grad where the eager step would have
+        # given each parameter a fresh array. zero_grad(set_to_none=False) then takes a
+        # new buffer instead of zeroing one the user may still hold.
+        self.lent = False
+
+    def new_grad_buffer(self) -> None:
+        """Replace the gradient buffer and its views by zeros, leaving the old ones be."""
+        self.grad = np.zeros_like(self.grad)
+        self.grad_views = [
+            self.grad[sl].reshape(v.shape)
+            for sl, v in zip(self.slices, self.grad_views, strict=True)
+        ]
+        self.lent = False
 
     def count(self, i: int) -> int:
         return self.uniform if self.uniform is not None else self.counts[i]
@@ -263,7 +278,10 @@ class Optimizer:
                 for p in flat.params:
                     p.grad = None
                 continue
-            flat.grad.fill(0)
+            if flat.lent:
+                flat.new_grad_buffer()
+            else:
+                flat.grad.fill(0)
             for p, view in zip(flat.params, flat.grad_views, strict=True):
                 p.grad = view if p.requires_grad else None
 

@@ -102,7 +102,10 @@ class Tensor:
         """
         g = self._grad
         if type(g) is DeferredGrad:
-            g = self._grad = g.compute()
+            value = g.compute()
+            if self._grad is g:  # else another thread's step has stored a newer gradient
+                self._grad = value
+            return value
         return g
 
     @grad.setter

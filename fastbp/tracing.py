@@ -504,7 +504,8 @@ class TracedFunction:
         -------
         (bool, str)
             ``(True, "")``, or ``(False, reason)``; ``(False, "not recorded yet")``
-            before the first call.
+            before the first call. A compiled step whose last call fell back to the
+            replay says why (say, the last step's ``p.grad`` is still referenced).
 
         Example
         -------
@@ -516,6 +517,9 @@ class TracedFunction:
             return False, "not recorded yet"
         if self._last.compiled is None:
             return False, self._last.compile_note
+        fallback = self._last.compiled.fallback
+        if fallback:
+            return False, f"compiled, but the last call was replayed: {fallback}"
         return True, ""
 
     @property

@@ -491,6 +491,11 @@ def test_gradient_held_from_last_step_is_not_overwritten():
     saved = [g.copy() for g in held]
     for _ in range(2):
         twins.step(*batch(rng, 4, 6, 3))
+        assert twins.traced.compiled == (
+            False,
+            "compiled, but the last call was replayed: last step's p.grad, or a view of it, "
+            "is still referenced",
+        )
         for g, s, p in zip(held, saved, twins.traced_model.parameters(), strict=True):
             np.testing.assert_array_equal(g, s)
             assert p.grad is not g
@@ -676,6 +681,8 @@ def test_momentum_turned_on_after_compiling_replays_until_turned_off():
             opt.param_groups[0]["momentum"] = momentum
         twins.step(*batch(rng, 4, 6, 3))
         assert len(runs) == compiled_runs
+        compiled, why = twins.traced.compiled
+        assert compiled is (momentum == 0) and ("momentum" in why) is (momentum != 0)
 
 
 def _zero_grad_after_forward(model, opt, reduction, set_to_none):
