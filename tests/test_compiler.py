@@ -97,6 +97,12 @@ class Twins:
             make_step(self.traced_model, self.traced_opt, reduction, set_to_none)
         )
 
+    def record(self, rng, n=4, dtype=np.float32):
+        """Take the first step (the traced one records and compiles) on a batch of ``n``; return
+        the counter of the compiled function's runs (:func:`count_compiled_runs`)."""
+        self.step(*batch(rng, n, 6, 3, dtype))
+        return count_compiled_runs(self.traced)
+
     def set_lr(self, lr):
         for opt in (self.eager_opt, self.traced_opt):
             opt.param_groups[0]["lr"] = lr
@@ -364,8 +370,7 @@ def test_learning_rate_changes_between_calls_take_effect():
     """opt.param_groups[0]['lr'] set between calls is used by the compiled step."""
     twins = Twins(lambda: mlp((6, 5, 3)), "sgd_nesterov_wd")
     rng = np.random.default_rng(3)
-    twins.step(*batch(rng, 4, 6, 3))
-    runs = count_compiled_runs(twins.traced)
+    runs = twins.record(rng)
     for lr in (0.1, 0.3, 0.0, 0.02):
         twins.set_lr(lr)
         before = [p.data.copy() for p in twins.traced_model.parameters()]
@@ -450,8 +455,7 @@ def test_runtime_checks_replay_like_eager_then_compiled_resumes():
     call replays, equal to eager, and the next ordinary call runs compiled again."""
     twins = Twins(lambda: mlp((6, 5, 3)), "sgd_nesterov_wd")
     rng = np.random.default_rng(6)
-    twins.step(*batch(rng, 4, 6, 3))
-    runs = count_compiled_runs(twins.traced)
+    runs = twins.record(rng)
     twins.step(*batch(rng, 4, 6, 3))
     assert len(runs) == 1
     # a non-C-contiguous argument
@@ -483,8 +487,7 @@ def test_gradient_held_from_last_step_is_not_overwritten():
     """g = w.grad kept after a call keeps its values; the new w.grad is the eager one."""
     twins = Twins(lambda: mlp((6, 5, 3)), "adam")
     rng = np.random.default_rng(8)
-    twins.step(*batch(rng, 4, 6, 3))
-    runs = count_compiled_runs(twins.traced)
+    runs = twins.record(rng)
     twins.step(*batch(rng, 4, 6, 3))
     assert len(runs) == 1
     held = [p.grad for p in twins.traced_model.parameters()]
@@ -606,10 +609,8 @@ def test_width_one_layer_is_replayed_bitwise():
 def test_two_batch_sizes_both_run_compiled():
     twins = Twins(lambda: mlp((6, 5, 3)), "sgd")
     rng = np.random.default_rng(13)
-    twins.step(*batch(rng, 16, 6, 3))
-    runs16 = count_compiled_runs(twins.traced)
-    twins.step(*batch(rng, 3, 6, 3))
-    runs3 = count_compiled_runs(twins.traced)
+    runs16 = twins.record(rng, 16)
+    runs3 = twins.record(rng, 3)
     for _ in range(2):
         twins.step(*batch(rng, 16, 6, 3))  # results still equal eager (replay)
         twins.step(*batch(rng, 3, 6, 3))
@@ -621,8 +622,7 @@ def test_two_batch_sizes_both_run_compiled():
 def test_compiled_step_runs_again_after_an_error():
     twins = Twins(lambda: mlp((6, 5, 3)), "sgd")
     rng = np.random.default_rng(14)
-    twins.step(*batch(rng, 4, 6, 3))
-    runs = count_compiled_runs(twins.traced)
+    runs = twins.record(rng)
     x, y = next(_bad_batches(rng))
     for step in (twins.eager, twins.traced):
         with pytest.raises(ValueError):
@@ -673,8 +673,7 @@ def test_adam_and_momentum_are_not_folded():
 def test_momentum_turned_on_after_compiling_replays_until_turned_off():
     twins = Twins(lambda: mlp((6, 5, 3)), "sgd")
     rng = np.random.default_rng(22)
-    twins.step(*batch(rng, 4, 6, 3))
-    runs = count_compiled_runs(twins.traced)
+    runs = twins.record(rng)
     twins.step(*batch(rng, 4, 6, 3))
     for momentum, compiled_runs in ((0.9, 1), (0.9, 1), (0.0, 2)):
         for opt in (twins.eager_opt, twins.traced_opt):

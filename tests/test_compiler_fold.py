@@ -20,6 +20,7 @@ from optim_reference import assert_within_rounding
 from test_compiler import (
     Twins,
     _SharedMLP,
+    _zero_grad_after_forward,
     batch,
     count_compiled_runs,
     mlp,
@@ -43,17 +44,6 @@ def no_tracer_left_behind():
 
 
 # ----------------------------------------------------------------------------- helpers
-
-
-def _zero_grad_after_forward(model, opt, reduction, set_to_none):
-    def step(x, y):
-        loss = F.cross_entropy(model(x), y, reduction=reduction)
-        opt.zero_grad(set_to_none)
-        loss.backward()
-        opt.step()
-        return loss
-
-    return step
 
 
 def pairs(twins):
@@ -102,8 +92,7 @@ def both_raise(twins, x, y):
 def test_grads_read_some_steps_some_parameters_held_then_released():
     twins = Twins(lambda: mlp((6, 5, 4, 3)), "sgd")
     rng = np.random.default_rng(1)
-    twins.step(*batch(rng, 8, 6, 3))
-    runs = count_compiled_runs(twins.traced)
+    runs = twins.record(rng, 8)
     for i in range(6):
         both(twins, *batch(rng, 8, 6, 3))
         for k, (p, q) in enumerate(pairs(twins)):
@@ -131,10 +120,8 @@ def test_two_batch_sizes_alternate_with_reads_and_errors():
     failed call keeps the last gradients (of the *other* signature's program)."""
     twins = Twins(lambda: mlp((6, 5, 4, 3)), "sgd_wd", make_step=_zero_grad_after_forward)
     rng = np.random.default_rng(2)
-    twins.step(*batch(rng, 16, 6, 3))
-    runs16 = count_compiled_runs(twins.traced)
-    twins.step(*batch(rng, 5, 6, 3))
-    runs5 = count_compiled_runs(twins.traced)
+    runs16 = twins.record(rng, 16)
+    runs5 = twins.record(rng, 5)
     for i in range(4):
         for n in (16, 5):
             both(twins, *batch(rng, n, 6, 3))
@@ -174,8 +161,7 @@ def test_caller_reuses_its_arrays_before_reading_the_gradients():
 def test_errors_then_reads_then_training_goes_on(make_step, set_to_none):
     twins = Twins(lambda: mlp((6, 5, 3)), "sgd", set_to_none=set_to_none, make_step=make_step)
     rng = np.random.default_rng(4)
-    twins.step(*batch(rng, 8, 6, 3))
-    runs = count_compiled_runs(twins.traced)
+    runs = twins.record(rng, 8)
     for kind in ("label", "nan", "label"):
         both(twins, *batch(rng, 8, 6, 3))
         both_raise(twins, *bad_batch(rng, 8, kind))
@@ -209,8 +195,7 @@ def test_learning_rate_weight_decay_and_momentum_changes():
 def test_optimizer_and_module_calls_outside_the_traced_step():
     twins = Twins(lambda: mlp((6, 5, 3)), "sgd")
     rng = np.random.default_rng(6)
-    twins.step(*batch(rng, 8, 6, 3))
-    runs = count_compiled_runs(twins.traced)
+    runs = twins.record(rng, 8)
 
     def on_both(action):
         for model, opt in (
@@ -347,8 +332,7 @@ def test_grad_read_in_another_thread_during_the_next_step_is_not_left_stale(monk
     (deterministically) by holding the deferred product until the step has returned."""
     twins = Twins(lambda: mlp((6, 5, 3)), "sgd")
     rng = np.random.default_rng(11)
-    twins.step(*batch(rng, 8, 6, 3))
-    runs = count_compiled_runs(twins.traced)
+    runs = twins.record(rng, 8)
     started, step_done = threading.Event(), threading.Event()
     real = compiler._weight_gradient
 
