@@ -644,10 +644,10 @@ class DeferredGrad:
     """A gradient that :attr:`Tensor.grad` computes when it is first read.
 
     A compiled step (:mod:`fastbp.compiler`) that folds a plain SGD update into the
-    product ``w ← w − lr·xᵀ·dy`` never writes ``xᵀ·dy`` out: that would cost a pass over
-    the weights that most training loops never read. It leaves one of these in
-    ``p._grad`` instead, and ``p.grad`` then computes the product from the step's saved
-    ``x`` and ``dy``, once.
+    product ``w ← w − lr·xᵀ·dy`` never writes ``xᵀ·dy`` out: writing it and reading it
+    back would cost two passes over memory the size of the weights, for a gradient most
+    training loops never look at. It leaves one of these in ``p._grad`` instead, and
+    ``p.grad`` then computes the product from the step's saved ``x`` and ``dy``, once.
 
     Parameters
     ----------

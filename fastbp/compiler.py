@@ -502,6 +502,7 @@ class _Writer:
         # after backward. The update is elementwise, so the bits are the same; and no
         # later line reads the parameter (every op using it has had its vjp by then).
         self._fold(owner)
+        gemm = src.kernel("gemm", blas.gemm)
         kernel = src.kernel("update", owner._jit_kernel)
         args = [f"opt{i}" for i in range(len(owner._jit_update_args(flat)))]
         arrays = 2 + len(owner._state_names)  # data, grad and state buffers come first
@@ -510,7 +511,7 @@ class _Writer:
                 x, dy = self.folded[j]
                 src.lines.insert(
                     where,
-                    f"    gemm({x}, True, {dy}, False, param{self.param_of[j]}, "
+                    f"    {gemm}({x}, True, {dy}, False, param{self.param_of[j]}, "
                     f"fold_alpha, fold_beta)  # step",
                 )
                 continue
