@@ -19,7 +19,7 @@ from mlp_systems import (
     make_numpy,
 )
 
-from fastbp.kernels import blas
+from fastbp.jit import blas
 
 SMALL = ["B1-784-128-10", "B16-784-128-10", "B128-784-512-256-10"]
 

@@ -91,7 +91,7 @@ def make_fastbp(batch: int, sizes: tuple[int, ...]) -> Callable[[], float]:
 def make_fastbp_trace(batch: int, sizes: tuple[int, ...]) -> Callable[[], float]:
     """fastbp under ``fb.trace``: the step of ``make_fastbp`` (same model, loss and SGD),
     its tape recorded once (outside the timing) and, being made of ops that have compiled
-    forms, compiled into one Numba function (``fastbp.compiler``) that every later call
+    forms, compiled into one Numba function (``fastbp.jit.compiler``) that every later call
     runs; ``step.traced`` is the traced function.
 
     The recording call takes a real SGD step, so the initial weights are loaded again

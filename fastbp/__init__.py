@@ -9,7 +9,9 @@ Example
 array([2., 4.], dtype=float32)
 """
 
-from .autograd import detect_anomaly, enable_grad, grad, is_grad_enabled, no_grad
+from .core.anomaly import detect_anomaly
+from .core.engine import grad
+from .core.grad_mode import enable_grad, is_grad_enabled, no_grad
 from .functions import (
     abs,
     add,
@@ -43,7 +45,7 @@ from .functions import (
 )
 from .gradcheck import GradcheckError, gradcheck
 from .serialization import load, save
-from .tensor import (
+from .core.tensor import (
     Tensor,
     as_tensor,
     from_numpy,
@@ -55,8 +57,8 @@ from .tensor import (
     zeros,
     zeros_like,
 )
-from .tracing import trace
+from .jit import trace
 
-from . import data, nn, optim, viz  # isort: skip
+from . import autograd, data, nn, optim, viz  # isort: skip
 
 __version__ = "0.1.0"

@@ -11,11 +11,11 @@ from typing import Any
 
 import numpy as np
 
-from .autograd import apply
+from .core.engine import apply
 from .ops import elementwise as ew
 from .ops import linalg, reduce
 from .ops import shape as shape_ops
-from .tensor import Axis, Tensor, as_tensor
+from .core.tensor import Axis, Tensor, as_tensor
 
 __all__ = [
     "add", "sub", "mul", "div", "pow", "neg", "matmul",

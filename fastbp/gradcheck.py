@@ -6,8 +6,9 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from .autograd import grad, no_grad
-from .tensor import Tensor
+from .core.engine import grad
+from .core.grad_mode import no_grad
+from .core.tensor import Tensor
 
 __all__ = ["gradcheck", "GradcheckError"]
 

@@ -29,15 +29,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from . import kernels
-from .tensor import Tensor
-from .tracing import record_call
+from .core.observer import record_call
+from .core.tensor import Tensor
 
-__all__ = ["Optimizer", "SGD", "Adam", "AdamW"]
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "FlatBuffers", "UpdateRule"]
 
 
 # The update kernels: one pass each over flat buffers (NumPy twins in fastbp.kernels).
@@ -47,8 +47,27 @@ _sgd_update, _adam_update = kernels.sgd_update, kernels.adam_update
 # ------------------------------------------------------------------------- buffers
 
 
-class _Flat:
-    """The parameters of one dtype packed into flat buffers, with their views."""
+class FlatBuffers:
+    """The parameters of one dtype packed into flat buffers, with their views.
+
+    Attributes
+    ----------
+    params : list of Tensor
+        The parameters, in buffer order; ``params[i].data`` is ``data_views[i]``.
+    data, grad : ndarray
+        The flat parameter and gradient buffers (1-D).
+    state : tuple of ndarray
+        The optimizer's flat state buffers (momentum, Adam moments), same layout.
+    slices : list of slice
+        Where each parameter lives in the flat buffers.
+    data_views, grad_views : list of ndarray
+        Each parameter's view of ``data`` and ``grad``, in its own shape.
+    uniform : int or None
+        The number of updates every parameter has had, or None if they differ.
+    lent : bool
+        True while ``grad_views`` stand in for gradient arrays of the user's own (see
+        :meth:`Optimizer.zero_grad`).
+    """
 
     __slots__ = (
         "params",
@@ -94,7 +113,7 @@ class _Flat:
         self.counts = [0] * len(params)
         self.uniform: int | None = 0
         # True while the gradient views stand in for arrays of the user's own: a compiled
-        # step (fastbp.compiler) hands them out as p.grad where the eager step would have
+        # step (fastbp.jit) hands them out as p.grad where the eager step would have
         # given each parameter a fresh array. zero_grad(set_to_none=False) then takes a
         # new buffer instead of zeroing one the user may still hold.
         self.lent = False
@@ -114,6 +133,21 @@ class _Flat:
     def set_counts(self, counts: list[int]) -> None:
         self.counts = counts
         self.uniform = counts[0] if counts and all(c == counts[0] for c in counts) else None
+
+
+class UpdateRule(NamedTuple):
+    """An optimizer's update of one :class:`FlatBuffers`, as a compiled step runs it.
+
+    ``kernel(*arrays, *scalars)`` updates every parameter of the buffers at once;
+    ``kernel`` takes slices of ``arrays`` as well, to update one parameter. ``fold`` is
+    ``(alpha, beta)`` when the update is ``w ← beta·w + alpha·g`` (so that it can be
+    folded into the product that makes ``g``), else None.
+    """
+
+    kernel: Callable[..., Any]
+    arrays: tuple[np.ndarray, ...]
+    scalars: tuple
+    fold: tuple[float, float] | None
 
 
 def _collect(params: Any, who: str) -> list[Tensor]:
@@ -164,7 +198,7 @@ def _check_range(who: str, name: str, value: float, low: float, high: float | No
         raise ValueError(f"{who}: invalid {name} {value!r}; it must be {bounds}")
 
 
-def _own_grads(flat: _Flat) -> list[np.ndarray] | None:
+def _own_grads(flat: FlatBuffers) -> list[np.ndarray] | None:
     """Each parameter's gradient as a flat view, if backward gave every one its own array.
 
     That is the usual case after ``zero_grad()`` (set to None): each ``p.grad`` is the
@@ -237,7 +271,7 @@ class Optimizer:
         for i, p in enumerate(params):
             by_dtype.setdefault(p.data.dtype, []).append(i)
         self._flats = [
-            _Flat([params[i] for i in idx], idx, len(self._state_names))
+            FlatBuffers([params[i] for i in idx], idx, len(self._state_names))
             for idx in by_dtype.values()
         ]
 
@@ -458,11 +492,72 @@ class Optimizer:
         lines = [f"    {k}: {group[k]}" for k in sorted(group) if k != "params"]
         return f"{type(self).__name__} (\nParameter Group 0\n" + "\n".join(lines) + "\n)"
 
+    # ------------------------------------------------------------- the update rule
+    #: The update as a jitted loop over flat buffers, ``kernel(data, grad, *state,
+    #: *scalars)``; None for an optimizer that has none. Compiled steps call it.
+    update_kernel: Callable[..., Any] | None = None
+
+    @property
+    def flat_buffers(self) -> list[FlatBuffers]:
+        """The parameters packed by dtype: one :class:`FlatBuffers` per dtype."""
+        return self._flats
+
+    def update_rule(self, flat: FlatBuffers) -> UpdateRule | None:
+        """How :meth:`step` updates ``flat`` now: kernel, buffers, scalars, fold.
+
+        This is the interface a compiled training step (:mod:`fastbp.jit`) reads, so
+        that it can run the same update in its own code.
+
+        Parameters
+        ----------
+        flat : FlatBuffers
+            One of :attr:`flat_buffers`.
+
+        Returns
+        -------
+        UpdateRule or None
+            None if the optimizer has no update kernel, or the parameters of ``flat``
+            have had different numbers of updates.
+
+        Example
+        -------
+        >>> import fastbp as fb
+        >>> from fastbp.optim import SGD
+        >>> opt = SGD([fb.ones(3, requires_grad=True)], lr=0.5)
+        >>> rule = opt.update_rule(opt.flat_buffers[0])
+        >>> rule.fold
+        (-0.5, 1.0)
+        """
+        if self.update_kernel is None or flat.uniform is None:
+            return None
+        group = self.param_groups[0]
+        return UpdateRule(
+            self.update_kernel,
+            (flat.data, flat.grad, *flat.state),
+            self._scalars(group, flat.uniform),
+            self.fold_coefficients(group),
+        )
+
+    def fold_coefficients(self, group: dict[str, Any]) -> tuple[float, float] | None:
+        """``(alpha, beta)`` if this step updates every parameter as ``w ← beta·w + alpha·g``.
+
+        Such an update needs no state, so a compiled step can fold it into the product
+        that makes a weight's gradient, ``w ← beta·w + alpha·xᵀ·dy`` in one GEMM.
+        None (the default) when the update is anything else.
+
+        Example
+        -------
+        >>> import fastbp as fb
+        >>> from fastbp.optim import Adam
+        >>> opt = Adam([fb.ones(1, requires_grad=True)])
+        >>> opt.fold_coefficients(opt.param_groups[0]) is None
+        True
+        """
+        return None
+
     # -------------------------------------------------------------------- internals
     # A subclass gives its update kernel's scalar arguments (_scalars) and calls the
-    # kernel on one parameter (_apply); the jitted loop of that kernel (_jit_kernel) is
-    # what a compiled step (fastbp.compiler) calls, with _jit_update_args.
-    _jit_kernel: Callable[..., Any] | None = None
+    # kernel on one parameter (_apply).
 
     def _scalars(self, group: dict[str, Any], count: int) -> tuple:
         """The update kernel's arguments after the arrays, for step number ``count``."""
@@ -480,28 +575,10 @@ class Optimizer:
         for param, grad, state in zip(params, grads, states, strict=True):
             self._apply(param, grad, state, scalars)
 
-    def _jit_update_args(self, flat: _Flat) -> tuple:
-        """``_jit_kernel``'s arguments for the whole flat buffers: data, grad, state, scalars."""
-        return (
-            flat.data,
-            flat.grad,
-            *flat.state,
-            *self._scalars(self.param_groups[0], flat.uniform),
-        )
-
-    def _jit_fold(self, group: dict[str, Any]) -> tuple[float, float] | None:
-        """``(alpha, beta)`` if this step updates every parameter as ``w ← beta·w + alpha·g``.
-
-        Such an update needs no state, so a compiled step can fold it into the product
-        that makes a weight's gradient, ``w ← beta·w + alpha·xᵀ·dy`` in one GEMM
-        (:mod:`fastbp.compiler`). None (the default) when the update is anything else.
-        """
-        return None
-
     def _export_buffer(self, name: str, view: np.ndarray, shape) -> np.ndarray | None:
         return view.reshape(shape).copy()
 
-    def _gather(self, flat: _Flat) -> tuple[list[int], dict[int, np.ndarray]]:
+    def _gather(self, flat: FlatBuffers) -> tuple[list[int], dict[int, np.ndarray]]:
         """Check parameters and gradients against the flat buffers.
 
         Returns the parameters without a gradient, and the gradients that live
@@ -528,7 +605,7 @@ class Optimizer:
             loose[i] = np.ascontiguousarray(g, dtype=flat.grad.dtype).reshape(-1)
         return missing, loose
 
-    def _rebind(self, flat: _Flat, i: int) -> None:
+    def _rebind(self, flat: FlatBuffers, i: int) -> None:
         """``p.data`` was replaced by someone else: copy it in and point it back at the buffer."""
         p = flat.params[i]
         view = flat.data_views[i]
@@ -542,7 +619,7 @@ class Optimizer:
         p.data = view
 
     def _step_each(
-        self, group, flat: _Flat, missing: list[int], loose: dict[int, np.ndarray]
+        self, group, flat: FlatBuffers, missing: list[int], loose: dict[int, np.ndarray]
     ) -> None:
         """Update the parameters one by one (one kernel call each), skipping those
         without a gradient and reading loose gradients where they are."""
@@ -635,7 +712,7 @@ class SGD(Optimizer):
         }
         super().__init__(params, defaults)
 
-    _jit_kernel = staticmethod(kernels.optim._sgd_loop)
+    update_kernel = staticmethod(kernels.optim._sgd_loop)
 
     def _scalars(self, group, count):
         return (
@@ -647,7 +724,7 @@ class SGD(Optimizer):
             count == 0,
         )
 
-    def _jit_fold(self, group):
+    def fold_coefficients(self, group):
         # Without momentum, w ← w − lr·(g + λ·w) = (1 − lr·λ)·w − lr·g.
         if group["momentum"] != 0:
             return None
@@ -733,7 +810,7 @@ class Adam(Optimizer):
         }
         super().__init__(params, defaults)
 
-    _jit_kernel = staticmethod(kernels.optim._adam_loop)
+    update_kernel = staticmethod(kernels.optim._adam_loop)
 
     def _scalars(self, group, count):
         beta1, beta2 = group["betas"]

@@ -32,8 +32,8 @@ from typing import Any
 
 import numpy as np
 
-from .autograd import FREED, Node
-from .tensor import Tensor
+from .core.engine import FREED, Node
+from .core.tensor import Tensor
 
 __all__ = ["graph_nodes", "saved_arrays", "to_dot", "render"]
 

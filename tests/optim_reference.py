@@ -42,7 +42,7 @@ def assert_within_rounding(actual, expected):
     """``actual`` differs from ``expected`` by rounding alone: a few units in the last place
     of the array's largest value (an update rounds relative to its largest term).
 
-    A compiled step (fastbp.compiler) folds a plain SGD update into the GEMM of the weight's
+    A compiled step (fastbp.jit.compiler) folds a plain SGD update into the GEMM of the weight's
     gradient, ``w ← w − lr·xᵀ·dy``, which rounds differently from the eager update.
     """
     scale = np.finfo(expected.dtype).eps * np.abs(expected).max()

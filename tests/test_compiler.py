@@ -1,8 +1,8 @@
-"""fastbp.compiler: a traced training step compiled into one Numba function.
+"""fastbp.jit.compiler: a traced training step compiled into one Numba function.
 
-``fb.trace`` records a step on its first call; :func:`fastbp.compiler.compile_program`
+``fb.trace`` records a step on its first call; :func:`fastbp.jit.compiler.compile_program`
 writes the recorded program as the source of one function (GEMMs through NumPy's own
-OpenBLAS, :func:`fastbp.kernels.blas.gemm`), and later calls run it when its runtime
+OpenBLAS, :func:`fastbp.jit.blas.gemm`), and later calls run it when its runtime
 checks pass, else the Python replay. Both must give the eager step's results bit for bit,
 but for one thing: a compiled step folds a plain SGD update into the product that makes a
 weight's gradient (``w ← w − lr·xᵀ·dy`` in one GEMM), which rounds once where the eager
@@ -25,14 +25,15 @@ import pytest
 from optim_reference import assert_within_rounding
 
 import fastbp as fb
-import fastbp.kernels.blas
+import fastbp.jit.blas
 import fastbp.nn.functional as F
 from fastbp import nn, optim
-from fastbp.autograd import DeferredGrad, _state
-from fastbp.kernels import blas
+from fastbp.core.state import state as _state
+from fastbp.jit.deferred import PendingGradTensor, raw_grad
+from fastbp.jit import blas
 
 needs_blas = pytest.mark.skipif(
-    not fastbp.kernels.blas.AVAILABLE, reason="NumPy's OpenBLAS CBLAS functions were not found"
+    not fastbp.jit.blas.AVAILABLE, reason="NumPy's OpenBLAS CBLAS functions were not found"
 )
 
 # ----------------------------------------------------------------------------- helpers
@@ -162,7 +163,7 @@ def batch(rng, n, n_in, n_classes, dtype=np.float32, label_dtype=np.int64):
 def no_tracer_left_behind():
     """Every test must leave the engine without a recorder, whatever it raised."""
     yield
-    assert _state.tracer is None
+    assert _state.observer is None
 
 
 # ------------------------------------------------------------- 1. kernels.blas.gemm
@@ -652,11 +653,11 @@ def test_plain_sgd_is_folded_and_gradients_are_computed_when_read():
     assert len(runs) == 1
     model = twins.traced_model
     weights, biases = [model[0].weight, model[2].weight], [model[0].bias, model[2].bias]
-    assert all(type(w._grad) is DeferredGrad for w in weights)
-    assert all(type(b._grad) is np.ndarray for b in biases)
+    assert all(isinstance(w, PendingGradTensor) for w in weights)
+    assert all(type(raw_grad(b)) is np.ndarray for b in biases)
     x[...] = 0  # the caller reuses its batch array before reading the gradients
     twins.assert_same()  # reads every p.grad: the eager bits
-    assert all(type(w._grad) is np.ndarray for w in weights)
+    assert all(type(raw_grad(w)) is np.ndarray for w in weights)
     assert weights[0].grad is weights[0].grad
 
 
@@ -711,7 +712,7 @@ def test_folded_gradients_survive_a_step_that_stops():
     for x, y in _bad_batches(rng):
         good = batch(rng, 4, 6, 3)
         twins.eager(*good), twins.traced(*good)  # (twins.step would read the gradients)
-        assert type(weight._grad) is DeferredGrad
+        assert isinstance(weight, PendingGradTensor)
         for step in (twins.eager, twins.traced):
             with pytest.raises(ValueError):
                 step(x, y)
@@ -726,10 +727,10 @@ def test_zero_grad_after_a_folded_step():
     twins.step(*batch(rng, 4, 6, 3))
     weight = twins.traced_model[0].weight
     twins.traced(*batch(rng, 4, 6, 3))
-    assert type(weight._grad) is DeferredGrad
+    assert isinstance(weight, PendingGradTensor)
     twins.traced_opt.zero_grad(set_to_none=False)
     np.testing.assert_array_equal(weight.grad, np.zeros_like(weight.data))
     twins.traced(*batch(rng, 4, 6, 3))
-    assert type(weight._grad) is DeferredGrad
+    assert isinstance(weight, PendingGradTensor)
     twins.traced_model.zero_grad()
     assert weight.grad is None

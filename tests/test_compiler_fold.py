@@ -1,5 +1,5 @@
-"""The plain-SGD fold of compiled steps under adversarial use (fastbp.compiler._Writer._fold,
-autograd.DeferredGrad): gradients read some of the time, held, read from another thread,
+"""The plain-SGD fold of compiled steps under adversarial use (fastbp.jit.compiler._Writer._fold,
+fastbp.jit.deferred): gradients read some of the time, held, read from another thread,
 arrays reused or aliased, errors, hyperparameter changes, calls outside the traced step.
 
 Each test steps a traced training step and an eager twin (tests/test_compiler.py: ``Twins``)
@@ -29,10 +29,11 @@ from test_compiler import (
 )
 
 import fastbp as fb
-import fastbp.compiler as compiler
+import fastbp.jit.compiler as compiler
 import fastbp.nn.functional as F
 from fastbp import nn
-from fastbp.autograd import DeferredGrad, _state
+from fastbp.core.state import state as _state
+from fastbp.jit.deferred import PendingGradTensor, raw_grad
 
 pytestmark = needs_blas
 
@@ -40,7 +41,7 @@ pytestmark = needs_blas
 @pytest.fixture(autouse=True)
 def no_tracer_left_behind():
     yield
-    assert _state.tracer is None
+    assert _state.observer is None
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -101,7 +102,7 @@ def test_grads_read_some_steps_some_parameters_held_then_released():
     assert len(runs) == 6
     # a folded weight's gradient held across calls keeps its values, like eager's
     (pe, pt) = pairs(twins)[2]
-    assert type(pt._grad) is DeferredGrad
+    assert isinstance(pt, PendingGradTensor)
     held_e, held_t = pe.grad, pt.grad
     saved = held_e.copy()
     for _ in range(3):
@@ -283,7 +284,7 @@ def test_deepcopy_pickle_and_state_dicts_right_after_a_traced_step(tmp_path):
     rng = np.random.default_rng(8)
     twins.step(*batch(rng, 8, 6, 3))
     both(twins, *batch(rng, 8, 6, 3))
-    assert type(twins.traced_model[0].weight._grad) is DeferredGrad
+    assert isinstance(twins.traced_model[0].weight, PendingGradTensor)
     copies = []
     for dup in (copy.deepcopy, lambda m: pickle.loads(pickle.dumps(m))):
         copies.append((dup(twins.eager_model), dup(twins.traced_model)))
@@ -405,7 +406,7 @@ def _random_session(seed, make_step, set_to_none, n_actions=45):
     other_traced = fb.trace(
         training_step(twins.traced_model, twins.traced_opt, "sum", not set_to_none)
     )
-    flat_e, flat_t = twins.eager_opt._flats[0].grad, twins.traced_opt._flats[0].grad
+    flat_e, flat_t = twins.eager_opt.flat_buffers[0].grad, twins.traced_opt.flat_buffers[0].grad
     held = []
     actions = [
         "step16",

@@ -14,7 +14,7 @@ from optim_reference import assert_within_rounding
 import fastbp as fb
 import fastbp.nn.functional as F
 from fastbp import nn, optim
-from fastbp.autograd import _state
+from fastbp.core.state import state as _state
 
 # ----------------------------------------------------------------------------- helpers
 
@@ -116,7 +116,7 @@ def twin_training(activation, opt_name, set_to_none=True):
 def no_tracer_left_behind():
     """Every test must leave the engine without a recorder, whatever it raised."""
     yield
-    assert _state.tracer is None
+    assert _state.observer is None
 
 
 # ----------------------------------------------------------- 1. equality with eager training
@@ -128,7 +128,7 @@ def test_training_steps_match_eager_bitwise(act, opt_name):
     """A traced training step gives bitwise the eager losses, grads and parameters, and replays."""
     eager_model, _, eager_step, traced_model, _, body = twin_training(ACTIVATIONS[act], opt_name)
     traced = fb.trace(body)
-    # ReLU layers compile (fastbp.compiler), and plain SGD is then folded into the weight
+    # ReLU layers compile (fastbp.jit.compiler), and plain SGD is then folded into the weight
     # gradients' GEMMs, which round the update differently: compared, then made equal.
     folded = act == "relu" and opt_name == "sgd"
     for x, y in batches(5):
@@ -385,7 +385,7 @@ def test_new_batch_size_records_a_new_program():
 
 def test_many_signatures_stay_bounded_and_correct():
     """Past the cap on stored programs old ones are dropped; calls stay right."""
-    from fastbp.tracing import _MAX_SIGNATURES
+    from fastbp.jit.tracing import _MAX_SIGNATURES
 
     w = leaf([2.0])
     body = counted(lambda x: _backward_and_return((w * x).sum()))

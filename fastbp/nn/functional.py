@@ -12,10 +12,10 @@ from typing import Any
 import numpy as np
 
 from .. import functions
-from ..autograd import apply
+from ..core.engine import apply
 from ..ops.linalg import LINEAR
 from ..ops.loss import CROSS_ENTROPY, NonFiniteLogits
-from ..tensor import Tensor, as_tensor
+from ..core.tensor import Tensor, as_tensor
 
 __all__ = [
     "relu",

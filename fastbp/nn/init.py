@@ -16,7 +16,7 @@ import math
 
 import numpy as np
 
-from ..tensor import Tensor, default_generator
+from ..core.tensor import Tensor, default_generator
 
 __all__ = [
     "calculate_gain",

@@ -8,9 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from ..autograd import apply
+from ..core.engine import apply
 from ..ops.linalg import LINEAR, LINEAR_RELU, LINEAR_SIGMOID
-from ..tensor import Tensor, as_tensor
+from ..core.tensor import Tensor, as_tensor
 from . import init
 from .module import Module, Parameter
 

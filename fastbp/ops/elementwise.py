@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..kernels import dispatch
-from . import defop
+from ..core.registry import defop
 
 # ------------------------------------------------------------------ arithmetic gates
 

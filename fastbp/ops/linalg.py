@@ -6,9 +6,8 @@ jitted loops for the bias and activation passes) whenever the arrays suit them.
 
 from __future__ import annotations
 
-from ..compiler import JitForm
-from ..kernels import activations, blas, dispatch, linear
-from . import defop
+from ..kernels import dispatch, linear
+from ..core.registry import defop
 
 
 def _check_2d(name, a, b):
@@ -18,61 +17,6 @@ def _check_2d(name, a, b):
         raise ValueError(
             f"inner dimensions differ: {a.shape} @ {b.shape} needs {a.shape[1]} == {b.shape[0]}"
         )
-
-
-# ------------------------------------------------------------------ compiled forms
-# The same ops written as source for a compiled step (fastbp.compiler): the same kernels in
-# the same order as the forward and vjp functions below, so a compiled step gives the eager bits.
-
-
-def _jit_linear(activation: int) -> JitForm:
-    """The compiled form of ``linear`` (0), ``linear_relu`` (1) and ``matmul`` (0, no bias)."""
-
-    def forward(src, out, inputs, params):
-        x, w = inputs[0], inputs[1]
-        dtype = src.float_matrices("linear", x, w, out)
-        # np.dot takes other BLAS routines (gemv, dot, a scalar product) when a layer has
-        # width 1; blas.gemm mirrors only the batch-of-one case, the one that matters.
-        src.require(min(src.shape(w)) > 1, "linear: a layer of width 1")
-        gemm = src.kernel("gemm", blas.gemm)
-        src.line(f"{gemm}({x}, False, {w}, False, {out}, 1.0, 0.0)")
-        has_bias = len(inputs) == 3
-        if has_bias:
-            src.require(src.dtype(inputs[2]) == dtype, "linear: bias of another dtype")
-        if has_bias or activation:
-            bias = inputs[2] if has_bias else src.buffer(("no bias", dtype), (0,), dtype)
-            finish = src.kernel("finish_linear", linear._finish_linear)
-            src.line(f"{finish}({out}, {bias}, {has_bias}, {activation})")
-
-    def vjp(src, out, inputs, params, dy, grads):
-        x, w = inputs[0], inputs[1]
-        dx, dw = grads[0], grads[1]
-        db = grads[2] if len(grads) == 3 else None
-        dz = dy
-        if activation:
-            # dz = dy·(y > 0) and db = dz.sum(0) in one pass, as activation_backward_bias;
-            # into dy itself when nothing else reads it (a buffer fewer to stream through).
-            if dy in src.private_gradients:
-                dz = dy
-            else:
-                dz = src.buffer(("dz", out), src.shape(out), src.dtype(out))
-            if db is None:
-                db = src.buffer(("db", out), src.shape(out)[1:], src.dtype(out))
-            fused = src.kernel("relu_backward_bias", activations._relu_backward_bias_loop)
-            src.line(f"{fused}({out}, {dy}, {dz}, {db})")
-        elif db is not None:
-            src.line(f"{src.kernel('column_sums', linear._column_sums)}({dy}, {db})")
-        gemm = src.kernel("gemm", blas.gemm)
-        if dx is not None:
-            src.line(f"{gemm}({dz}, False, {w}, True, {dx}, 1.0, 0.0)")
-        if dw is not None:
-            if src.shape(x)[0] == 1:  # a batch of one: the outer product, as eagerly
-                outer = src.kernel("outer_product", linear._outer_product)
-                src.line(f"{outer}({x}[0], {dz}[0], {dw})")
-            else:
-                src.weight_gradient(x, dz, dw)
-
-    return JitForm(forward, vjp)
 
 
 def _matmul_forward(a, b):
@@ -86,7 +30,7 @@ def _matmul_vjp(saved, dy, needs):
     return da, db
 
 
-MATMUL = defop("matmul", _matmul_forward, _matmul_vjp, jit=_jit_linear(0))
+MATMUL = defop("matmul", _matmul_forward, _matmul_vjp, kernel=linear.linear_forward, twin=linear.linear_forward_numpy)
 
 
 def _check_linear(x, w, b):
@@ -109,7 +53,7 @@ def _linear_vjp(saved, dy, needs):
     return (dx, dw, db) if has_bias else (dx, dw)
 
 
-LINEAR = defop("linear", _linear_forward, _linear_vjp, jit=_jit_linear(0))
+LINEAR = defop("linear", _linear_forward, _linear_vjp, kernel=linear.linear_forward, twin=linear.linear_forward_numpy)
 
 
 def _linear_activation(activation):
@@ -137,5 +81,5 @@ def _linear_activation(activation):
     return forward, vjp
 
 
-LINEAR_RELU = defop("linear_relu", *_linear_activation("relu"), jit=_jit_linear(1))
+LINEAR_RELU = defop("linear_relu", *_linear_activation("relu"), kernel=linear.linear_forward, twin=linear.linear_forward_numpy)
 LINEAR_SIGMOID = defop("linear_sigmoid", *_linear_activation("sigmoid"))

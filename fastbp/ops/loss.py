@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..compiler import JitForm
 from ..kernels import dispatch, losses
-from . import defop
+from ..core.registry import defop
 
 
 class NonFiniteLogits(ValueError):
@@ -44,48 +43,10 @@ def _cross_entropy_vjp(saved, dy, needs):
     return (dlogits * dy[:, None],)
 
 
-def _cross_entropy_jit_forward(src, out, inputs, params):
-    # The forward above as source for a compiled step (fastbp.compiler), same kernel.
-    logits, labels = inputs[0], params["labels"]
-    dtype = src.float_matrices("cross_entropy", logits)
-    rows = src.shape(logits)[0]
-    src.require(params["reduction"] in ("mean", "sum"), "cross_entropy: reduction='none'")
-    src.require(
-        src.dtype(labels) in (np.dtype(np.intp), np.dtype(np.int32)) and rows > 0,
-        "cross_entropy: labels neither intp nor int32, or an empty batch",
-    )
-    losses_buffer = src.buffer(("losses", out), (rows,), dtype)
-    dlogits = src.buffer(("dlogits", out), src.shape(logits), dtype)
-    # Where the eager op raises (a label out of range; NaN logits when asked to check),
-    # the compiled step returns 1 instead, and the call is replayed to raise the error.
-    classes = src.shape(logits)[1]
-    src.line(f"for label in {labels}:")
-    src.line(f"    if label < 0 or label >= {classes}:")
-    src.line("        return 1")
-    fused = src.kernel("softmax_cross_entropy", losses._softmax_cross_entropy_loop)
-    src.line(f"total, finite = {fused}({logits}, {labels}, {losses_buffer}, {dlogits})")
-    if params["check_finite"]:
-        src.line("if not finite:")
-        src.line("    return 1")
-    mean = params["reduction"] == "mean"
-    src.line(f"{out}[()] = total / {rows}" if mean else f"{out}[()] = total")
-
-
-def _cross_entropy_jit_vjp(src, out, inputs, params, dy, grads):
-    if grads[0] is None:
-        return
-    dlogits = src.buffer(("dlogits", out), src.shape(inputs[0]), src.dtype(inputs[0]))
-    rows = src.shape(inputs[0])[0]
-    if params["reduction"] == "mean":  # the factor rounded as in the vjp above
-        factor = f"np.{src.dtype(out).name}(np.float64({dy}[()]) / {rows})"
-    else:
-        factor = f"{dy}[()]"
-    src.line(f"np.multiply({dlogits}, {factor}, {grads[0]})")
-
-
 CROSS_ENTROPY = defop(
     "cross_entropy",
     _cross_entropy_forward,
     _cross_entropy_vjp,
-    jit=JitForm(_cross_entropy_jit_forward, _cross_entropy_jit_vjp),
+    kernel=losses.softmax_cross_entropy,
+    twin=losses.softmax_cross_entropy_numpy,
 )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import defop
+from ..core.registry import defop
 
 
 def normalize_axis(axis, ndim: int) -> tuple[int, ...]:

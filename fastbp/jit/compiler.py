@@ -2,7 +2,7 @@
 
 Why
 ---
-A replay (:mod:`fastbp.tracing`) still calls each op's forward and vjp from Python: about a
+A replay (:mod:`fastbp.jit.tracing`) still calls each op's forward and vjp from Python: about a
 microsecond per call, plus the kernels' own dispatch. For a small model those calls are a
 third of the step (a batch of 16 through 784-128-10 spends ~70 µs in BLAS and ~45 µs
 around it). The recorded program is plain data, so it can also be *written out* as one
@@ -11,8 +11,8 @@ Numba into a single native call.
 
 How
 ---
-Every op that can be compiled carries a :class:`JitForm` (``Op.jit``): two small
-functions, beside the op's forward and vjp, that write the op's forward and vjp as lines
+Every op that can be compiled has a :class:`JitForm` in :mod:`fastbp.jit.forms`, found by
+the op's name: two small functions that write the op's forward and vjp as lines
 of source into a :class:`Source`. This module walks the program's events in order:
 
 * an op: its forward, into a buffer of the recorded output's shape and dtype;
@@ -25,11 +25,11 @@ of source into a :class:`Source`. This module walks the program's events in orde
 
 Every buffer is allocated once, when the step is compiled, and passed in as an
 argument (Numba freezes global arrays as constants). The matrix products call NumPy's
-own OpenBLAS (:mod:`fastbp.kernels.blas`), so results equal the eager step's bit for bit,
+own OpenBLAS (:mod:`fastbp.jit.blas`), so results equal the eager step's bit for bit,
 with one exception. An optimizer whose update is ``w ← beta·w + alpha·g`` (plain SGD) is
 folded into each weight's gradient product, ``w ← beta·w + alpha·xᵀ·dy`` in one GEMM
 (:meth:`_Writer._fold`). That rounds the update differently, and ``p.grad`` is then
-computed when first read (:class:`fastbp.autograd.DeferredGrad`).
+computed when first read (:mod:`fastbp.jit.deferred`).
 
 A program is compiled only if every event can be: an op without a ``JitForm`` (or with
 arguments it does not handle), a gradient for a leaf that is not a parameter of the
@@ -42,7 +42,7 @@ The source an op's :class:`JitForm` writes, by hand (``fb.trace(fn).source`` sho
 step's):
 
 >>> import numpy as np
->>> from fastbp.compiler import Source
+>>> from fastbp.jit.source import Source
 >>> src = Source()
 >>> src.examples["x"] = np.zeros((2, 3), np.float32)
 >>> out = src.buffer(("value", 0), src.shape("x"), src.dtype("x"))
@@ -62,98 +62,15 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .autograd import DeferredGrad
-from .kernels import blas, linear
-from .kernels._jit import JIT_DISABLED, kernel_jit
+from ..kernels import linear
+from ..kernels._jit import JIT_DISABLED, kernel_jit
+from . import blas
+from .deferred import defer_grad, raw_grad
+from .events import BACKWARD, OP
+from .forms import FORMS
+from .source import FLOATS, NotCompilable, Source
 
-__all__ = ["JitForm", "NotCompilable", "Source", "compile_program"]
-
-_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
-
-
-class NotCompilable(Exception):
-    """Raised while writing a program's source: this program is replayed instead."""
-
-
-class JitForm(NamedTuple):
-    """An op written as source for a compiled step.
-
-    ``forward(source, out, inputs, params)`` writes lines that compute the op into the
-    buffer named ``out`` from the values named ``inputs``; ``params`` are the op's
-    keyword arguments, with arrays replaced by the names of their values.
-    ``vjp(source, out, inputs, params, dy, grads)`` writes lines that compute the
-    gradient of each input into the buffer named ``grads[i]`` (None: not wanted) from
-    the output gradient named ``dy``. Either raises :class:`NotCompilable` for
-    arguments it does not handle.
-    """
-
-    forward: Callable[..., None]
-    vjp: Callable[..., None]
-
-
-class Source:
-    """The source of one compiled step as it is written, and the arrays it takes.
-
-    Values (arguments, parameters, op outputs, buffers) are named variables of the
-    generated function; kernels are its globals.
-    """
-
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-        self.globals: dict[str, Any] = {"np": np}
-        self.examples: dict[str, np.ndarray] = {}  # name -> an array of its shape and dtype
-        self.buffers: dict[str, np.ndarray] = {}  # name -> the buffer itself
-        self.products: dict[str, tuple[int, str, str]] = {}  # dw -> (its line, x, dy)
-        # Output gradients read by their op's vjp alone, which may overwrite them.
-        self.private_gradients: set[str] = set()
-        self._keys: dict[Any, str] = {}
-
-    def line(self, text: str) -> None:
-        """Append one line to the function body."""
-        self.lines.append("    " + text)
-
-    def kernel(self, name: str, function: Callable[..., Any]) -> str:
-        """Make ``function`` callable as ``name`` from the generated source."""
-        self.globals[name] = function
-        return name
-
-    def weight_gradient(self, x: str, dy: str, dw: str) -> None:
-        """Write ``dw = xᵀ·dy``, noted as such: the step may fold its SGD update into it."""
-        self.products[dw] = (len(self.lines), x, dy)
-        self.line(f"{self.kernel('gemm', blas.gemm)}({x}, True, {dy}, False, {dw}, 1.0, 0.0)")
-
-    def buffer(self, key: Any, shape: tuple[int, ...], dtype: np.dtype) -> str:
-        """The name of a buffer for ``key`` (allocated on first request, then the same)."""
-        name = self._keys.get(key)
-        if name is None:
-            name = self._keys[key] = f"buf{len(self.buffers)}"
-            self.buffers[name] = np.empty(shape, dtype)
-            self.examples[name] = self.buffers[name]
-        return name
-
-    def shape(self, name: str) -> tuple[int, ...]:
-        """The shape of the value called ``name``."""
-        return self.examples[name].shape
-
-    def dtype(self, name: str) -> np.dtype:
-        """The dtype of the value called ``name``."""
-        return self.examples[name].dtype
-
-    def require(self, condition: bool, why: str) -> None:
-        """Raise :class:`NotCompilable` with ``why`` unless ``condition`` holds."""
-        if not condition:
-            raise NotCompilable(why)
-
-    def float_matrices(self, op: str, *names: str) -> np.dtype:
-        """Require 2-D arrays of one float dtype (float32 or float64); return it."""
-        dtype = self.dtype(names[0])
-        for name in names:
-            self.require(
-                self.dtype(name) == dtype and dtype in _FLOATS and len(self.shape(name)) == 2,
-                f"{op}: needs 2-D float32/float64 arrays of one dtype",
-            )
-        return dtype
-
+__all__ = ["compile_program", "CompiledStep", "REPLAY"]
 
 class _Param(NamedTuple):
     tensor: Any  # the parameter's Tensor
@@ -225,14 +142,15 @@ class CompiledStep:
                 t = p.tensor
                 if t.data is not p.view or not t.requires_grad:
                     return self._replay("a parameter was rebound or no longer requires grad")
-                # (t._grad: reading t.grad would compute a deferred gradient.)
-                if sys.getrefcount(grad_views[p.slot]) != 2 + (t._grad is grad_views[p.slot]):
+                if sys.getrefcount(grad_views[p.slot]) != 2 + (raw_grad(t) is grad_views[p.slot]):
                     return self._replay(held)
             arrays.extend([p.view for p in self.params])
             arrays.extend([grad_views[p.slot] for p in self.params])
-            arrays.extend(self.optimizer._jit_update_args(flat))
+            rule = self.optimizer.update_rule(flat)
+            arrays.extend(rule.arrays)
+            arrays.extend(rule.scalars)
             if self.folded:
-                fold = self.optimizer._jit_fold(self.optimizer.param_groups[0])
+                fold = rule.fold
                 if fold is None:
                     return self._replay(
                         "the optimizer's update can no longer be folded "
@@ -272,12 +190,12 @@ class CompiledStep:
             # views stand in for them until the optimizer gives the buffer up.
             flat.lent = self.fresh_grads
             for p in self.params:
-                p.tensor._grad = flat.grad_views[p.slot]
+                p.tensor.grad = flat.grad_views[p.slot]
                 p.tensor._version += 1
             for k, x, dy in self.folded:
                 p = self.params[k]
                 compute = functools.partial(_weight_gradient, buffers[x], buffers[dy], flat, p.slot)
-                p.tensor._grad = DeferredGrad(compute)
+                defer_grad(p.tensor, compute)
             flat.uniform += 1
         return outputs
 
@@ -293,11 +211,11 @@ REPLAY = object()
 
 
 def compile_program(program, examples: list[np.ndarray | None]) -> tuple[Any, str]:
-    """Compile ``program`` (a :class:`fastbp.tracing._Program`) if it can be.
+    """Compile ``program`` (a fastbp.jit.tracing._Program) if it can be.
 
     Parameters
     ----------
-    program : fastbp.tracing._Program
+    program : fastbp.jit.tracing._Program
         The recorded tape.
     examples : list of ndarray or None
         For each of the program's values, the array it held while recording.
@@ -309,12 +227,12 @@ def compile_program(program, examples: list[np.ndarray | None]) -> tuple[Any, st
 
     Example
     -------
-    >>> from fastbp.compiler import NotCompilable
+    >>> from fastbp.jit.source import NotCompilable
     >>> issubclass(NotCompilable, Exception)
     True
     """
     if not blas.AVAILABLE:
-        return None, "NumPy's OpenBLAS CBLAS functions were not found (fastbp.kernels.blas)"
+        return None, "NumPy's OpenBLAS CBLAS functions were not found (fastbp.jit.blas)"
     try:
         return _Writer(program, examples).write()
     except NotCompilable as why:
@@ -375,15 +293,13 @@ class _Writer:
 
     # ------------------------------------------------------------------ events
     def write(self) -> tuple[CompiledStep, str]:
-        from .tracing import _BACKWARD, _OP  # the event kinds (tracing imports this module)
-
         program, src = self.program, self.src
         self._name_parameters()
         self.op_of: dict[int, tuple] = {}  # step -> the names of its inputs, its params
         for event in program.events:
-            if event[0] == _OP:
+            if event[0] == OP:
                 self._forward(event)
-            elif event[0] == _BACKWARD:
+            elif event[0] == BACKWARD:
                 self._backward(event)
             else:
                 self._call(event)
@@ -409,16 +325,17 @@ class _Writer:
     def _forward(self, event) -> None:
         _, step, _, inputs, params, subs, op = event
         src = self.src
-        src.require(op.jit is not None, f"op '{op.name}' has no compiled form")
+        form = FORMS.get(op.name)
+        src.require(form is not None, f"op '{op.name}' has no compiled form")
         src.require(not self.backward_done, "an op runs after backward()")
         example = self.examples[step]
-        src.require(example.dtype in _FLOATS, f"op '{op.name}' has a non-float output")
+        src.require(example.dtype in FLOATS, f"op '{op.name}' has a non-float output")
         name = self.names[step] = src.buffer(("value", step), example.shape, example.dtype)
         names = tuple(self._value(i) for i in inputs)
         params = self._params(params, subs)
         self.op_of[step] = (names, params)
         src.line(f"# {op.name}")
-        op.jit.forward(src, name, names, params)
+        form.forward(src, name, names, params)
 
     def _backward(self, event) -> None:
         _, root, seed, _retain, plan = event
@@ -461,7 +378,7 @@ class _Writer:
                 grads[k] = scratch
                 adds.append((target, scratch))
             src.line(f"# {op.name} vjp")
-            op.jit.vjp(src, self.names[step], inputs, params, dy, tuple(grads))
+            FORMS[op.name].vjp(src, self.names[step], inputs, params, dy, tuple(grads))
             for target, scratch in adds:
                 src.line(f"np.add({target}, {scratch}, {target})")
             for _, dest in routes:
@@ -474,11 +391,11 @@ class _Writer:
         owner = getattr(method, "__self__", None)
         name = getattr(method, "__name__", "")
         src.require(
-            getattr(owner, "_jit_kernel", None) is not None and name in ("zero_grad", "step"),
+            getattr(owner, "update_kernel", None) is not None and name in ("zero_grad", "step"),
             f"the call {name}() is not an optimizer's zero_grad() or step()",
         )
         src.require(self.optimizer in (None, owner), "more than one optimizer")
-        src.require(len(owner._flats) == 1, "the optimizer holds parameters of two dtypes")
+        src.require(len(owner.flat_buffers) == 1, "the optimizer holds parameters of two dtypes")
         self.optimizer = owner
         if name == "zero_grad":
             src.require(not self.backward_done, "zero_grad() after backward()")
@@ -488,7 +405,7 @@ class _Writer:
         src.require(self.backward_done and self.zeroed, "step() without zero_grad(), backward()")
         src.require(not self.stepped, "step() twice")
         self.stepped = True
-        flat = owner._flats[0]
+        flat = owner.flat_buffers[0]
         slot = {id(p): i for i, p in enumerate(flat.params)}
         for j, t in self.program.parameter_leaves:
             src.require(id(t) in slot, "a parameter outside the optimizer")
@@ -503,9 +420,11 @@ class _Writer:
         # later line reads the parameter (every op using it has had its vjp by then).
         self._fold(owner)
         gemm = src.kernel("gemm", blas.gemm)
-        kernel = src.kernel("update", owner._jit_kernel)
-        args = [f"opt{i}" for i in range(len(owner._jit_update_args(flat)))]
-        arrays = 2 + len(owner._state_names)  # data, grad and state buffers come first
+        rule = owner.update_rule(flat)
+        src.require(rule is not None, "the parameters have had different numbers of updates")
+        kernel = src.kernel("update", rule.kernel)
+        arrays = len(rule.arrays)  # data, grad and state buffers come first, then scalars
+        args = [f"opt{i}" for i in range(arrays + len(rule.scalars))]
         for j, where in sorted(self.finished.items(), key=lambda item: -item[1]):
             if j in self.folded:
                 x, dy = self.folded[j]
@@ -526,12 +445,12 @@ class _Writer:
         product ``xᵀ·dy`` is updated by that product alone, ``w ← beta·w + alpha·xᵀ·dy``
         in one GEMM: the gradient is never written out, nor read back by the update (a
         pass over the weights and their gradients saved). ``p.grad`` computes ``xᵀ·dy``
-        when read (:class:`fastbp.autograd.DeferredGrad`), so ``x`` and ``dy`` must outlive
+        when read (:mod:`fastbp.jit.deferred`), so ``x`` and ``dy`` must outlive
         the step: an argument is copied (the caller may change it), and the step's
         buffers holding them alternate between two sets from call to call, so that a
         call that stops early (and replays) leaves the last step's gradients readable.
         """
-        if optimizer._jit_fold(optimizer.param_groups[0]) is None:
+        if optimizer.fold_coefficients(optimizer.param_groups[0]) is None:
             return
         src = self.src
         arguments = {self.names[index] for index in self.arg_of}
@@ -558,13 +477,14 @@ class _Writer:
         params: list[_Param] = []
         header = [f"arg{i}" for i in self.arg_slots]
         if self.optimizer is not None:
-            flat = self.optimizer._flats[0]
+            flat = self.optimizer.flat_buffers[0]
             for k, (j, t) in enumerate(program.parameter_leaves):
                 i = self.slot_of[j]
                 params.append(_Param(t, flat.data_views[i], i))
                 header.append(f"param{k}")
             header += [f"grad{k}" for k in range(len(params))]
-            count = len(self.optimizer._jit_update_args(flat))
+            rule = self.optimizer.update_rule(flat)
+            count = len(rule.arrays) + len(rule.scalars)
             header += [f"opt{i}" for i in range(count)]
             if self.folded:
                 header += ["fold_alpha", "fold_beta"]

@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from ._jit import kernel_jit
+from ..kernels._jit import kernel_jit
 
 __all__ = ["AVAILABLE", "gemm"]
 

@@ -1,8 +1,9 @@
 """``Tensor``: an ndarray that remembers how it was computed, and its constructors.
 
-Every operator and method routes to one entry of the op table through
-:func:`fastbp.autograd.apply`; the ``fb.*`` functions in :mod:`fastbp.functions`
-call these methods, so each op is wired up exactly once.
+Every operator and method routes to one entry of the op registry, by name, through
+:func:`fastbp.core.engine.apply`. The ops register themselves (:mod:`fastbp.ops`, a
+layer above this one), so this module imports none of them; the ``fb.*`` functions
+in :mod:`fastbp.functions` call these methods, so each op is wired up exactly once.
 """
 
 from __future__ import annotations
@@ -12,11 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from . import autograd
-from .autograd import DeferredGrad, apply
-from .ops import elementwise as ew
-from .ops import linalg, reduce
-from .ops import shape as shape_ops
+from . import engine
+from .engine import apply
+from .registry import OPS
 
 __all__ = [
     "Tensor",
@@ -74,7 +73,9 @@ class Tensor:
 
     # ``_version`` counts in-place updates by fastbp itself (optimizer steps), so that
     # backward can refuse a graph whose saved parameters have changed since forward.
-    __slots__ = ("data", "_grad", "requires_grad", "_node", "_version", "__weakref__")
+    __slots__ = ("data", "grad", "requires_grad", "_node", "_version", "__weakref__")
+    #: The class of the tensors ops return, also when their input is of a subclass.
+    result_class: type
     # Make ``ndarray <op> Tensor`` call the Tensor's reflected method instead of
     # letting NumPy treat the Tensor as an object scalar.
     __array_ufunc__ = None
@@ -85,32 +86,14 @@ class Tensor:
         if requires_grad:
             _check_grad_dtype(data, "Tensor")
         self.data = data
-        self._grad = None
+        self.grad = None
         self.requires_grad = bool(requires_grad)
         self._node = None
         self._version = 0
 
     # ------------------------------------------------------------------- properties
-    @property
-    def grad(self) -> np.ndarray | None:
-        """The accumulated gradient (same shape and dtype as ``data``), or None.
-
-        :meth:`backward` sets it on leaves that require a gradient; assign None (or an
-        array) to reset it. After a compiled training step that folded its SGD update
-        into the weight-gradient product (:mod:`fastbp.compiler`), the gradient is
-        computed here, on first read.
-        """
-        g = self._grad
-        if type(g) is DeferredGrad:
-            value = g.compute()
-            if self._grad is g:  # else another thread's step has stored a newer gradient
-                self._grad = value
-            return value
-        return g
-
-    @grad.setter
-    def grad(self, value: np.ndarray | None) -> None:
-        self._grad = value
+    # ``grad``: the accumulated gradient (same shape and dtype as ``data``), or None.
+    # backward() sets it on leaves that require a gradient; assign None to reset it.
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -262,7 +245,7 @@ class Tensor:
         >>> float(x.grad), float(y.grad), float(z.grad)
         (-4.0, -4.0, 3.0)
         """
-        autograd.backward(self, grad, retain_graph)
+        engine.backward(self, grad, retain_graph)
 
     def zero_grad(self) -> None:
         """Reset ``.grad`` to None."""
@@ -291,37 +274,37 @@ class Tensor:
         return as_tensor(other)
 
     def __add__(self, other):
-        return apply(ew.ADD, (self, self._operand(other)))
+        return apply(OPS["add"], (self, self._operand(other)))
 
     def __radd__(self, other):
-        return apply(ew.ADD, (self._operand(other), self))
+        return apply(OPS["add"], (self._operand(other), self))
 
     def __sub__(self, other):
-        return apply(ew.SUB, (self, self._operand(other)))
+        return apply(OPS["sub"], (self, self._operand(other)))
 
     def __rsub__(self, other):
-        return apply(ew.SUB, (self._operand(other), self))
+        return apply(OPS["sub"], (self._operand(other), self))
 
     def __mul__(self, other):
-        return apply(ew.MUL, (self, self._operand(other)))
+        return apply(OPS["mul"], (self, self._operand(other)))
 
     def __rmul__(self, other):
-        return apply(ew.MUL, (self._operand(other), self))
+        return apply(OPS["mul"], (self._operand(other), self))
 
     def __truediv__(self, other):
-        return apply(ew.DIV, (self, self._operand(other)))
+        return apply(OPS["div"], (self, self._operand(other)))
 
     def __rtruediv__(self, other):
-        return apply(ew.DIV, (self._operand(other), self))
+        return apply(OPS["div"], (self._operand(other), self))
 
     def __pow__(self, other):
-        return apply(ew.POW, (self, self._operand(other)))
+        return apply(OPS["pow"], (self, self._operand(other)))
 
     def __rpow__(self, other):
-        return apply(ew.POW, (self._operand(other), self))
+        return apply(OPS["pow"], (self._operand(other), self))
 
     def __neg__(self):
-        return apply(ew.NEG, (self,))
+        return apply(OPS["neg"], (self,))
 
     def __pos__(self):
         return self
@@ -330,10 +313,10 @@ class Tensor:
         return self.abs()
 
     def __matmul__(self, other):
-        return apply(linalg.MATMUL, (self, self._operand(other)))
+        return apply(OPS["matmul"], (self, self._operand(other)))
 
     def __rmatmul__(self, other):
-        return apply(linalg.MATMUL, (self._operand(other), self))
+        return apply(OPS["matmul"], (self._operand(other), self))
 
     # Comparisons give bool tensors that are never differentiated.
     def _compare(self, other, ufunc):
@@ -341,8 +324,8 @@ class Tensor:
         # replays the comparison; a Python scalar stays a parameter, keeping NumPy's
         # weak-scalar comparison rules.
         if isinstance(other, Tensor | np.ndarray):
-            return apply(_COMPARE, (self, as_tensor(other)), ufunc=ufunc)
-        return apply(_COMPARE, (self,), ufunc=ufunc, scalar=other)
+            return apply(OPS["compare"], (self, as_tensor(other)), ufunc=ufunc)
+        return apply(OPS["compare"], (self,), ufunc=ufunc, scalar=other)
 
     def __lt__(self, other):
         return self._compare(other, np.less)
@@ -365,70 +348,70 @@ class Tensor:
     # ------------------------------------------------------------------ unary math
     def exp(self) -> Tensor:
         """Elementwise ``e**x``."""
-        return apply(ew.EXP, (self,))
+        return apply(OPS["exp"], (self,))
 
     def log(self) -> Tensor:
         """Elementwise natural logarithm."""
-        return apply(ew.LOG, (self,))
+        return apply(OPS["log"], (self,))
 
     def sqrt(self) -> Tensor:
         """Elementwise square root."""
-        return apply(ew.SQRT, (self,))
+        return apply(OPS["sqrt"], (self,))
 
     def tanh(self) -> Tensor:
         """Elementwise hyperbolic tangent."""
-        return apply(ew.TANH, (self,))
+        return apply(OPS["tanh"], (self,))
 
     def sigmoid(self) -> Tensor:
         """Elementwise logistic function ``1 / (1 + e**-x)``."""
-        return apply(ew.SIGMOID, (self,))
+        return apply(OPS["sigmoid"], (self,))
 
     def relu(self) -> Tensor:
         """Elementwise ``max(x, 0)``."""
-        return apply(ew.RELU, (self,))
+        return apply(OPS["relu"], (self,))
 
     def abs(self) -> Tensor:
         """Elementwise absolute value."""
-        return apply(ew.ABS, (self,))
+        return apply(OPS["abs"], (self,))
 
     def clip(self, min: float | None = None, max: float | None = None) -> Tensor:  # noqa: A002
         """Limit values to ``[min, max]`` (either bound may be None)."""
         if min is None and max is None:
             raise ValueError("clip: give at least one of min and max")
-        return apply(ew.CLIP, (self,), low=min, high=max)
+        return apply(OPS["clip"], (self,), low=min, high=max)
 
     # ------------------------------------------------------------------ reductions
     def sum(self, axis: Axis = None, keepdims: bool = False) -> Tensor:
         """Sum over ``axis`` (None: all axes)."""
-        return apply(reduce.SUM, (self,), axis=axis, keepdims=keepdims)
+        return apply(OPS["sum"], (self,), axis=axis, keepdims=keepdims)
 
     def mean(self, axis: Axis = None, keepdims: bool = False) -> Tensor:
         """Mean over ``axis`` (None: all axes)."""
-        return apply(reduce.MEAN, (self,), axis=axis, keepdims=keepdims)
+        return apply(OPS["mean"], (self,), axis=axis, keepdims=keepdims)
 
     def max(self, axis: Axis = None, keepdims: bool = False) -> Tensor:
         """Maximum over ``axis``; ties share the gradient equally."""
-        return apply(reduce.MAX, (self,), axis=axis, keepdims=keepdims)
+        return apply(OPS["max"], (self,), axis=axis, keepdims=keepdims)
 
     def min(self, axis: Axis = None, keepdims: bool = False) -> Tensor:
         """Minimum over ``axis``; ties share the gradient equally."""
-        return apply(reduce.MIN, (self,), axis=axis, keepdims=keepdims)
+        return apply(OPS["min"], (self,), axis=axis, keepdims=keepdims)
 
     # ----------------------------------------------------------------------- shape
     def reshape(self, *shape: int | Sequence[int]) -> Tensor:
         """Return the same elements in a new shape (one dimension may be -1)."""
         if len(shape) == 1 and not isinstance(shape[0], (int, np.integer)):
             shape = tuple(shape[0])
-        return apply(shape_ops.RESHAPE, (self,), shape=shape)
+        return apply(OPS["reshape"], (self,), shape=shape)
 
     def transpose(self, *axes: int) -> Tensor:
         """Permute the axes (reverse them when none are given)."""
         if len(axes) == 1 and not isinstance(axes[0], (int, np.integer)):
             axes = tuple(axes[0])
-        return apply(shape_ops.TRANSPOSE, (self,), axes=axes or None)
+        return apply(OPS["transpose"], (self,), axes=axes or None)
 
     def __getitem__(self, key) -> Tensor:
-        return apply(shape_ops.GETITEM, (self,), key=_index_key(key))
+        return apply(OPS["getitem"], (self,), key=_index_key(key))
 
 
 def _index_key(key):
@@ -449,7 +432,7 @@ def _constant(data: np.ndarray) -> Tensor:
     """Wrap an array as a tensor that needs no gradient, without checks or copies."""
     t = Tensor.__new__(Tensor)
     t.data = data
-    t._grad = None
+    t.grad = None
     t.requires_grad = False
     t._node = None
     t._version = 0
@@ -552,14 +535,6 @@ def as_tensor(data: Any) -> Tensor:
     return _constant(array)
 
 
-def _compare_forward(a: np.ndarray, *b: np.ndarray, ufunc, scalar=None) -> tuple[np.ndarray, None]:
-    return ufunc(a, b[0] if b else scalar), None
-
-
-# Comparisons: not differentiable (no vjp, so never recorded), not in the op table.
-_COMPARE = autograd.Op("compare", _compare_forward, None)
-
-
 def _shape_arg(shape) -> tuple[int, ...]:
     if len(shape) == 1 and not isinstance(shape[0], (int, np.integer)):
         return tuple(shape[0])
@@ -635,4 +610,4 @@ def randn(*shape: int | Sequence[int], dtype: Any = np.float32, requires_grad: b
     return Tensor(data, requires_grad=requires_grad)
 
 
-autograd._Tensor = Tensor  # the engine builds results without importing this module
+Tensor.result_class = Tensor

@@ -16,7 +16,7 @@ The first call with a given signature (the shapes and dtypes of the array
 arguments, the values of the others) runs the function eagerly while the engine
 reports to a recorder:
 
-* every op that passes through :func:`fastbp.autograd.apply`, with the places its
+* every op that passes through :func:`fastbp.core.engine.apply`, with the places its
   inputs come from: an argument, a tensor that lives outside the function (a
   parameter, read afresh on every call), or an earlier op's output;
 * every ``backward()``, as a plan: the records it visits, in the order the engine
@@ -24,7 +24,7 @@ reports to a recorder:
   ``.grad``);
 * every optimizer ``zero_grad()`` and ``step()``, which are replayed as calls.
 
-If every op of the program has a compiled form, :mod:`fastbp.compiler` also writes the
+If every op of the program has a compiled form, :mod:`fastbp.jit.compiler` also writes the
 program out as one Numba function, and later calls run that instead of the replay.
 
 It is the contract of ``torch.jit.trace`` and ``jax.jit``: Python code in the
@@ -61,54 +61,24 @@ from typing import Any
 
 import numpy as np
 
-from . import autograd
-from .autograd import _accumulate_leaf, _fit, _hand_to_leaf, _state
+from ..core import engine
+from ..core.engine import FREED, accumulate_grad, fit_gradient, hand_to_leaf
+from ..core.observer import observer, set_observer
+from ..core.state import state
+from ..core.tensor import Tensor, _constant
 from .compiler import REPLAY, compile_program
-from .tensor import Tensor, _constant
+from .events import BACKWARD as _BACKWARD
+from .events import CALL as _CALL
+from .events import OP as _OP
 
-__all__ = ["trace", "TracedFunction"]
+__all__ = ["trace", "TracedFunction", "TracerWarning"]
+
+
+class TracerWarning(UserWarning):
+    """Warned while recording a traced function: something a replay will freeze."""
 
 _MAX_SIGNATURES = 8  # a new batch size is a new signature: the last batch of an epoch...
 
-# Event kinds of a program.
-_OP, _BACKWARD, _CALL = 0, 1, 2
-
-
-def record_call(method: Callable[..., Any], *args: Any, **kwargs: Any) -> bool:
-    """Inside a first (recording) call of a traced function, record ``method(*args)``.
-
-    Methods with side effects that do not go through ops (an optimizer's ``step``
-    and ``zero_grad``) call this first; it runs the method once, now, with the
-    recorder paused, and replays it on every later call.
-
-    Parameters
-    ----------
-    method : callable
-        The bound method to call now and on every replay.
-    *args, **kwargs
-        Its arguments (kept as they are: pass no per-call values).
-
-    Returns
-    -------
-    bool
-        True if the call was recorded and made; False when nothing is being traced,
-        in which case the caller simply goes on.
-
-    Example
-    -------
-    >>> record_call(print, "not traced")
-    False
-    """
-    tracer = _state.tracer
-    if tracer is None:
-        return False
-    tracer.events.append((_CALL, method, args, kwargs))
-    _state.tracer = None  # the method's own ops, if any, are part of the call
-    try:
-        method(*args, **kwargs)
-    finally:
-        _state.tracer = tracer
-    return True
 
 
 class _Recorder:
@@ -184,8 +154,18 @@ class _Recorder:
         return ("leaf", index)
 
     # ------------------------------------------------------------------ engine reports
-    def record_op(self, op: autograd.Op, inputs: tuple[Tensor, ...], params: dict, result) -> None:
-        """Called by :func:`fastbp.autograd.apply` after each op."""
+    def record_call(self, method: Callable[..., Any], args: tuple, kwargs: dict) -> None:
+        """Called through :func:`fastbp.core.observer.record_call`: make the call now, with
+        the recorder paused (its own ops are part of the call), and replay it every call."""
+        self.events.append((_CALL, method, args, kwargs))
+        set_observer(None)
+        try:
+            method(*args, **kwargs)
+        finally:
+            set_observer(self)
+
+    def record_op(self, op, inputs: tuple[Tensor, ...], params: dict, result) -> None:
+        """Called by :func:`fastbp.core.engine.apply` after each op."""
         refs = tuple(self._ref(t) for t in inputs)
         arrays = []  # (name, ref) for an array, (name, ((position, ref), ...)) for a tuple
         for name, value in params.items():
@@ -211,7 +191,7 @@ class _Recorder:
     def record_backward(
         self, root: Tensor, grad: Any, seed: np.ndarray, retain_graph: bool
     ) -> None:
-        """Called by :func:`fastbp.autograd.backward` before it walks the graph.
+        """Called by :func:`fastbp.core.engine.backward` before it walks the graph.
 
         ``grad`` is what the user passed (None for the implicit 1), ``seed`` the array
         the engine made of it, in the root's dtype.
@@ -224,7 +204,7 @@ class _Recorder:
             seed_ref = self._array_ref(raw, "the gradient passed to backward()")
         root_ref = self._ref(root)
         # The walk visits the records reachable from the root in decreasing ``seq``.
-        nodes: dict[int, autograd.Node] = {}
+        nodes: dict[int, engine.Node] = {}
         stack = [root._node] if root._node is not None else []
         while stack:
             node = stack.pop()
@@ -236,7 +216,7 @@ class _Recorder:
                     stack.append(t._node)
         visits = []
         for node in sorted(nodes.values(), key=lambda n: -n.seq):
-            if node.saved is autograd.FREED:
+            if node.saved is FREED:
                 return  # the engine is about to raise its "second time" error
             step = self.step_of_node.get(id(node))
             if step is None:  # _leaf rejects such tensors first; kept as a guard
@@ -266,7 +246,7 @@ class _Recorder:
                     f"would be frozen at its first value. Return the tensor and call "
                     f".item() on the result"
                 )
-            if item._node is not None and item._node.saved is not autograd.FREED:
+            if item._node is not None and item._node.saved is not FREED:
                 raise ValueError(
                     f"fb.trace: the function returned a tensor of shape {item.shape} that "
                     f"still has a graph, and a replay records none; call backward() inside "
@@ -418,7 +398,7 @@ class _Program:
             seed = np.asarray(values[seed[0]]).astype(seed[1], copy=False)
         if root >= n_steps:  # the root is a leaf
             if tensors[root] is not None:
-                _accumulate_leaf(tensors[root], seed, owned=False)
+                accumulate_grad(tensors[root], seed, owned=False)
             return
         pending: list[Any] = [None] * n_steps
         pending[root] = seed
@@ -438,12 +418,12 @@ class _Program:
                     g = np.asarray(g)
                 data = values[dest]
                 if g.shape != data.shape or g.dtype is not data.dtype:
-                    g = _fit(g, data, op)
+                    g = fit_gradient(g, data, op)
                 if dest < n_steps:
                     previous = pending[dest]
                     pending[dest] = g if previous is None else previous + g
                 elif tensors[dest] is not None:
-                    _hand_to_leaf(tensors[dest], g, dy, grads)
+                    hand_to_leaf(tensors[dest], g, dy, grads)
 
 
 def _without_graph(t: Tensor) -> Tensor:
@@ -452,7 +432,7 @@ def _without_graph(t: Tensor) -> Tensor:
 
 
 def _signature(args: tuple[Any, ...]) -> tuple:
-    key = [_state.grad_enabled]
+    key = [state.grad_enabled]
     for i, a in enumerate(args):
         kind = type(a)
         if kind is np.ndarray:
@@ -498,7 +478,7 @@ class TracedFunction:
 
     @property
     def compiled(self) -> tuple[bool, str]:
-        """Whether the last call's step runs compiled (:mod:`fastbp.compiler`), and if not, why.
+        """Whether the last call's step runs compiled (:mod:`fastbp.jit.compiler`), and if not, why.
 
         Returns
         -------
@@ -537,7 +517,7 @@ class TracedFunction:
         return self._last.compile_note
 
     def __call__(self, *args: Any) -> Any:
-        if _state.tracer is not None or _state.anomaly:
+        if observer() is not None or state.anomaly:
             # Inside another recording, its recorder records these ops; in anomaly
             # mode every op must run through the engine to be checked.
             return self.fn(*args)
@@ -547,11 +527,11 @@ class TracedFunction:
             self._last = program
             return program.run(args)
         recorder = _Recorder(args)
-        _state.tracer = recorder
+        set_observer(recorder)
         try:
             result = self.fn(*args)
         finally:
-            _state.tracer = None
+            set_observer(None)
         program = recorder.finish(result)
         if len(self.programs) >= _MAX_SIGNATURES:
             self.programs.clear()
@@ -611,7 +591,7 @@ def trace(fn: Callable[..., Any]) -> TracedFunction:
     ``fb.detect_anomaly()`` the function runs eagerly.
 
     When every op of a recorded step can be compiled, the step is also compiled into
-    one Numba function (:mod:`fastbp.compiler`; about a second per signature), which
+    one Numba function (:mod:`fastbp.jit.compiler`; about a second per signature), which
     later calls run instead of the replay; :attr:`TracedFunction.compiled` tells.
 
     Example
