@@ -12,6 +12,18 @@ array([2., 4.], dtype=float32)
 from .core.anomaly import detect_anomaly
 from .core.engine import grad
 from .core.grad_mode import enable_grad, is_grad_enabled, no_grad
+from .core.tensor import (
+    Tensor,
+    as_tensor,
+    from_numpy,
+    manual_seed,
+    ones,
+    ones_like,
+    randn,
+    tensor,
+    zeros,
+    zeros_like,
+)
 from .functions import (
     abs,
     add,
@@ -44,20 +56,8 @@ from .functions import (
     where,
 )
 from .gradcheck import GradcheckError, gradcheck
-from .serialization import load, save
-from .core.tensor import (
-    Tensor,
-    as_tensor,
-    from_numpy,
-    manual_seed,
-    ones,
-    ones_like,
-    randn,
-    tensor,
-    zeros,
-    zeros_like,
-)
 from .jit import trace
+from .serialization import load, save
 
 from . import autograd, data, nn, optim, viz  # isort: skip
 

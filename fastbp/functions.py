@@ -12,10 +12,10 @@ from typing import Any
 import numpy as np
 
 from .core.engine import apply
+from .core.tensor import Axis, Tensor, as_tensor
 from .ops import elementwise as ew
 from .ops import linalg, reduce
 from .ops import shape as shape_ops
-from .core.tensor import Axis, Tensor, as_tensor
 
 __all__ = [
     "add", "sub", "mul", "div", "pow", "neg", "matmul",

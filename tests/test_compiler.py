@@ -29,8 +29,8 @@ import fastbp.jit.blas
 import fastbp.nn.functional as F
 from fastbp import nn, optim
 from fastbp.core.state import state as _state
-from fastbp.jit.deferred import PendingGradTensor, raw_grad
 from fastbp.jit import blas
+from fastbp.jit.deferred import PendingGradTensor, raw_grad
 
 needs_blas = pytest.mark.skipif(
     not fastbp.jit.blas.AVAILABLE, reason="NumPy's OpenBLAS CBLAS functions were not found"

@@ -33,7 +33,7 @@ import fastbp.jit.compiler as compiler
 import fastbp.nn.functional as F
 from fastbp import nn
 from fastbp.core.state import state as _state
-from fastbp.jit.deferred import PendingGradTensor, raw_grad
+from fastbp.jit.deferred import PendingGradTensor
 
 pytestmark = needs_blas
 

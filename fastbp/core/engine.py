@@ -347,7 +347,9 @@ def make_seed(root, grad_output: Any, who: str) -> np.ndarray:
         return np.ones(data.shape, dtype=data.dtype)
     seed = np.asarray(getattr(grad_output, "data", grad_output))
     if seed.shape != data.shape:
-        raise ValueError(f"{who}: grad has shape {seed.shape} but the output has shape {data.shape}")
+        raise ValueError(
+            f"{who}: grad has shape {seed.shape} but the output has shape {data.shape}"
+        )
     return seed.astype(data.dtype, copy=False)
 
 
@@ -457,4 +459,3 @@ def grad(
         else:
             collected[i] = np.array(g)  # the walk may hand back shared arrays
     return collected
-

@@ -435,7 +435,7 @@ def save_checkpoint(
 
 
 def _default_generator() -> np.random.Generator:
-    from fastbp.tensor import default_generator
+    from fastbp.core.tensor import default_generator
 
     return default_generator()
 

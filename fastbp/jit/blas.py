@@ -2,7 +2,7 @@
 
 Why
 ---
-A compiled training step (:mod:`fastbp.compiler`) runs the whole step in one jitted call, so
+A compiled training step (:mod:`fastbp.jit.compiler`) runs the whole step in one jitted call, so
 its matrix products must be callable from Numba. ``np.dot`` inside ``@njit`` would go through
 SciPy's separate OpenBLAS, with a second thread pool that fights NumPy's for the cores. This
 module instead finds the CBLAS entry points of the OpenBLAS that NumPy itself loaded and
@@ -18,7 +18,7 @@ Python instead).
 Example
 -------
 >>> import numpy as np
->>> from fastbp.kernels import blas
+>>> from fastbp.jit import blas
 >>> a, b = np.ones((2, 3), np.float32), np.ones((3, 4), np.float32)
 >>> c = np.empty((2, 4), np.float32)
 >>> if blas.AVAILABLE:
@@ -125,4 +125,4 @@ else:  # pragma: no cover - only on NumPy builds without a bundled OpenBLAS
 
     def gemm(a, trans_a, b, trans_b, c, alpha, beta):
         """Unavailable on this NumPy build (see :data:`AVAILABLE`)."""
-        raise RuntimeError("fastbp.kernels.blas: NumPy's OpenBLAS CBLAS functions were not found")
+        raise RuntimeError("fastbp.jit.blas: NumPy's OpenBLAS CBLAS functions were not found")

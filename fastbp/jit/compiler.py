@@ -57,7 +57,6 @@ import functools
 import gc
 import sys
 import threading
-from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -71,6 +70,7 @@ from .forms import FORMS
 from .source import FLOATS, NotCompilable, Source
 
 __all__ = ["compile_program", "CompiledStep", "REPLAY"]
+
 
 class _Param(NamedTuple):
     tensor: Any  # the parameter's Tensor

@@ -6,8 +6,8 @@ would cost two passes over memory the size of the weights, for a gradient most
 training loops never look at. It defers the gradient instead: the parameter's class is
 switched to a subclass of its own and of :class:`PendingGradTensor`, whose ``grad``
 computes the product from the step's saved ``x`` and ``dy`` when first read, stores it,
-and switches the class back. Nothing below this layer knows: to the engine and the optimizers ``p.grad``
-is an ordinary attribute that happens to be computed on demand.
+and switches the class back. Nothing below this layer knows: to the engine and the
+optimizers ``p.grad`` is an ordinary attribute that happens to be computed on demand.
 
 Example
 -------

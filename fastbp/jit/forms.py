@@ -68,10 +68,8 @@ def _jit_linear(activation: int) -> JitForm:
     return JitForm(forward, vjp)
 
 
-
-
 def _cross_entropy_jit_forward(src, out, inputs, params):
-    # The forward above as source for a compiled step (fastbp.compiler), same kernel.
+    # The forward above as source for a compiled step (fastbp.jit.compiler), same kernel.
     logits, labels = inputs[0], params["labels"]
     dtype = src.float_matrices("cross_entropy", logits)
     rows = src.shape(logits)[0]
@@ -107,7 +105,6 @@ def _cross_entropy_jit_vjp(src, out, inputs, params, dy, grads):
     else:
         factor = f"{dy}[()]"
     src.line(f"np.multiply({dlogits}, {factor}, {grads[0]})")
-
 
 
 FORMS: dict[str, JitForm] = {

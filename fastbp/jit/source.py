@@ -100,5 +100,3 @@ class Source:
                 f"{op}: needs 2-D float32/float64 arrays of one dtype",
             )
         return dtype
-
-

@@ -77,8 +77,8 @@ __all__ = ["trace", "TracedFunction", "TracerWarning"]
 class TracerWarning(UserWarning):
     """Warned while recording a traced function: something a replay will freeze."""
 
-_MAX_SIGNATURES = 8  # a new batch size is a new signature: the last batch of an epoch...
 
+_MAX_SIGNATURES = 8  # a new batch size is a new signature: the last batch of an epoch...
 
 
 class _Recorder:

@@ -141,7 +141,7 @@ def _outer_product(left, right, out):
 @kernel_jit()
 def _copy_matrix(source, out):
     # A compiled step keeps a copy of its batch for the weight gradients it computes on
-    # demand (fastbp.compiler). This loop is cached on disk; the same copy written as a slice
+    # demand (fastbp.jit.compiler). This loop is cached on disk; the same copy written as a slice
     # assignment inside the step costs Numba about 2 s to compile, in every process.
     require_float_matrices(source, out)
     require_same_dtype(source, out)

@@ -13,9 +13,9 @@ import numpy as np
 
 from .. import functions
 from ..core.engine import apply
+from ..core.tensor import Tensor, as_tensor
 from ..ops.linalg import LINEAR
 from ..ops.loss import CROSS_ENTROPY, NonFiniteLogits
-from ..core.tensor import Tensor, as_tensor
 
 __all__ = [
     "relu",

@@ -2,7 +2,7 @@
 
 Each function overwrites ``tensor.data`` in place (so views of it, such as an
 optimizer's flat buffer, see the new values), draws from
-:func:`fastbp.tensor.default_generator` unless a generator is given (so
+:func:`fastbp.core.tensor.default_generator` unless a generator is given (so
 :func:`fastbp.manual_seed` makes initialisation reproducible) and returns the tensor.
 
 NOTE: fastbp stores a Linear weight as ``(in_features, out_features)``, the transpose

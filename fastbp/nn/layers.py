@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 
 from ..core.engine import apply
-from ..ops.linalg import LINEAR, LINEAR_RELU, LINEAR_SIGMOID
 from ..core.tensor import Tensor, as_tensor
+from ..ops.linalg import LINEAR, LINEAR_RELU, LINEAR_SIGMOID
 from . import init
 from .module import Module, Parameter
 

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from ..core.tensor import Tensor
 from ..core.observer import record_call
+from ..core.tensor import Tensor
 
 __all__ = ["Module", "Parameter"]
 

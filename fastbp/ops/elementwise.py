@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..kernels import dispatch
 from ..core.registry import defop
+from ..kernels import dispatch
 
 # ------------------------------------------------------------------ arithmetic gates
 

@@ -6,8 +6,8 @@ jitted loops for the bias and activation passes) whenever the arrays suit them.
 
 from __future__ import annotations
 
-from ..kernels import dispatch, linear
 from ..core.registry import defop
+from ..kernels import dispatch, linear
 
 
 def _check_2d(name, a, b):
@@ -30,7 +30,13 @@ def _matmul_vjp(saved, dy, needs):
     return da, db
 
 
-MATMUL = defop("matmul", _matmul_forward, _matmul_vjp, kernel=linear.linear_forward, twin=linear.linear_forward_numpy)
+MATMUL = defop(
+    "matmul",
+    _matmul_forward,
+    _matmul_vjp,
+    kernel=linear.linear_forward,
+    twin=linear.linear_forward_numpy,
+)
 
 
 def _check_linear(x, w, b):
@@ -53,7 +59,13 @@ def _linear_vjp(saved, dy, needs):
     return (dx, dw, db) if has_bias else (dx, dw)
 
 
-LINEAR = defop("linear", _linear_forward, _linear_vjp, kernel=linear.linear_forward, twin=linear.linear_forward_numpy)
+LINEAR = defop(
+    "linear",
+    _linear_forward,
+    _linear_vjp,
+    kernel=linear.linear_forward,
+    twin=linear.linear_forward_numpy,
+)
 
 
 def _linear_activation(activation):
@@ -81,5 +93,10 @@ def _linear_activation(activation):
     return forward, vjp
 
 
-LINEAR_RELU = defop("linear_relu", *_linear_activation("relu"), kernel=linear.linear_forward, twin=linear.linear_forward_numpy)
+LINEAR_RELU = defop(
+    "linear_relu",
+    *_linear_activation("relu"),
+    kernel=linear.linear_forward,
+    twin=linear.linear_forward_numpy,
+)
 LINEAR_SIGMOID = defop("linear_sigmoid", *_linear_activation("sigmoid"))
