@@ -51,6 +51,7 @@ import numpy as np
 from . import saved as _saved
 from .anomaly import check_finite, user_frame
 from .hints import explain
+from .hooks import hooked_edges, leaf_edge_done, leaf_hooks, run_hooks
 from .registry import Op
 from .state import state
 
@@ -268,6 +269,7 @@ def _walk(root, seed: np.ndarray, retain_graph: bool, targets: dict[int, list[in
         return collected
     anomaly = state.anomaly
     collecting = targets is not None
+    hooked = hooked_edges(root) if leaf_hooks and not collecting else None
     pending: dict[Node, np.ndarray] = {node: seed}
     heap: list[tuple[int, Node]] = [(-node.seq, node)]
     while heap:
@@ -292,6 +294,8 @@ def _walk(root, seed: np.ndarray, retain_graph: bool, targets: dict[int, list[in
                 node.inputs = ()
         for t, need, g in zip(inputs, needs, grads, strict=True):
             if not need or g is None:
+                if hooked and need and id(t) in hooked:
+                    leaf_edge_done(hooked, t)
                 continue
             if type(g) is not np.ndarray:
                 g = np.asarray(g)
@@ -307,11 +311,15 @@ def _walk(root, seed: np.ndarray, retain_graph: bool, targets: dict[int, list[in
             if parent is None:
                 if not collecting:
                     hand_to_leaf(t, g, dy, grads)
+                    if hooked and id(t) in hooked:
+                        leaf_edge_done(hooked, t)
             elif parent in pending:
                 pending[parent] = pending[parent] + g
             else:
                 pending[parent] = g
                 heappush(heap, (-parent.seq, parent))
+    for t, _ in (hooked or {}).values():  # edges never reached (a vjp gave None upstream)
+        run_hooks(t)
     return collected
 
 

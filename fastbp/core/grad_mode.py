@@ -69,20 +69,20 @@ class _GradMode:
             @functools.wraps(func)
             def generator(*args, **kwargs):
                 gen = func(*args, **kwargs)
-                with mode():
-                    item = next(gen)  # StopIteration ends this generator too
+                send, value = gen.send, None
                 while True:
                     try:
-                        sent = yield item
+                        with mode():
+                            item = send(value)
+                    except StopIteration as stop:  # the generator's return value
+                        return stop.value
+                    try:
+                        value, send = (yield item), gen.send
                     except GeneratorExit:
                         gen.close()
                         raise
-                    except BaseException as exc:  # noqa: BLE001 (thrown in by the caller)
-                        with mode():
-                            item = gen.throw(exc)
-                        continue
-                    with mode():
-                        item = gen.send(sent)
+                    except BaseException as exc:  # thrown in by the caller: pass it on
+                        value, send = exc, gen.throw
 
             return generator
 
