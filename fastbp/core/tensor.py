@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from . import engine
+from . import engine, hooks
 from .engine import apply
 from .registry import OPS
 
@@ -246,6 +246,22 @@ class Tensor:
         (-4.0, -4.0, 3.0)
         """
         engine.backward(self, grad, retain_graph)
+
+    def register_post_accumulate_grad_hook(self, hook):
+        """Call ``hook(self)`` after each backward has finished accumulating ``self.grad``.
+
+        See :func:`fastbp.core.hooks.register_post_accumulate_grad_hook`.
+
+        Example
+        -------
+        >>> import fastbp as fb
+        >>> w = fb.ones(2, requires_grad=True)
+        >>> h = w.register_post_accumulate_grad_hook(lambda t: print(t.grad))
+        >>> (2 * w).sum().backward()
+        [2. 2.]
+        >>> h.remove()
+        """
+        return hooks.register_post_accumulate_grad_hook(self, hook)
 
     def zero_grad(self) -> None:
         """Reset ``.grad`` to None."""
