@@ -33,9 +33,9 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from . import kernels
-from .core.observer import record_call
-from .core.tensor import Tensor
+from .. import kernels
+from ..core.observer import record_call
+from ..core.tensor import Tensor
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "FlatBuffers", "UpdateRule"]
 
