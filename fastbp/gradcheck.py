@@ -47,8 +47,11 @@ def gradcheck(
         Points at which to check; only those with ``requires_grad`` are checked.
     eps : float, default 1e-6
         Finite-difference step.
-    atol, rtol : float
-        The check passes where ``|analytic - numeric| <= atol + rtol * |numeric|``.
+    atol : float, default 1e-5
+        Absolute tolerance: the check passes where
+        ``|analytic - numeric| <= atol + rtol * |numeric|``.
+    rtol : float, default 1e-3
+        Relative tolerance (see ``atol``).
     seed : int, default 0
         Seed of the projection weights.
 

@@ -251,8 +251,9 @@ def render(
     path : str or PathLike
         Where to write. ``.dot`` and ``.gv`` get the DOT text itself and need no
         Graphviz.
-    format : {"svg", "png", "pdf"}, optional
-        Image format; by default taken from the suffix of ``path``.
+    format : str or None, optional
+        Image format, ``"svg"``, ``"png"`` or ``"pdf"``; by default (None) taken from the
+        suffix of ``path``.
     **dot_options
         Passed to :func:`to_dot` (``show_saved``, ``names``, ``rankdir``).
 

@@ -139,8 +139,10 @@ def uniform_(
     ----------
     t : Tensor
         A floating-point tensor.
-    a, b : float
-        Lower and upper bounds.
+    a : float, default 0.0
+        Lower bound.
+    b : float, default 1.0
+        Upper bound.
     generator : numpy.random.Generator, optional
         Defaults to the generator seeded by :func:`fastbp.manual_seed`.
 
@@ -180,8 +182,10 @@ def normal_(
     ----------
     t : Tensor
         A floating-point tensor.
-    mean, std : float
-        Mean and standard deviation (``std >= 0``).
+    mean : float, default 0.0
+        Mean.
+    std : float, default 1.0
+        Standard deviation (``std >= 0``).
     generator : numpy.random.Generator, optional
         Defaults to the generator seeded by :func:`fastbp.manual_seed`.
 
