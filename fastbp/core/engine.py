@@ -79,33 +79,22 @@ _next_seq = itertools.count(1).__next__
 class Node:
     """A tape record: the op, its inputs, what it saved, which inputs need a gradient,
     its place ``seq`` on the tape, a weak reference to its ``output``, the user's line
-    that created it (``where``, anomaly mode only) and the parameter arrays it holds
-    read-only (``locked``). Made only by :func:`apply`, which fills the fields directly.
+    that created it (``where``, anomaly mode only) and the ``guards`` that let backward
+    check that the saved arrays did not change (:mod:`fastbp.core.saved`). Made only by
+    :func:`apply`, which fills the fields directly.
     """
 
-    __slots__ = ("op", "inputs", "saved", "needs", "seq", "output", "where", "locked")
+    __slots__ = ("op", "inputs", "saved", "needs", "seq", "output", "where", "guards")
 
     def release(self) -> None:
         """Drop the saved arrays and the inputs (so activations free during backward)."""
         self.saved = FREED
         self.inputs = ()
-        if self.locked:
-            _saved.unlock(self.locked)
-            self.locked = ()
+        self.guards = ()
 
     def __repr__(self) -> str:
         shapes = ", ".join(str(t.shape) for t in self.inputs)
         return f"<Node #{self.seq} {self.op.name}({shapes})>"
-
-
-class _LockingNode(Node):
-    """A record that saved parameters (a subclass: only it pays for ``__del__``)."""
-
-    __slots__ = ("params", "versions")
-
-    def __del__(self):
-        if self.locked:  # an abandoned graph gives the parameters' arrays back
-            _saved.unlock(self.locked)
 
 
 # --------------------------------------------------------------------------- shapes
@@ -211,7 +200,8 @@ def apply(op: Op, inputs: tuple[Any, ...], **params: Any) -> Any:
         needs = tuple(map(_requires_grad, inputs))
         if True in needs:
             result.requires_grad = True
-            node = _new_record(inputs, saved)
+            node = _new(Node)
+            node.guards = () if saved is None else _saved.guard(inputs, saved, out)
             node.op = op
             node.inputs = inputs
             node.saved = saved
@@ -223,24 +213,6 @@ def apply(op: Op, inputs: tuple[Any, ...], **params: Any) -> Any:
     if thread.observer is not None:
         thread.observer.record_op(op, inputs, params, result)
     return result
-
-
-def _new_record(inputs, saved) -> Node:
-    """A plain record, or one that locks the parameter arrays the op saved."""
-    if saved is not None:
-        for t in inputs:
-            if t._node is None and t.requires_grad:
-                params = _saved.saved_parameters(inputs, saved)
-                if params:
-                    node = _new(_LockingNode)
-                    node.params = tuple(params)
-                    node.versions = tuple([t._version for t in params])
-                    node.locked = _saved.lock(tuple([t.data for t in params]))
-                    return node
-                break
-    node = _new(Node)
-    node.locked = ()
-    return node
 
 
 _requires_grad = operator.attrgetter("requires_grad")
@@ -283,15 +255,13 @@ def _walk(root, seed: np.ndarray, retain_graph: bool, targets: dict[int, list[in
                 f"retain_graph=True to the first backward() if you need to call it again."
             )
         op, inputs, needs = node.op, node.inputs, node.needs
-        if type(node) is _LockingNode:
-            _saved.check_versions(op.name, node.params, node.versions)
+        if node.guards:
+            _saved.check(op.name, node.guards, node.output())
         grads = op.vjp(saved, dy, needs)
-        if not retain_graph:
-            if node.locked:
-                node.release()
-            else:  # release() inlined: this loop runs once per recorded op
-                node.saved = FREED
-                node.inputs = ()
+        if not retain_graph:  # release() inlined: this loop runs once per recorded op
+            node.saved = FREED
+            node.inputs = ()
+            node.guards = ()
         for t, need, g in zip(inputs, needs, grads, strict=True):
             if not need or g is None:
                 if hooked and need and id(t) in hooked:

@@ -1,78 +1,103 @@
-"""Saved-array protection: a backward must not run on values changed since forward.
+"""Saved-array guard: a backward must not use values that changed after the forward pass.
 
-An op that saves a parameter's array for backward (``w`` in ``x @ w``) would produce
-silently wrong gradients if the array changed before backward. Two guards:
+An op saves arrays for its backward (``w`` and ``x`` in ``x @ w``, its own output for
+``exp``). If one of them changed before backward, the gradients would be silently
+wrong. Nothing is ever locked: writes are always allowed, as in PyTorch, and a
+backward through a graph whose saved values changed raises instead. Two checks:
 
-* fastbp's own in-place updates (an optimizer's ``step``) bump the tensor's
-  ``_version``; the record remembers the versions and backward compares them;
-* while a record holds a parameter's array, the array is read-only, so a raw NumPy
-  write to it raises at once. A per-array count lets several records hold one array,
-  and releasing the record (backward, or the graph being dropped) makes it writable.
+* **Versions.** Every in-place write made through fastbp (an in-place op such as
+  ``add_``, ``optimizer.step()``, ``load_state_dict``) bumps the tensor's ``_version``.
+  A record remembers the version of each tensor whose array it saved.
+* **Fingerprints.** A raw NumPy write (``p.data -= lr * p.grad``, ``np.copyto`` into a
+  layer's input, a write to the user's own array behind ``fb.from_numpy``) bumps
+  nothing. So the record also keeps a fingerprint of each such array: all its bytes for
+  small arrays, and for larger ones a sample of :data:`SAMPLES` elements spread evenly
+  over it (a copy of 256 bytes or so, whatever the array's size). Backward compares it.
+
+NOTE: the fingerprint of a large array is a sample. A raw write that leaves every
+sampled element as it was (one element changed in a million) is not caught; a write
+through fastbp always is, and so is every raw write seen in practice (a scaling, a
+copy, an update with a gradient that is not zero at all sampled places). Checking the
+whole array at every op would cost a pass over memory per saved array, about as
+much as the op itself for the elementwise ones.
 """
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 
-__all__ = ["lock", "unlock", "check_versions", "saved_parameters"]
+__all__ = ["SAMPLES", "fingerprint", "guard", "check"]
 
-_lock_counts: dict[int, int] = {}
-_lock_guard = threading.Lock()
-
-
-def lock(arrays: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
-    """Make ``arrays`` read-only; return those now counted (already read-only ones are not)."""
-    counted = []
-    with _lock_guard:
-        for a in arrays:
-            key = id(a)
-            count = _lock_counts.get(key)
-            if count is None:
-                if not a.flags.writeable:
-                    continue  # read-only for reasons of its own: leave it alone
-                a.setflags(write=False)
-                count = 0
-            _lock_counts[key] = count + 1
-            counted.append(a)
-    return tuple(counted)
+SAMPLES = 64  # elements sampled from an array larger than that
 
 
-def unlock(arrays: tuple[np.ndarray, ...]) -> None:
-    """Undo one :func:`lock` of each array; the last one makes it writable again."""
-    with _lock_guard:
-        for a in arrays:
-            key = id(a)
-            count = _lock_counts.get(key, 1) - 1
-            if count <= 0:
-                _lock_counts.pop(key, None)
-                a.setflags(write=True)
-            else:
-                _lock_counts[key] = count
+def fingerprint(a: np.ndarray) -> bytes:
+    """A cheap summary of ``a``'s values: its bytes, or a sample of them for a large array.
+
+    Example
+    -------
+    >>> import numpy as np
+    >>> a = np.zeros(1000, np.float32)
+    >>> before = fingerprint(a)
+    >>> a *= 2; fingerprint(a) == before    # zeros stay zeros: nothing changed
+    True
+    >>> a += 1; fingerprint(a) == before
+    False
+    """
+    n = a.size
+    if n <= SAMPLES:
+        return a.tobytes()
+    if a.flags.c_contiguous:
+        flat = a.reshape(-1)
+        return flat[:: n // SAMPLES].tobytes() + flat[-1:].tobytes()
+    # Any layout: a strided sample along each axis, about SAMPLES elements in all.
+    per_axis = max(2, int(SAMPLES ** (1 / a.ndim)))
+    index = tuple(slice(None, None, max(1, size // per_axis)) for size in a.shape)
+    return a[index].tobytes() + a[(-1,) * a.ndim].tobytes()
 
 
-def saved_parameters(inputs, saved) -> list:
-    """The parameters (leaves that require grad) among ``inputs`` whose very array is saved."""
+def guard(inputs, saved, out: np.ndarray) -> tuple:
+    """What a record keeps to check its saved arrays: ``(tensor or None, version, array,
+    fingerprint)`` for each saved array that is an input's or the output's.
+
+    The output's entry has no tensor (the record holds its output weakly); its version
+    is 0, the version of a new tensor.
+    """
     held = saved if type(saved) is tuple else (saved,)
-    params = []
-    for t in inputs:
-        if t._node is None and t.requires_grad:
-            data = t.data
-            for item in held:
-                if item is data:
-                    params.append(t)
-                    break
-    return params
+    guards = []
+    for item in held:
+        if type(item) is not np.ndarray:
+            continue
+        if item is out:
+            guards.append((None, 0, item, fingerprint(item)))
+            continue
+        for t in inputs:
+            if t.data is item:
+                guards.append((t, t._version, item, fingerprint(item)))
+                break
+    return tuple(guards)
 
 
-def check_versions(name: str, params, versions) -> None:
-    """Raise if fastbp updated a saved parameter in place since op ``name`` ran."""
-    for t, version in zip(params, versions, strict=True):
-        if t._version != version:
+def check(name: str, guards: tuple, output) -> None:
+    """Raise ``RuntimeError`` if a saved array of op ``name`` changed since its forward.
+
+    ``output`` is the op's output tensor, or None if it is gone.
+    """
+    for t, version, array, print_ in guards:
+        owner = t if t is not None else output
+        if owner is not None and owner._version != version:
             raise RuntimeError(
-                f"backward of '{name}': a parameter it saved (shape {t.shape}) "
-                f"was modified in place (e.g. by optimizer.step()) after the forward "
-                f"pass, so its gradient would be wrong. Call backward() before step(), "
-                f"or recompute the forward pass."
+                f"backward of '{name}': a tensor it saved (shape {array.shape}, "
+                f"{array.dtype}) was modified in place (e.g. by optimizer.step() or add_()) "
+                f"after the forward pass (version {owner._version}, expected {version}), so "
+                f"its gradient would be wrong. Call backward() before modifying it, or "
+                f"recompute the forward pass."
+            )
+        if fingerprint(array) != print_:
+            raise RuntimeError(
+                f"backward of '{name}': an array it saved (shape {array.shape}, "
+                f"{array.dtype}) was written to directly after the forward pass (a raw "
+                f"NumPy write to .data, or to an array shared with fb.from_numpy), so its "
+                f"gradient would be wrong. Call backward() before changing the array, "
+                f"write through a copy, or recompute the forward pass."
             )

@@ -36,12 +36,8 @@ def _generator(generator: np.random.Generator | None) -> np.random.Generator:
 def _fill(t: Tensor, values: np.ndarray, where: str) -> Tensor:
     if not isinstance(t, Tensor):
         raise TypeError(f"init.{where}: expected a Tensor, got {type(t).__name__}")
-    if not t.data.flags.writeable:
-        raise ValueError(
-            f"init.{where}: the tensor of shape {t.shape} is read-only because a recorded "
-            f"graph still uses it; call backward() on that graph or drop it first"
-        )
     t.data[...] = values
+    t._version += 1  # a graph that saved the old values must not backward through them
     return t
 
 
