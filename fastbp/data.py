@@ -277,14 +277,110 @@ def _locate(root: Path, name: str, download: bool) -> Path:
             f"MNIST file {name} not found: looked for {gz} and {plain}. Put the files there, set "
             "FASTBP_DATA to the directory that holds them, or call load_mnist(download=True)."
         )
-    root.mkdir(parents=True, exist_ok=True)
     _download(name, gz)
     return gz
 
 
+def _holds_mnist(directory: Path) -> bool:
+    """True if ``directory`` holds at least one of the four MNIST files (.gz or not)."""
+    try:
+        return any(
+            (directory / n).is_file() or (directory / (n + ".gz")).is_file()
+            for n, _ in _MNIST_FILES
+        )
+    except OSError:  # unreadable: not a candidate
+        return False
+
+
+def _subdirs(directory: Path) -> list[Path]:
+    try:
+        return sorted(p for p in directory.iterdir() if p.is_dir() and not p.name.startswith("."))
+    except OSError:
+        return []
+
+
+def _path_hint(root: Path) -> str:
+    """Suggest what a mistyped data directory was meant to be.
+
+    The nearest existing parent and, near it (two levels down at most, so a typo next to a
+    large tree stays cheap), the directories that hold MNIST files, closest name first.
+    """
+    import difflib
+
+    parent = root.parent
+    while not parent.is_dir() and parent != parent.parent:
+        parent = parent.parent
+    near: list[Path] = []
+    for child in _subdirs(parent)[:200]:
+        near.append(child)
+        near.extend(_subdirs(child)[:50])
+    holders = [d for d in near if _holds_mnist(d)]
+    if holders:
+        holders.sort(key=lambda d: -difflib.SequenceMatcher(None, str(d), str(root)).ratio())
+        listed = ", ".join(str(d) for d in holders[:3])
+        return f"Did you mean {holders[0]}? Directories near it holding MNIST files: {listed}."
+    names = [d.name for d in _subdirs(parent)]
+    close = difflib.get_close_matches(root.relative_to(parent).parts[0], names, n=3)
+    hint = f"The nearest existing parent is {parent}"
+    if close:
+        hint += f"; its closest subdirectories are {', '.join(close)}"
+    return hint + "."
+
+
+def _check_root(root: Path, named_by: str, download: bool | None) -> bool:
+    """Decide whether missing files may be downloaded into ``root``; raise on a likely typo.
+
+    ``download=None`` (the default) downloads into the per-user cache, or into a directory
+    the user named that already holds some of the files (a partial download to complete).
+    A named directory that does not exist, or exists and holds none of the files, is far
+    more often a mistyped path than a wish to download 11 MB there: raise, create nothing.
+    """
+    if root.exists() and not root.is_dir():
+        raise NotADirectoryError(
+            f"load_mnist: the data directory {root} ({named_by}) is a file, not a directory. "
+            "Point it at the directory holding the MNIST IDX files."
+        )
+    if download is True or (download is None and named_by == "the default cache"):
+        return True
+    if not root.exists():
+        raise FileNotFoundError(
+            f"load_mnist: the data directory {root} ({named_by}) does not exist; nothing was "
+            f"created or downloaded. {_path_hint(root)} To download MNIST into a new "
+            "directory there, pass download=True."
+        )
+    if download is False:
+        return False
+    if not _holds_mnist(root):
+        raise FileNotFoundError(
+            f"load_mnist: the data directory {root} ({named_by}) holds none of the MNIST IDX "
+            f"files; nothing was downloaded. {_path_hint(root / '_')} To download MNIST into "
+            "it, pass download=True."
+        )
+    return True
+
+
+def _make_dirs(root: Path) -> list[Path]:
+    """Create ``root`` and missing parents; return those created, deepest last."""
+    missing = []
+    d = root
+    while not d.exists():
+        missing.append(d)
+        d = d.parent
+    root.mkdir(parents=True, exist_ok=True)
+    return missing[::-1]
+
+
+def _remove_if_empty(created: list[Path]) -> None:
+    for d in reversed(created):
+        try:
+            d.rmdir()  # fails (and is left) if anything was written into it
+        except OSError:
+            return
+
+
 def load_mnist(
     root: str | os.PathLike | None = None,
-    download: bool = True,
+    download: bool | None = None,
     verify: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Load MNIST from the four standard IDX files, downloading missing ones.
@@ -298,8 +394,12 @@ def load_mnist(
     root : str, os.PathLike or None, optional
         Directory holding the files. Defaults to ``$FASTBP_DATA`` if set, else
         ``$XDG_CACHE_HOME/fastbp/mnist``, else ``~/.cache/fastbp/mnist``.
-    download : bool, optional
-        Download missing files. Default True.
+    download : bool or None, optional
+        True: download missing files, creating ``root`` if needed. False: never download.
+        None (the default): download into the per-user cache, or into a ``root`` (or
+        ``$FASTBP_DATA``) that already holds some of the files; a named directory that does
+        not exist or holds none of them raises instead, as it is most likely a typo.
+        A directory created for a download that fails is removed again.
     verify : bool, optional
         Also check the SHA-256 of files already on disk (costs ~0.05 s on top of the
         ~0.25 s decompression). Default False: downloads are always verified.
@@ -313,7 +413,11 @@ def load_mnist(
     Raises
     ------
     FileNotFoundError
-        If a file is missing and ``download`` is False.
+        If a file is missing and ``download`` is False, or (``download=None``) if the named
+        directory does not exist or holds no MNIST file; the message suggests the likely
+        intended directory.
+    NotADirectoryError
+        If ``root`` is a file.
     ValueError
         If a file has a wrong magic number, is truncated, fails ``verify``, if image and label
         counts disagree, or if every mirror served data with the wrong checksum.
@@ -326,10 +430,26 @@ def load_mnist(
     >>> x_train.shape, y_train.dtype  # doctest: +SKIP
     ((60000, 28, 28), dtype('uint8'))
     """
+    if root is not None:
+        named_by = "the root argument"
+    elif os.environ.get("FASTBP_DATA"):
+        named_by = "from $FASTBP_DATA"
+    else:
+        named_by = "the default cache"
     root = Path(root).expanduser() if root is not None else _default_root()
+    may_download = _check_root(root, named_by, download)
+    paths: list[Path] = []
+    created: list[Path] = []
+    try:
+        for name, _ in _MNIST_FILES:
+            if may_download and not root.is_dir():
+                created = _make_dirs(root)
+            paths.append(_locate(root, name, may_download))
+    except BaseException:
+        _remove_if_empty(created)  # never leave an empty directory behind
+        raise
     arrays: list[np.ndarray] = []
-    for name, want_magic in _MNIST_FILES:
-        path = _locate(root, name, download)
+    for path, (name, want_magic) in zip(paths, _MNIST_FILES, strict=True):
         raw = _read_bytes(path)
         if verify:
             digest = hashlib.sha256(raw).hexdigest()

@@ -119,7 +119,7 @@ def load_data(
     data_dir: str | Path | None = None,
     limit_train: int | None = None,
     limit_test: int | None = None,
-    download: bool = True,
+    download: bool | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Load MNIST and preprocess it once, up front.
 
@@ -130,8 +130,9 @@ def load_data(
         (``$FASTBP_DATA``, else a per-user cache).
     limit_train, limit_test : int or None, optional
         Keep only the first N training / test samples (None keeps all).
-    download : bool, optional
-        Download missing files. Default True.
+    download : bool or None, optional
+        As :func:`fastbp.data.load_mnist`: None (the default) downloads into the per-user
+        cache or to complete a partial directory, True also into a new directory.
 
     Returns
     -------
@@ -585,6 +586,12 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--optimizer", choices=("sgd", "adam"), default=None, help="optimizer [sgd]")
     p.add_argument("--data-dir", default=None, help="directory with the MNIST files [$FASTBP_DATA]")
+    p.add_argument(
+        "--download",
+        action="store_true",
+        help="download missing files, creating --data-dir if needed (without it, a data "
+        "directory that does not exist is reported as a likely typo)",
+    )
     p.add_argument("--seed", type=int, default=None, help="seed for init and shuffling [0]")
     p.add_argument("--save", metavar="PATH", help="write a checkpoint after every epoch")
     p.add_argument("--resume", metavar="PATH", help="continue from a checkpoint")
@@ -762,7 +769,10 @@ def main(argv: Sequence[str] | None = None) -> float:
 
     try:
         x_train, y_train, x_test, y_test = load_data(
-            args.data_dir, config["limit_train"], config["limit_test"]
+            args.data_dir,
+            config["limit_train"],
+            config["limit_test"],
+            download=True if args.download else None,
         )
     except (OSError, ValueError) as exc:
         raise SystemExit(f"error: cannot load MNIST: {exc}") from None
