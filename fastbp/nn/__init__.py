@@ -12,9 +12,10 @@ Example
 [(4, 8), (8,), (8, 3), (3,)]
 """
 
-from . import functional, init
+from . import functional, init, utils
+from .containers import Flatten, Identity, ModuleDict, ModuleList, Unflatten
 from .layers import Linear, ReLU, Sequential, Sigmoid, Tanh
-from .module import Module, Parameter
+from .module import Module, Parameter, RemovableHandle
 
 __all__ = [
     "Module",
@@ -26,4 +27,11 @@ __all__ = [
     "Tanh",
     "functional",
     "init",
+    "ModuleList",
+    "ModuleDict",
+    "Identity",
+    "Flatten",
+    "Unflatten",
+    "RemovableHandle",
+    "utils",
 ]

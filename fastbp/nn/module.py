@@ -9,7 +9,8 @@ optimizer and a state dict rely on.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import itertools
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -17,7 +18,7 @@ import numpy as np
 from ..core.observer import record_call
 from ..core.tensor import Tensor
 
-__all__ = ["Module", "Parameter"]
+__all__ = ["Module", "Parameter", "RemovableHandle"]
 
 
 class Parameter(Tensor):
@@ -107,6 +108,10 @@ class Module:
         # Set through object.__setattr__: our __setattr__ needs these dicts to exist.
         object.__setattr__(self, "_parameters", {})
         object.__setattr__(self, "_modules", {})
+        object.__setattr__(self, "_buffers", {})
+        object.__setattr__(self, "_non_persistent", set())
+        object.__setattr__(self, "_forward_pre_hooks", {})
+        object.__setattr__(self, "_forward_hooks", {})
         object.__setattr__(self, "training", True)
 
     # ------------------------------------------------------------------ registration
@@ -122,6 +127,14 @@ class Module:
             object.__setattr__(self, name, value)
             return
         modules = d["_modules"]
+        buffers = d.get("_buffers")
+        if buffers is not None and name in buffers:
+            # Reassigning a buffer (e.g. a running statistic) keeps it a buffer.
+            if value is not None and not isinstance(value, Tensor):
+                value = Tensor(np.asarray(value))
+            buffers[name] = value
+            object.__setattr__(self, name, value)
+            return
         if isinstance(value, Module):
             params.pop(name, None)
             modules[name] = value
@@ -144,6 +157,8 @@ class Module:
     def __delattr__(self, name: str) -> None:
         self._parameters.pop(name, None)
         self._modules.pop(name, None)
+        self.__dict__.get("_buffers", {}).pop(name, None)
+        self.__dict__.get("_non_persistent", set()).discard(name)
         object.__delattr__(self, name)
 
     def register_parameter(self, name: str, param: Tensor | None) -> None:
@@ -237,8 +252,26 @@ class Module:
         """
         raise NotImplementedError(f"{type(self).__name__} must implement forward()")
 
+    # Class-level empty defaults: a module whose __init__ predates hooks still calls fast.
+    _forward_pre_hooks: dict = {}
+    _forward_hooks: dict = {}
+
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if self._forward_pre_hooks or self._forward_hooks:
+            return self._call_with_hooks(args, kwargs)
         return self.forward(*args, **kwargs)
+
+    def _call_with_hooks(self, args: tuple, kwargs: dict) -> Any:
+        for hook in list(self._forward_pre_hooks.values()):
+            result = hook(self, args)
+            if result is not None:
+                args = result if isinstance(result, tuple) else (result,)
+        output = self.forward(*args, **kwargs)
+        for hook in list(self._forward_hooks.values()):
+            result = hook(self, args, output)
+            if result is not None:
+                output = result
+        return output
 
     # -------------------------------------------------------------------- traversal
     def named_children(self) -> Iterator[tuple[str, Module]]:
@@ -432,10 +465,11 @@ class Module:
 
     # ------------------------------------------------------------------ state dicts
     def state_dict(self) -> dict[str, np.ndarray]:
-        """Return ``{dotted_name: copy of the parameter's array}``.
+        """Return ``{dotted_name: copy of the array}`` for parameters and persistent buffers.
 
         Every name is listed, including a second name of a shared parameter, so the
-        dict can be loaded into a fresh copy of the same architecture.
+        dict can be loaded into a fresh copy of the same architecture. Each module's
+        parameters come first, then its buffers, as in PyTorch.
 
         Returns
         -------
@@ -448,7 +482,7 @@ class Module:
         >>> {k: v.shape for k, v in nn.Linear(4, 3).state_dict().items()}
         {'weight': (4, 3), 'bias': (3,)}
         """
-        return {name: param.data.copy() for name, param in self._all_named_parameters()}
+        return {name: param.data.copy() for name, param in self._all_named_state()}
 
     def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True) -> None:
         """Copy the arrays of ``state_dict`` into the parameters, in place.
@@ -483,7 +517,7 @@ class Module:
         >>> bool((a.weight.data == b.weight.data).all())
         True
         """
-        own = dict(self._all_named_parameters())
+        own = dict(self._all_named_state())
         where = f"{type(self).__name__}.load_state_dict"
         if strict:
             missing = [k for k in own if k not in state_dict]
@@ -528,6 +562,314 @@ class Module:
                 if param is not None:
                     yield (f"{module_name}.{name}" if module_name else name), param
 
+    def _all_named_state(self) -> Iterator[tuple[str, Tensor]]:
+        """Parameters and persistent buffers, module by module (each module's parameters
+        first, then its buffers), as PyTorch orders a state dict."""
+        for module_name, module in self.named_modules():
+            dot = f"{module_name}." if module_name else ""
+            for name, param in module._parameters.items():
+                if param is not None:
+                    yield dot + name, param
+            skip = module.__dict__.get("_non_persistent", ())
+            for name, buf in module.__dict__.get("_buffers", {}).items():
+                if buf is not None and name not in skip:
+                    yield dot + name, buf
+
+    # ---------------------------------------------------------------------- buffers
+    def register_buffer(self, name: str, tensor: Any, persistent: bool = True) -> None:
+        """Register a non-trainable array (e.g. a running mean) under ``name``.
+
+        A buffer is saved in :meth:`state_dict` (unless ``persistent=False``), converted
+        by :meth:`to`, and never returned by :meth:`parameters`. Reassigning the
+        attribute later keeps it a buffer.
+
+        Parameters
+        ----------
+        name : str
+            Attribute name; must not contain a dot.
+        tensor : Tensor, array_like or None
+            The value (wrapped in a Tensor that does not require grad); None keeps an
+            empty slot.
+        persistent : bool, default True
+            Whether the buffer is part of the state dict.
+
+        Raises
+        ------
+        ValueError
+            If ``name`` is empty or contains a dot.
+        KeyError
+            If ``name`` is already a parameter or submodule.
+
+        Example
+        -------
+        >>> import numpy as np
+        >>> from fastbp import nn
+        >>> m = nn.Module()
+        >>> m.register_buffer("running_mean", np.zeros(3))
+        >>> list(m.state_dict()), [n for n, _ in m.named_buffers()]
+        (['running_mean'], ['running_mean'])
+        """
+        _check_name(self, name)
+        if name in self._parameters or name in self._modules:
+            raise KeyError(
+                f"{type(self).__name__}.register_buffer('{name}'): '{name}' is already a "
+                f"parameter or submodule; `del` it first or pick another name"
+            )
+        if tensor is not None and not isinstance(tensor, Tensor):
+            tensor = Tensor(np.asarray(tensor))
+        if "_buffers" not in self.__dict__:  # a module built before buffers existed
+            object.__setattr__(self, "_buffers", {})
+            object.__setattr__(self, "_non_persistent", set())
+        self._buffers[name] = tensor
+        if persistent:
+            self._non_persistent.discard(name)
+        else:
+            self._non_persistent.add(name)
+        object.__setattr__(self, name, tensor)
+
+    def named_buffers(self, prefix: str = "", recurse: bool = True) -> Iterator[tuple[str, Tensor]]:
+        """Yield ``(dotted_name, buffer)`` for every buffer (persistent or not), depth first.
+
+        Parameters
+        ----------
+        prefix : str, default ""
+            Prepended (with a dot) to every name.
+        recurse : bool, default True
+            Include the buffers of submodules.
+
+        Example
+        -------
+        >>> import numpy as np
+        >>> from fastbp import nn
+        >>> inner = nn.Module(); inner.register_buffer("n", np.zeros(1))
+        >>> outer = nn.Sequential(inner)
+        >>> [name for name, _ in outer.named_buffers()]
+        ['0.n']
+        """
+        seen: set[int] = set()
+        walk = self.named_modules(prefix) if recurse else iter([(prefix, self)])
+        for module_name, module in walk:
+            for name, buf in module.__dict__.get("_buffers", {}).items():
+                if buf is None or id(buf) in seen:
+                    continue
+                seen.add(id(buf))
+                yield (f"{module_name}.{name}" if module_name else name), buf
+
+    def buffers(self, recurse: bool = True) -> Iterator[Tensor]:
+        """Yield the buffers in the order of :meth:`named_buffers`.
+
+        Example
+        -------
+        >>> from fastbp import nn
+        >>> list(nn.Linear(2, 2).buffers())
+        []
+        """
+        for _, buf in self.named_buffers(recurse=recurse):
+            yield buf
+
+    # ------------------------------------------------------------------ whole-module
+    def apply(self, fn: Callable[[Module], Any]) -> Module:
+        """Call ``fn`` on every submodule (children first, depth first), then on ``self``.
+
+        Typical use is initialisation: ``model.apply(init_weights)``.
+
+        Parameters
+        ----------
+        fn : callable
+            Takes a module; its return value is ignored.
+
+        Returns
+        -------
+        Module
+            ``self``.
+
+        Example
+        -------
+        >>> from fastbp import nn
+        >>> seen = []
+        >>> net = nn.Sequential(nn.Linear(2, 2), nn.ReLU())
+        >>> _ = net.apply(lambda m: seen.append(type(m).__name__))
+        >>> seen
+        ['Linear', 'ReLU', 'Sequential']
+        """
+        # Post-order without recursion (deep nestings must not hit the recursion limit).
+        order: list[Module] = []
+        stack: list[tuple[Module, bool]] = [(self, False)]
+        seen: set[int] = set()
+        while stack:
+            module, expanded = stack.pop()
+            if expanded:
+                order.append(module)
+                continue
+            if id(module) in seen:
+                continue
+            seen.add(id(module))
+            stack.append((module, True))
+            stack.extend((child, False) for child in reversed(list(module.children())))
+        for module in order:
+            fn(module)
+        return self
+
+    def requires_grad_(self, requires_grad: bool = True) -> Module:
+        """Set ``requires_grad`` of every parameter (freeze with False) and return ``self``.
+
+        Frozen parameters stay in :meth:`parameters` and the state dict; backward gives
+        them no gradient.
+
+        Parameters
+        ----------
+        requires_grad : bool, default True
+
+        Example
+        -------
+        >>> from fastbp import nn
+        >>> [p.requires_grad for p in nn.Linear(2, 1).requires_grad_(False).parameters()]
+        [False, False]
+        """
+        for param in self.parameters():
+            param.requires_grad_(requires_grad)
+        return self
+
+    def to(self, dtype: Any) -> Module:
+        """Cast every floating-point parameter, gradient and buffer to ``dtype``, in place.
+
+        Only dtypes are supported (fastbp runs on the CPU; a device string such as
+        ``"cpu"`` is accepted and ignored). Parameters are rebound to new arrays, so
+        build the optimizer after calling ``to``. Integer buffers are left alone, as in
+        PyTorch.
+
+        Parameters
+        ----------
+        dtype : numpy dtype, str or "cpu"
+            A floating-point dtype (e.g. ``np.float64`` or ``"float32"``).
+
+        Returns
+        -------
+        Module
+            ``self``.
+
+        Raises
+        ------
+        TypeError
+            If ``dtype`` is not a floating-point dtype.
+
+        Example
+        -------
+        >>> import numpy as np
+        >>> from fastbp import nn
+        >>> nn.Linear(2, 1).to(np.float64).weight.dtype
+        dtype('float64')
+        """
+        if isinstance(dtype, str) and dtype == "cpu":
+            return self
+        target = np.dtype(dtype)
+        if target.kind != "f":
+            raise TypeError(
+                f"{type(self).__name__}.to: expected a floating-point dtype, got {target}; "
+                f"parameters must stay floating point"
+            )
+        for module in self.modules():
+            for param in module._parameters.values():
+                if param is not None and param.data.dtype != target:
+                    param.data = param.data.astype(target)
+                    if param.grad is not None:
+                        param.grad = np.asarray(param.grad).astype(target)
+                    param._version += 1
+            for buf in module.__dict__.get("_buffers", {}).values():
+                if buf is not None and buf.data.dtype.kind == "f" and buf.data.dtype != target:
+                    buf.data = buf.data.astype(target)
+        return self
+
+    def float(self) -> Module:
+        """Cast floating-point parameters and buffers to float32 (``to(np.float32)``).
+
+        Example
+        -------
+        >>> from fastbp import nn
+        >>> nn.Linear(2, 1).double().float().weight.dtype
+        dtype('float32')
+        """
+        return self.to(np.float32)
+
+    def double(self) -> Module:
+        """Cast floating-point parameters and buffers to float64 (``to(np.float64)``).
+
+        Example
+        -------
+        >>> from fastbp import nn
+        >>> nn.Linear(2, 1).double().bias.dtype
+        dtype('float64')
+        """
+        return self.to(np.float64)
+
+    # ------------------------------------------------------------------------ hooks
+    def register_forward_pre_hook(self, hook: Callable[..., Any]) -> RemovableHandle:
+        """Call ``hook(module, args)`` before every forward.
+
+        A hook that returns something other than None replaces the positional
+        arguments (a non-tuple is wrapped in a 1-tuple), as in PyTorch.
+
+        Parameters
+        ----------
+        hook : callable
+
+        Returns
+        -------
+        RemovableHandle
+            ``handle.remove()`` unregisters the hook.
+
+        Example
+        -------
+        >>> import fastbp as fb
+        >>> from fastbp import nn
+        >>> m = nn.ReLU()
+        >>> h = m.register_forward_pre_hook(lambda mod, args: (-args[0],))
+        >>> m(fb.tensor([-2.0])).data, h.remove(), m(fb.tensor([-2.0])).data
+        (array([2.], dtype=float32), None, array([0.], dtype=float32))
+        """
+        return self._add_hook("_forward_pre_hooks", hook)
+
+    def register_forward_hook(self, hook: Callable[..., Any]) -> RemovableHandle:
+        """Call ``hook(module, args, output)`` after every forward.
+
+        A hook that returns something other than None replaces the output.
+
+        Parameters
+        ----------
+        hook : callable
+
+        Returns
+        -------
+        RemovableHandle
+            ``handle.remove()`` unregisters the hook; also a context manager.
+
+        Example
+        -------
+        >>> import fastbp as fb
+        >>> from fastbp import nn
+        >>> shapes = []
+        >>> m = nn.Linear(3, 2)
+        >>> with m.register_forward_hook(lambda mod, args, out: shapes.append(out.shape)):
+        ...     _ = m(fb.ones(4, 3))
+        >>> _ = m(fb.ones(1, 3)); shapes
+        [(4, 2)]
+        """
+        return self._add_hook("_forward_hooks", hook)
+
+    def _add_hook(self, table: str, hook: Callable[..., Any]) -> RemovableHandle:
+        if not callable(hook):
+            raise TypeError(
+                f"{type(self).__name__}.register{table[:-6]}_hook: expected a callable, "
+                f"got {type(hook).__name__}"
+            )
+        hooks = self.__dict__.get(table)
+        if hooks is None:  # the class-level default is shared: never mutate it
+            hooks = {}
+            object.__setattr__(self, table, hooks)
+        handle = RemovableHandle(hooks)
+        hooks[handle.id] = hook
+        return handle
+
     # ------------------------------------------------------------------------- repr
     def extra_repr(self) -> str:
         """Return the text shown inside the parentheses of the repr (empty by default).
@@ -559,3 +901,34 @@ def _check_name(module: Module, name: str) -> None:
             f"{type(module).__name__}: invalid attribute name {name!r}; use a non-empty "
             f"string without dots"
         )
+
+
+class RemovableHandle:
+    """What ``register_forward_hook`` and friends return: ``remove()`` unregisters the hook.
+
+    Also a context manager that removes the hook on exit. Removing twice is harmless.
+
+    Example
+    -------
+    >>> from fastbp import nn
+    >>> m = nn.ReLU()
+    >>> h = m.register_forward_hook(lambda *a: None)
+    >>> h.remove(); len(m._forward_hooks)
+    0
+    """
+
+    _ids = itertools.count()
+
+    def __init__(self, table: dict):
+        self.id = next(RemovableHandle._ids)
+        self._table = table
+
+    def remove(self) -> None:
+        """Unregister the hook (no-op if already removed)."""
+        self._table.pop(self.id, None)
+
+    def __enter__(self) -> RemovableHandle:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.remove()
