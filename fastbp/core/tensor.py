@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from . import engine, hooks
+from . import engine, hooks, inplace
+from .args import axis_args
 from .engine import apply
 from .registry import OPS
 
@@ -47,6 +48,25 @@ def _check_grad_dtype(data: np.ndarray, where: str) -> None:
             f"{where}: only floating-point tensors can require gradients, but the data has "
             f"dtype {data.dtype}; pass dtype=np.float32 (or float64)"
         )
+
+
+def _unary_method(name: str, doc: str):
+    """A Tensor method that applies the one-input op ``name`` (looked up when called)."""
+
+    def method(self) -> Tensor:
+        return apply(OPS[name], (self,))
+
+    method.__name__ = method.__qualname__ = name
+    method.__doc__ = doc
+    return method
+
+
+def _matmul(a: Tensor, b: Tensor) -> Tensor:
+    # 2-D @ 2-D stays the op 'matmul' (the kernel path the compiler knows by name);
+    # every other rank goes through the general 'matmul_nd'.
+    if a.data.ndim == 2 and b.data.ndim == 2:
+        return apply(OPS["matmul"], (a, b))
+    return apply(OPS["matmul_nd"], (a, b))
 
 
 class Tensor:
@@ -319,6 +339,164 @@ class Tensor:
     def __rpow__(self, other):
         return apply(OPS["pow"], (self._operand(other), self))
 
+    # -------------------------------------------------------------------- in place
+    # PyTorch's rules (see fastbp.core.inplace): the array is written, _version bumped.
+    def __iadd__(self, other):
+        return inplace.update(self, "add", other, "__iadd__")
+
+    def __isub__(self, other):
+        return inplace.update(self, "sub", other, "__isub__")
+
+    def __imul__(self, other):
+        return inplace.update(self, "mul", other, "__imul__")
+
+    def __itruediv__(self, other):
+        return inplace.update(self, "div", other, "__itruediv__")
+
+    def add_(self, other: Any, *, alpha: float = 1) -> Tensor:
+        """In-place ``self += alpha * other``; returns ``self``.
+
+        Raises
+        ------
+        RuntimeError
+            On a leaf that requires grad while grad mode is on (use ``fb.no_grad()``).
+
+        Example
+        -------
+        >>> import fastbp as fb
+        >>> fb.tensor([1.0, 2.0]).add_(1.0, alpha=2)
+        tensor([3., 4.])
+        """
+        if alpha != 1:
+            other = other * alpha if isinstance(other, Tensor) else np.multiply(other, alpha)
+        return inplace.update(self, "add", other, "add_")
+
+    def sub_(self, other: Any, *, alpha: float = 1) -> Tensor:
+        """In-place ``self -= alpha * other``; returns ``self``.
+
+        Example
+        -------
+        >>> import fastbp as fb
+        >>> fb.tensor([1.0, 2.0]).sub_(1.0)
+        tensor([0., 1.])
+        """
+        if alpha != 1:
+            other = other * alpha if isinstance(other, Tensor) else np.multiply(other, alpha)
+        return inplace.update(self, "sub", other, "sub_")
+
+    def mul_(self, other: Any) -> Tensor:
+        """In-place ``self *= other``; returns ``self``.
+
+        Example
+        -------
+        >>> import fastbp as fb
+        >>> fb.tensor([1.0, 2.0]).mul_(3.0)
+        tensor([3., 6.])
+        """
+        return inplace.update(self, "mul", other, "mul_")
+
+    def div_(self, other: Any) -> Tensor:
+        """In-place ``self /= other``; returns ``self``.
+
+        Example
+        -------
+        >>> import fastbp as fb
+        >>> fb.tensor([1.0, 2.0]).div_(2.0)
+        tensor([0.5, 1. ])
+        """
+        return inplace.update(self, "div", other, "div_")
+
+    def zero_(self) -> Tensor:
+        """Fill with zeros in place; returns ``self``.
+
+        Example
+        -------
+        >>> import fastbp as fb
+        >>> fb.ones(2).zero_()
+        tensor([0., 0.])
+        """
+        return inplace.fill(self, 0, "zero_")
+
+    def fill_(self, value: float) -> Tensor:
+        """Fill with ``value`` in place; returns ``self``.
+
+        Example
+        -------
+        >>> import fastbp as fb
+        >>> fb.zeros(2).fill_(7.0)
+        tensor([7., 7.])
+        """
+        return inplace.fill(self, value, "fill_")
+
+    def copy_(self, src: Any) -> Tensor:
+        """Copy ``src``'s values (broadcast to this shape) in place; returns ``self``.
+
+        Gradients flow to ``src`` if it requires grad, as in PyTorch.
+
+        Example
+        -------
+        >>> import fastbp as fb
+        >>> fb.zeros(2, 2).copy_(fb.tensor([1.0, 2.0]))
+        tensor([[1., 2.],
+                [1., 2.]])
+        """
+        return inplace.fill(self, src, "copy_")
+
+    def clamp_(self, min: float | None = None, max: float | None = None) -> Tensor:  # noqa: A002
+        """Limit values to ``[min, max]`` in place; returns ``self``.
+
+        Example
+        -------
+        >>> import fastbp as fb
+        >>> fb.tensor([-1.0, 3.0]).clamp_(0.0, 1.0)
+        tensor([0., 1.])
+        """
+        return inplace.clamp(self, min, max, "clamp_")
+
+    def normal_(self, mean: float = 0.0, std: float = 1.0, *, generator=None) -> Tensor:
+        """Fill with samples of N(mean, std²) in place; returns ``self``.
+
+        Parameters
+        ----------
+        mean : float, default 0.0
+            The mean.
+        std : float, default 1.0
+            The standard deviation.
+        generator : numpy.random.Generator, optional
+            Defaults to the one seeded by :func:`manual_seed`.
+
+        Example
+        -------
+        >>> import fastbp as fb
+        >>> fb.zeros(1000).normal_(5.0, 0.1).data.mean().round()
+        np.float32(5.0)
+        """
+        rng = generator if generator is not None else default_generator()
+        values = rng.normal(mean, std, self.shape).astype(self.data.dtype, copy=False)
+        return inplace.fill(self, values, "normal_")
+
+    def uniform_(self, a: float = 0.0, b: float = 1.0, *, generator=None) -> Tensor:
+        """Fill with samples of U(a, b) in place; returns ``self``.
+
+        Parameters
+        ----------
+        a : float, default 0.0
+            The lower bound.
+        b : float, default 1.0
+            The upper bound.
+        generator : numpy.random.Generator, optional
+            Defaults to the one seeded by :func:`manual_seed`.
+
+        Example
+        -------
+        >>> import fastbp as fb
+        >>> bool((fb.zeros(100).uniform_(2.0, 3.0).data >= 2.0).all())
+        True
+        """
+        rng = generator if generator is not None else default_generator()
+        values = rng.uniform(a, b, self.shape).astype(self.data.dtype, copy=False)
+        return inplace.fill(self, values, "uniform_")
+
     def __neg__(self):
         return apply(OPS["neg"], (self,))
 
@@ -329,10 +507,10 @@ class Tensor:
         return self.abs()
 
     def __matmul__(self, other):
-        return apply(OPS["matmul"], (self, self._operand(other)))
+        return _matmul(self, self._operand(other))
 
     def __rmatmul__(self, other):
-        return apply(OPS["matmul"], (self._operand(other), self))
+        return _matmul(self._operand(other), self)
 
     # Comparisons give bool tensors that are never differentiated.
     def _compare(self, other, ufunc):
@@ -397,20 +575,44 @@ class Tensor:
         return apply(OPS["clip"], (self,), low=min, high=max)
 
     # ------------------------------------------------------------------ reductions
-    def sum(self, axis: Axis = None, keepdims: bool = False) -> Tensor:
-        """Sum over ``axis`` (None: all axes)."""
+    def sum(
+        self, axis: Axis = None, keepdims: bool = False, *, dim: Axis = None, keepdim=None
+    ) -> Tensor:
+        """Sum over ``axis`` (None: all axes).
+
+        ``dim``/``keepdim`` are accepted as aliases of ``axis``/``keepdims``.
+        """
+        axis, keepdims = axis_args("sum", axis, keepdims, dim, keepdim)
         return apply(OPS["sum"], (self,), axis=axis, keepdims=keepdims)
 
-    def mean(self, axis: Axis = None, keepdims: bool = False) -> Tensor:
-        """Mean over ``axis`` (None: all axes)."""
+    def mean(
+        self, axis: Axis = None, keepdims: bool = False, *, dim: Axis = None, keepdim=None
+    ) -> Tensor:
+        """Mean over ``axis`` (None: all axes).
+
+        ``dim``/``keepdim`` are accepted as aliases of ``axis``/``keepdims``.
+        """
+        axis, keepdims = axis_args("mean", axis, keepdims, dim, keepdim)
         return apply(OPS["mean"], (self,), axis=axis, keepdims=keepdims)
 
-    def max(self, axis: Axis = None, keepdims: bool = False) -> Tensor:
-        """Maximum over ``axis``; ties share the gradient equally."""
+    def max(
+        self, axis: Axis = None, keepdims: bool = False, *, dim: Axis = None, keepdim=None
+    ) -> Tensor:
+        """Maximum over ``axis``; ties share the gradient equally.
+
+        ``dim``/``keepdim`` are accepted as aliases of ``axis``/``keepdims``.
+        """
+        axis, keepdims = axis_args("max", axis, keepdims, dim, keepdim)
         return apply(OPS["max"], (self,), axis=axis, keepdims=keepdims)
 
-    def min(self, axis: Axis = None, keepdims: bool = False) -> Tensor:
-        """Minimum over ``axis``; ties share the gradient equally."""
+    def min(
+        self, axis: Axis = None, keepdims: bool = False, *, dim: Axis = None, keepdim=None
+    ) -> Tensor:
+        """Minimum over ``axis``; ties share the gradient equally.
+
+        ``dim``/``keepdim`` are accepted as aliases of ``axis``/``keepdims``.
+        """
+        axis, keepdims = axis_args("min", axis, keepdims, dim, keepdim)
         return apply(OPS["min"], (self,), axis=axis, keepdims=keepdims)
 
     # ----------------------------------------------------------------------- shape
@@ -428,6 +630,209 @@ class Tensor:
 
     def __getitem__(self, key) -> Tensor:
         return apply(OPS["getitem"], (self,), key=_index_key(key))
+
+    # ------------------------------------------- issue 14: more math (fastbp.ops.elementwise_more)
+    sin = _unary_method("sin", "Elementwise sine.")
+    cos = _unary_method("cos", "Elementwise cosine.")
+    tan = _unary_method("tan", "Elementwise tangent.")
+    asin = _unary_method("asin", "Elementwise arcsine (NaN outside [-1, 1]).")
+    acos = _unary_method("acos", "Elementwise arccosine (NaN outside [-1, 1]).")
+    atan = _unary_method("atan", "Elementwise arctangent.")
+    sinh = _unary_method("sinh", "Elementwise hyperbolic sine.")
+    cosh = _unary_method("cosh", "Elementwise hyperbolic cosine.")
+    asinh = _unary_method("asinh", "Elementwise inverse hyperbolic sine.")
+    acosh = _unary_method("acosh", "Elementwise inverse hyperbolic cosine (NaN below 1).")
+    atanh = _unary_method("atanh", "Elementwise inverse hyperbolic tangent.")
+    arcsin, arccos, arctan = asin, acos, atan
+    arcsinh, arccosh, arctanh = asinh, acosh, atanh
+    log2 = _unary_method("log2", "Elementwise base-2 logarithm.")
+    log10 = _unary_method("log10", "Elementwise base-10 logarithm.")
+    exp2 = _unary_method("exp2", "Elementwise ``2**x``.")
+    log1p = _unary_method("log1p", "Elementwise ``log(1 + x)``, accurate near 0.")
+    expm1 = _unary_method("expm1", "Elementwise ``exp(x) - 1``, accurate near 0.")
+    rsqrt = _unary_method("rsqrt", "Elementwise ``1 / sqrt(x)``.")
+    square = _unary_method("square", "Elementwise ``x * x``.")
+    sign = _unary_method("sign", "Elementwise sign (-1, 0 or 1); gradient 0.")
+    floor = _unary_method("floor", "Round down; gradient 0; integers stay unchanged.")
+    ceil = _unary_method("ceil", "Round up; gradient 0; integers stay unchanged.")
+    trunc = _unary_method("trunc", "Round towards 0; gradient 0; integers stay unchanged.")
+    fix = trunc
+
+    def round(self, decimals: int = 0) -> Tensor:
+        """Round half to even (to ``decimals`` places); the gradient is 0, as in torch.
+
+        Example
+        -------
+        >>> import fastbp as fb
+        >>> fb.tensor([0.5, 1.5, 2.25]).round()
+        tensor([0., 2., 2.])
+        """
+        if decimals == 0:
+            return apply(OPS["round"], (self,))
+        return apply(OPS["round_decimals"], (self,), decimals=decimals)
+
+    def clamp(self, min: Any = None, max: Any = None) -> Tensor:  # noqa: A002
+        """Limit values to ``[min, max]``; the bounds may be numbers or tensors.
+
+        As in torch: the gradient passes to ``self`` where ``min <= x <= max`` (bounds
+        included), to a tensor bound where it took effect, and where ``min > max`` the
+        result is ``max``.
+
+        Raises
+        ------
+        ValueError
+            If neither bound is given.
+
+        Example
+        -------
+        >>> import fastbp as fb
+        >>> fb.tensor([-2.0, 0.5, 3.0]).clamp(-1, fb.tensor([1.0, 1.0, 2.0]))
+        tensor([-1. ,  0.5,  2. ])
+        """
+        if min is None and max is None:
+            raise ValueError("clamp: give at least one of min and max")
+        bounds = tuple(self._operand(b) for b in (min, max) if b is not None)
+        return apply(
+            OPS["clamp"], (self, *bounds), has_min=min is not None, has_max=max is not None
+        )
+
+    def clamp_min(self, min: Any) -> Tensor:  # noqa: A002
+        """``clamp(min=min)``."""
+        return self.clamp(min, None)
+
+    def clamp_max(self, max: Any) -> Tensor:  # noqa: A002
+        """``clamp(max=max)``."""
+        return self.clamp(None, max)
+
+    def lerp(self, end: Any, weight: Any) -> Tensor:
+        """Linear interpolation ``self + weight * (end - self)``.
+
+        Example
+        -------
+        >>> import fastbp as fb
+        >>> fb.tensor([0.0, 10.0]).lerp(fb.tensor([1.0, 20.0]), 0.5)
+        tensor([ 0.5, 15. ])
+        """
+        return apply(OPS["lerp"], (self, self._operand(end), self._operand(weight)))
+
+    def logaddexp(self, other: Any) -> Tensor:
+        """Elementwise ``log(exp(self) + exp(other))`` without overflow."""
+        return apply(OPS["logaddexp"], (self, self._operand(other)))
+
+    def copysign(self, other: Any) -> Tensor:
+        """``|self|`` with the sign of ``other``; the gradient to ``other`` is 0."""
+        return apply(OPS["copysign"], (self, self._operand(other)))
+
+    def floor_divide(self, other: Any) -> Tensor:
+        """``self // other`` rounded down (torch >= 1.13 semantics); not differentiable."""
+        return apply(OPS["floor_divide"], (self, self._operand(other)))
+
+    def remainder(self, other: Any) -> Tensor:
+        """Python-like ``self % other``: the result has the sign of ``other``.
+
+        Example
+        -------
+        >>> import fastbp as fb
+        >>> fb.tensor([-7, 7]) % fb.tensor([2, -2])
+        tensor([ 1, -1])
+        """
+        return apply(OPS["remainder"], (self, self._operand(other)))
+
+    def fmod(self, other: Any) -> Tensor:
+        """C-like remainder: the result has the sign of ``self``.
+
+        Example
+        -------
+        >>> import fastbp as fb
+        >>> fb.tensor([-7, 7]).fmod(fb.tensor([2, -2]))
+        tensor([-1,  1])
+        """
+        return apply(OPS["fmod"], (self, self._operand(other)))
+
+    def __floordiv__(self, other):
+        return self.floor_divide(other)
+
+    def __rfloordiv__(self, other):
+        return self._operand(other).floor_divide(self)
+
+    def __mod__(self, other):
+        return self.remainder(other)
+
+    def __rmod__(self, other):
+        return self._operand(other).remainder(self)
+
+    def isnan(self) -> Tensor:
+        """Elementwise NaN test (a bool tensor)."""
+        return apply(OPS["ufunc_test"], (self,), ufunc=np.isnan)
+
+    def isinf(self) -> Tensor:
+        """Elementwise ±inf test (a bool tensor)."""
+        return apply(OPS["ufunc_test"], (self,), ufunc=np.isinf)
+
+    def isfinite(self) -> Tensor:
+        """Elementwise test for a finite value (a bool tensor)."""
+        return apply(OPS["ufunc_test"], (self,), ufunc=np.isfinite)
+
+    def isclose(
+        self, other: Any, rtol: float = 1e-05, atol: float = 1e-08, equal_nan: bool = False
+    ) -> Tensor:
+        """Elementwise ``|self - other| <= atol + rtol * |other|`` (a bool tensor).
+
+        Example
+        -------
+        >>> import fastbp as fb
+        >>> fb.tensor([1.0, 2.0]).isclose(fb.tensor([1.0, 2.1]))
+        tensor([ True, False])
+        """
+        return apply(
+            OPS["isclose"], (self, self._operand(other)), rtol=rtol, atol=atol, equal_nan=equal_nan
+        )
+
+    def _bitwise(self, other, ufunc):
+        if other is None:
+            return apply(OPS["bitwise"], (self,), ufunc=ufunc)
+        return apply(OPS["bitwise"], (self, self._operand(other)), ufunc=ufunc)
+
+    def __and__(self, other):
+        return self._bitwise(other, np.bitwise_and)
+
+    def __rand__(self, other):
+        return self._operand(other)._bitwise(self, np.bitwise_and)
+
+    def __or__(self, other):
+        return self._bitwise(other, np.bitwise_or)
+
+    def __ror__(self, other):
+        return self._operand(other)._bitwise(self, np.bitwise_or)
+
+    def __xor__(self, other):
+        return self._bitwise(other, np.bitwise_xor)
+
+    def __rxor__(self, other):
+        return self._operand(other)._bitwise(self, np.bitwise_xor)
+
+    def __invert__(self):
+        return self._bitwise(None, np.invert)
+
+    def logical_and(self, other: Any) -> Tensor:
+        """Elementwise logical and of the truth values (a bool tensor)."""
+        return apply(OPS["ufunc_test"], (self, self._operand(other)), ufunc=np.logical_and)
+
+    def logical_or(self, other: Any) -> Tensor:
+        """Elementwise logical or of the truth values (a bool tensor)."""
+        return apply(OPS["ufunc_test"], (self, self._operand(other)), ufunc=np.logical_or)
+
+    def logical_xor(self, other: Any) -> Tensor:
+        """Elementwise logical exclusive or of the truth values (a bool tensor)."""
+        return apply(OPS["ufunc_test"], (self, self._operand(other)), ufunc=np.logical_xor)
+
+    def logical_not(self) -> Tensor:
+        """Elementwise logical not of the truth values (a bool tensor)."""
+        return apply(OPS["ufunc_test"], (self,), ufunc=np.logical_not)
+
+    def matmul(self, other: Any) -> Tensor:
+        """``self @ other``: see :func:`fastbp.matmul`."""
+        return _matmul(self, self._operand(other))
 
 
 def _index_key(key):
