@@ -1,0 +1,1106 @@
+"""Data-parallel training across processes and machines over MPI (through mpi4py).
+
+One process per rank, started by ``mpiexec -n N python train.py``; every rank holds a
+full copy of the model, trains on its own shard of each global batch, and the ranks
+average their gradients before each optimizer step, so N ranks at batch ``B`` compute
+the same update as one process at batch ``N * B``::
+
+    import fastbp.distributed as dist
+    dist.init()                                   # world of size 1 without mpiexec
+    model = dist.DistributedDataParallel(build_model(seed=0))
+    sampler = dist.DistributedSampler(len(x), shuffle=True, seed=0)
+    for epoch in range(epochs):
+        sampler.set_epoch(epoch)
+        for xb, yb in dist.ShardedLoader(x, y, batch_size // dist.world_size(), sampler):
+            loss = F.cross_entropy(model(fb.from_numpy(xb)), yb)
+            opt.zero_grad()
+            loss.backward()        # gradients are averaged across ranks when this returns
+            opt.step()
+
+How the gradients are reduced
+-----------------------------
+:class:`DistributedDataParallel` groups the parameters, in reverse order (the order
+backward finishes them), into buckets of about ``bucket_cap_mb``. Each parameter has a
+post-accumulate-grad hook (:meth:`fastbp.Tensor.register_post_accumulate_grad_hook`):
+when backward has finished a parameter's gradient, the hook copies it into its bucket,
+and when a bucket is complete a non-blocking ``Iallreduce`` starts for it while the walk
+goes on through the earlier layers. When the last parameter is done, the hook waits for
+all buckets and writes the averaged gradients back into ``p.grad``, so ``backward()``
+returns with synchronized gradients and ``optimizer.step()`` needs no change.
+
+Faults
+------
+Every wait polls its MPI requests with a deadline (``init(timeout=...)`` or the
+environment variable ``FASTBP_DIST_TIMEOUT``, default 300 s). A rank that raises tells the
+others before aborting the job, so they stop with an error naming it; a rank that dies
+or hangs is named after the timeout, as one that does not answer. Most launchers
+(MPICH's hydra, OpenMPI) also end the whole job when a rank is killed.
+
+Not supported: :func:`fastbp.trace` (a traced step replays ops, not the gradient hooks
+and MPI calls): DDP and the collectives raise when called under a trace.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+from . import serialization
+from .core.observer import observer
+from .core.tensor import Tensor
+from .nn.module import Module
+
+__all__ = [
+    "DistributedError",
+    "ReduceOp",
+    "init",
+    "is_initialized",
+    "rank",
+    "world_size",
+    "barrier",
+    "all_reduce",
+    "broadcast",
+    "all_gather",
+    "all_gather_into_tensor",
+    "reduce_scatter",
+    "reduce_scatter_tensor",
+    "running_under_mpi",
+    "DistributedDataParallel",
+    "DistributedSampler",
+    "ShardedLoader",
+    "save_checkpoint",
+    "load_checkpoint",
+    "reduce_metrics",
+]
+
+DEFAULT_TIMEOUT = 300.0
+# Tags on the control communicator (a duplicate of the world, so that these small
+# messages never match a user's point-to-point traffic).
+_TAG_FAULT, _TAG_QUERY, _TAG_ANSWER = 7101, 7102, 7103
+# Environment variables by which MPI launchers tell a process it is one of several.
+_LAUNCHER_VARS = ("PMI_SIZE", "PMI_RANK", "OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "MPI_LOCALNRANKS")
+
+
+class DistributedError(RuntimeError):
+    """Another rank failed, or a collective did not complete within the timeout."""
+
+
+class ReduceOp:
+    """Reduction operations, as ``torch.distributed.ReduceOp`` (plain strings also work)."""
+
+    SUM = "sum"
+    AVG = "mean"
+    MAX = "max"
+    MIN = "min"
+
+
+class _Group:
+    """The process group: the world communicator, a control duplicate, and the timeout."""
+
+    def __init__(self, comm: Any, mpi: Any, timeout: float) -> None:
+        self.comm, self.MPI, self.timeout = comm, mpi, timeout
+        self.rank = 0 if comm is None else comm.Get_rank()
+        self.size = 1 if comm is None else comm.Get_size()
+        self.ctrl = None if comm is None or self.size == 1 else comm.Dup()
+        self.waiting_for = ""  # what this rank is blocked in, answered to queries
+
+
+_group: _Group | None = None
+
+
+def running_under_mpi() -> bool:
+    """Whether this process was started by an MPI launcher (``mpiexec``/``mpirun``/``srun``).
+
+    Returns
+    -------
+    bool
+        True when a launcher's environment variables are set.
+
+    Example
+    -------
+    >>> isinstance(running_under_mpi(), bool)
+    True
+    """
+    return any(v in os.environ for v in _LAUNCHER_VARS)
+
+
+def init(timeout: float | None = None, comm: Any = None) -> None:
+    """Join the process group given by the MPI environment (a world of one without it).
+
+    Parameters
+    ----------
+    timeout : float, optional
+        Seconds any collective may wait for the other ranks before raising
+        :class:`DistributedError` and aborting the job. Default: the environment variable
+        ``FASTBP_DIST_TIMEOUT``, else 300.
+    comm : mpi4py.MPI.Comm, optional
+        The communicator to use (default ``MPI.COMM_WORLD``).
+
+    Raises
+    ------
+    ImportError
+        If the process was started by ``mpiexec`` but mpi4py is not installed.
+    ValueError
+        If the timeout is not positive.
+
+    Example
+    -------
+    >>> init()
+    >>> is_initialized() and world_size() >= 1
+    True
+    """
+    global _group
+    if timeout is None:
+        timeout = float(os.environ.get("FASTBP_DIST_TIMEOUT", DEFAULT_TIMEOUT))
+    if not timeout > 0:
+        raise ValueError(f"init: timeout must be > 0 seconds, got {timeout}")
+    try:
+        from mpi4py import MPI
+    except ImportError:
+        if running_under_mpi() or comm is not None:
+            raise ImportError(
+                "fastbp.distributed.init: this process was started by an MPI launcher but "
+                "mpi4py is not installed; pip install 'fastbp[mpi]' (mpi4py and mpich)"
+            ) from None
+        _group = _Group(None, None, timeout)
+        return
+    if _group is not None and _group.comm is not None:
+        _group.timeout = timeout
+        return
+    _group = _Group(MPI.COMM_WORLD if comm is None else comm, MPI, timeout)
+    if _group.size > 1 and sys.excepthook is not _excepthook:
+        global _previous_excepthook
+        _previous_excepthook = sys.excepthook
+        sys.excepthook = _excepthook
+
+
+def is_initialized() -> bool:
+    """Whether :func:`init` has been called.
+
+    Example
+    -------
+    >>> init(); is_initialized()
+    True
+    """
+    return _group is not None
+
+
+def _get() -> _Group:
+    if _group is None:
+        raise RuntimeError(
+            "fastbp.distributed: the process group is not initialized; call "
+            "fastbp.distributed.init() first (it works with or without mpiexec)"
+        )
+    if observer() is not None:
+        raise RuntimeError(
+            "fastbp.distributed does not work inside fb.trace: a traced step replays the "
+            "recorded ops but not MPI calls or gradient hooks. Run the distributed step "
+            "eagerly (without fb.trace)."
+        )
+    return _group
+
+
+def rank() -> int:
+    """This process's rank, from 0 (0 before :func:`init`, like a world of one).
+
+    Example
+    -------
+    >>> init(); 0 <= rank() < world_size()
+    True
+    """
+    return 0 if _group is None else _group.rank
+
+
+def world_size() -> int:
+    """The number of ranks (1 before :func:`init`).
+
+    Example
+    -------
+    >>> init(); world_size() >= 1
+    True
+    """
+    return 1 if _group is None else _group.size
+
+
+_current_rank = rank  # for DistributedSampler, whose argument is called rank
+
+
+# --------------------------------------------------------------------------- waiting and faults
+
+
+def _wait(requests: list, what: str) -> None:
+    """Wait for MPI ``requests``, watching for fault notices and the deadline."""
+    g = _group
+    mpi = g.MPI
+    g.waiting_for = what
+    deadline = time.monotonic() + g.timeout
+    polls = 0
+    while not mpi.Request.Testall(requests):
+        polls += 1
+        if polls < 64:  # most waits end within microseconds: spin first
+            continue
+        _check_control(g)
+        if time.monotonic() > deadline:
+            _timed_out(g, what)
+        time.sleep(0.0002 if polls < 5000 else 0.002)
+    g.waiting_for = ""
+
+
+def _check_control(g: _Group) -> None:
+    """Raise on a fault notice from another rank; answer liveness queries."""
+    ctrl, mpi = g.ctrl, g.MPI
+    if ctrl is None:
+        return
+    status = mpi.Status()
+    while ctrl.iprobe(source=mpi.ANY_SOURCE, tag=mpi.ANY_TAG, status=status):
+        source, tag = status.Get_source(), status.Get_tag()
+        if tag not in (_TAG_FAULT, _TAG_QUERY, _TAG_ANSWER):
+            return
+        message = ctrl.recv(source=source, tag=tag)
+        if tag == _TAG_FAULT:
+            raise DistributedError(
+                f"fastbp.distributed: rank {source} failed while rank {g.rank} was in "
+                f"{g.waiting_for or 'training'}: {message}"
+            )
+        if tag == _TAG_QUERY:
+            ctrl.isend(g.waiting_for, dest=source, tag=_TAG_ANSWER)
+
+
+def _timed_out(g: _Group, what: str) -> None:
+    """Ask every rank whether it is alive, then raise naming those that did not answer."""
+    ctrl, mpi = g.ctrl, g.MPI
+    others = [r for r in range(g.size) if r != g.rank]
+    for r in others:
+        ctrl.isend(what, dest=r, tag=_TAG_QUERY)
+    answered: dict[int, str] = {}
+    status = mpi.Status()
+    end = time.monotonic() + min(2.0, g.timeout)
+    while time.monotonic() < end and len(answered) < len(others):
+        if ctrl.iprobe(source=mpi.ANY_SOURCE, tag=_TAG_ANSWER, status=status):
+            src = status.Get_source()
+            answered[src] = ctrl.recv(source=src, tag=_TAG_ANSWER)
+        else:
+            with contextlib.suppress(DistributedError):
+                _check_control_queries_only(g)
+            time.sleep(0.001)
+    silent = [r for r in others if r not in answered]
+    waiting = ", ".join(f"rank {r} in {w or 'training'}" for r, w in sorted(answered.items()))
+    raise DistributedError(
+        f"fastbp.distributed: {what} did not complete within {g.timeout:g} s (rank {g.rank}); "
+        f"{'ranks' if len(silent) != 1 else 'rank'} {', '.join(map(str, silent)) or 'none'} "
+        f"did not answer (dead, hung, or busy outside fastbp.distributed)"
+        + (f"; waiting: {waiting}" if waiting else "")
+        + ". Raise the limit with init(timeout=...) or FASTBP_DIST_TIMEOUT if a step is slow."
+    )
+
+
+def _check_control_queries_only(g: _Group) -> None:
+    mpi, ctrl = g.MPI, g.ctrl
+    status = mpi.Status()
+    if ctrl.iprobe(source=mpi.ANY_SOURCE, tag=_TAG_QUERY, status=status):
+        src = status.Get_source()
+        ctrl.recv(source=src, tag=_TAG_QUERY)
+        ctrl.isend(g.waiting_for, dest=src, tag=_TAG_ANSWER)
+
+
+_previous_excepthook = sys.excepthook
+
+
+def _excepthook(etype, value, tb) -> None:
+    """Print the error, tell the other ranks which rank failed, and abort the MPI job.
+
+    Without this a rank that raises would leave the others blocked in their next
+    collective; aborting ends them all (after they had a moment to print the notice).
+    """
+    _previous_excepthook(etype, value, tb)
+    g = _group
+    if g is None or g.ctrl is None:
+        return
+    try:
+        sys.stderr.flush()
+        if not isinstance(value, DistributedError):
+            notice = f"{etype.__name__}: {value}"
+            requests = [
+                g.ctrl.issend(notice, dest=r, tag=_TAG_FAULT) for r in range(g.size) if r != g.rank
+            ]
+            end = time.monotonic() + 2.0  # peers polling see it within milliseconds
+            while time.monotonic() < end and not g.MPI.Request.Testall(requests):
+                time.sleep(0.001)
+            time.sleep(0.3)  # let them print before the abort ends them
+    finally:
+        g.comm.Abort(1)
+
+
+# --------------------------------------------------------------------------- collectives
+
+
+_MPI_OPS = {"sum": "SUM", "mean": "SUM", "max": "MAX", "min": "MIN"}
+
+
+def _op(op: str, dtype: np.dtype, who: str) -> Any:
+    name = _MPI_OPS.get(str(op).lower())
+    if name is None:
+        raise ValueError(f"{who}: op must be one of sum, mean, max, min; got {op!r}")
+    if op == "mean" and not np.issubdtype(dtype, np.floating):
+        raise TypeError(f"{who}: op='mean' needs a floating array, got dtype {dtype}")
+    return getattr(_group.MPI, name)
+
+
+def _buffer(x: Any, who: str) -> np.ndarray:
+    """The array behind ``x`` (a Tensor's data), checked to be a usable MPI buffer."""
+    array = x.data if isinstance(x, Tensor) else x
+    if not isinstance(array, np.ndarray):
+        raise TypeError(f"{who}: expected an ndarray or a Tensor, got {type(x).__name__}")
+    if array.dtype.hasobject:
+        raise TypeError(f"{who}: object arrays cannot be sent without pickling")
+    return array
+
+
+def _touched(x: Any) -> None:
+    if isinstance(x, Tensor):
+        x._version += 1  # written in place: saved-array guards must see it
+
+
+class Work:
+    """A started collective (``async_op=True``); :meth:`wait` finishes it."""
+
+    def __init__(self, requests: list, finish: Any, what: str) -> None:
+        self._requests, self._finish, self._what = requests, finish, what
+
+    def is_completed(self) -> bool:
+        """Whether the transfer has finished (without waiting)."""
+        return self._requests is None or _group.MPI.Request.Testall(self._requests)
+
+    def wait(self) -> None:
+        """Wait (with the group's timeout) and finish the result in place."""
+        if self._requests is None:
+            return
+        _wait(self._requests, self._what)
+        self._requests = None
+        if self._finish is not None:
+            self._finish()
+
+
+def all_reduce(tensor: Any, op: str = "sum", async_op: bool = False) -> Work | None:
+    """Reduce ``tensor`` across all ranks, in place (as ``torch.distributed.all_reduce``).
+
+    Parameters
+    ----------
+    tensor : ndarray or Tensor
+        The local value; it holds the result afterwards, on every rank.
+    op : {'sum', 'mean', 'max', 'min'} or ReduceOp
+        ``'mean'`` divides the sum by the world size (floating dtypes only).
+    async_op : bool
+        Return a :class:`Work` to ``wait()`` on instead of waiting now.
+
+    Returns
+    -------
+    Work or None
+
+    Raises
+    ------
+    DistributedError
+        If another rank failed or the timeout passed.
+
+    Example
+    -------
+    >>> import numpy as np
+    >>> init(); x = np.ones(3, np.float32); all_reduce(x, "mean"); x
+    array([1., 1., 1.], dtype=float32)
+    """
+    g = _get()
+    array = _buffer(tensor, "all_reduce")
+    mpi_op = None if g.comm is None else _op(op, array.dtype, "all_reduce")
+    if g.size == 1:
+        _op_check_local(op, array.dtype, "all_reduce")
+        return Work(None, None, "all_reduce") if async_op else None
+    target = array if array.flags.c_contiguous and array.flags.writeable else None
+    work_buf = target if target is not None else np.ascontiguousarray(array)
+    request = g.comm.Iallreduce(g.MPI.IN_PLACE, work_buf, op=mpi_op)
+
+    def finish() -> None:
+        if target is None:
+            array[...] = work_buf
+        if op == "mean":
+            np.multiply(array, array.dtype.type(1.0 / g.size), out=array)
+        _touched(tensor)
+
+    work = Work([request], finish, f"all_reduce({array.dtype}{list(array.shape)})")
+    if async_op:
+        return work
+    work.wait()
+    return None
+
+
+def _op_check_local(op: str, dtype: np.dtype, who: str) -> None:
+    if str(op).lower() not in _MPI_OPS:
+        raise ValueError(f"{who}: op must be one of sum, mean, max, min; got {op!r}")
+    if op == "mean" and not np.issubdtype(dtype, np.floating):
+        raise TypeError(f"{who}: op='mean' needs a floating array, got dtype {dtype}")
+
+
+def broadcast(tensor: Any, src: int = 0) -> None:
+    """Copy rank ``src``'s ``tensor`` into ``tensor`` on every rank, in place.
+
+    Parameters
+    ----------
+    tensor : ndarray or Tensor
+        Same shape and dtype on every rank.
+    src : int
+        The rank whose value is sent.
+
+    Raises
+    ------
+    ValueError
+        If ``src`` is not a rank.
+
+    Example
+    -------
+    >>> import numpy as np
+    >>> init(); x = np.arange(3.0); broadcast(x, src=0); x
+    array([0., 1., 2.])
+    """
+    g = _get()
+    array = _buffer(tensor, "broadcast")
+    if not 0 <= src < g.size:
+        raise ValueError(f"broadcast: src={src} is not a rank of a world of size {g.size}")
+    if g.size == 1:
+        return
+    buf = array if array.flags.c_contiguous and array.flags.writeable else array.copy()
+    _wait([g.comm.Ibcast(buf, root=src)], f"broadcast({array.dtype}{list(array.shape)})")
+    if buf is not array:
+        array[...] = buf
+    _touched(tensor)
+
+
+def all_gather_into_tensor(output: Any, input: Any) -> None:
+    """Gather every rank's ``input`` into ``output`` (shape ``(world_size * n, ...)``).
+
+    Parameters
+    ----------
+    output : ndarray or Tensor
+        C-contiguous, ``world_size`` times ``input`` along the first axis (or of shape
+        ``(world_size, *input.shape)``); rank ``r``'s input lands in block ``r``.
+    input : ndarray or Tensor
+        This rank's block.
+
+    Raises
+    ------
+    ValueError
+        If the sizes do not fit.
+
+    Example
+    -------
+    >>> import numpy as np
+    >>> init(); out = np.zeros((world_size(), 2)); all_gather_into_tensor(out, np.ones(2)); out
+    array([[1., 1.]])
+    """
+    g = _get()
+    out, inp = _buffer(output, "all_gather"), _buffer(input, "all_gather")
+    if out.size != inp.size * g.size or out.dtype != inp.dtype or not out.flags.c_contiguous:
+        raise ValueError(
+            f"all_gather: output {out.dtype}{list(out.shape)} must be C-contiguous with "
+            f"{g.size} x {inp.size} elements of input's dtype {inp.dtype}{list(inp.shape)}"
+        )
+    if g.size == 1:
+        out.reshape(-1)[...] = inp.reshape(-1)
+    else:
+        send = np.ascontiguousarray(inp)
+        _wait([g.comm.Iallgather(send, out)], f"all_gather({inp.dtype}{list(inp.shape)})")
+    _touched(output)
+
+
+def all_gather(tensor_list: list, tensor: Any) -> None:
+    """Fill ``tensor_list[r]`` with rank ``r``'s ``tensor`` (torch's signature).
+
+    Parameters
+    ----------
+    tensor_list : list of ndarray or Tensor
+        ``world_size`` arrays shaped like ``tensor``, written in place.
+    tensor : ndarray or Tensor
+        This rank's value.
+
+    Example
+    -------
+    >>> import numpy as np
+    >>> init(); out = [np.zeros(2) for _ in range(world_size())]
+    >>> all_gather(out, np.full(2, 3.0)); out[0]
+    array([3., 3.])
+    """
+    g = _get()
+    inp = _buffer(tensor, "all_gather")
+    if len(tensor_list) != g.size:
+        raise ValueError(f"all_gather: tensor_list has {len(tensor_list)} entries, need {g.size}")
+    gathered = np.empty((g.size, *inp.shape), inp.dtype)
+    all_gather_into_tensor(gathered, inp)
+    for r, dest in enumerate(tensor_list):
+        _buffer(dest, "all_gather")[...] = gathered[r]
+        _touched(dest)
+
+
+def reduce_scatter_tensor(output: Any, input: Any, op: str = "sum") -> None:
+    """Reduce ``input`` across ranks and keep block ``rank()`` of the result in ``output``.
+
+    Parameters
+    ----------
+    output : ndarray or Tensor
+        This rank's block, ``input.size / world_size`` elements.
+    input : ndarray or Tensor
+        The full array, same shape on every rank.
+    op : {'sum', 'mean', 'max', 'min'}
+
+    Example
+    -------
+    >>> import numpy as np
+    >>> init(); out = np.zeros(2); reduce_scatter_tensor(out, np.ones(2 * world_size())); out
+    array([1., 1.])
+    """
+    g = _get()
+    out, inp = _buffer(output, "reduce_scatter"), _buffer(input, "reduce_scatter")
+    if inp.size != out.size * g.size or out.dtype != inp.dtype:
+        raise ValueError(
+            f"reduce_scatter: input {inp.dtype}{list(inp.shape)} must have {g.size} x "
+            f"{out.size} elements of output's dtype {out.dtype}{list(out.shape)}"
+        )
+    if g.size == 1:
+        _op_check_local(op, inp.dtype, "reduce_scatter")
+        out.reshape(-1)[...] = inp.reshape(-1)
+    else:
+        mpi_op = _op(op, inp.dtype, "reduce_scatter")
+        recv = np.empty(out.size, out.dtype)
+        request = g.comm.Ireduce_scatter_block(np.ascontiguousarray(inp), recv, op=mpi_op)
+        _wait([request], f"reduce_scatter({inp.dtype}{list(inp.shape)})")
+        if op == "mean":
+            recv *= recv.dtype.type(1.0 / g.size)
+        out.reshape(-1)[...] = recv
+    _touched(output)
+
+
+def reduce_scatter(output: Any, input_list: Sequence[Any], op: str = "sum") -> None:
+    """Reduce ``input_list[r]`` across ranks into ``output`` on rank ``r`` (torch's signature).
+
+    Parameters
+    ----------
+    output : ndarray or Tensor
+        Written in place with the reduction of every rank's ``input_list[rank()]``.
+    input_list : sequence of ndarray or Tensor
+        ``world_size`` arrays shaped like ``output``.
+    op : {'sum', 'mean', 'max', 'min'}
+
+    Example
+    -------
+    >>> import numpy as np
+    >>> init(); out = np.zeros(2)
+    >>> reduce_scatter(out, [np.full(2, 5.0)] * world_size()); out / world_size()
+    array([5., 5.])
+    """
+    g = _get()
+    if len(input_list) != g.size:
+        raise ValueError(f"reduce_scatter: input_list has {len(input_list)} entries, need {g.size}")
+    stacked = np.stack([_buffer(x, "reduce_scatter") for x in input_list])
+    reduce_scatter_tensor(output, stacked, op)
+
+
+def barrier() -> None:
+    """Wait until every rank has called :func:`barrier` (with the group's timeout).
+
+    Example
+    -------
+    >>> init(); barrier()
+    """
+    g = _get()
+    if g.size > 1:
+        _wait([g.comm.Ibarrier()], "barrier")
+
+
+def reduce_metrics(values: dict[str, float], weights: dict[str, float] | None = None) -> dict:
+    """Average per-rank metrics across ranks, weighted by each rank's sample count.
+
+    Parameters
+    ----------
+    values : dict of str to float
+        This rank's metric values (e.g. mean loss and accuracy over its samples).
+    weights : dict of str to float, optional
+        Each metric's weight on this rank (its number of samples); default 1.
+
+    Returns
+    -------
+    dict of str to float
+        ``sum_r(w_r * v_r) / sum_r(w_r)`` for every key, the same on every rank.
+
+    Example
+    -------
+    >>> init(); reduce_metrics({"loss": 0.5}, {"loss": 10})
+    {'loss': 0.5}
+    """
+    keys = sorted(values)
+    w = np.array([1.0 if weights is None else float(weights[k]) for k in keys])
+    both = np.concatenate([w * np.array([float(values[k]) for k in keys]), w])
+    if world_size() > 1:
+        all_reduce(both, "sum")
+    n = len(keys)
+    return {k: float(both[i] / both[n + i]) for i, k in enumerate(keys)}
+
+
+# --------------------------------------------------------------------------- DDP
+
+
+class _Bucket:
+    """Parameters whose gradients are reduced together, in one flat buffer."""
+
+    def __init__(self, index: int, params: list[tuple[str, Tensor]]) -> None:
+        self.index = index
+        self.params = params
+        self.dtype = params[0][1].data.dtype
+        sizes = [p.data.size for _, p in params]
+        self.offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
+        self.flat = np.zeros(int(self.offsets[-1]), self.dtype)
+        self.pending = len(params)
+        self.work: Work | None = None
+
+    @property
+    def nbytes(self) -> int:
+        return self.flat.nbytes
+
+
+class DistributedDataParallel(Module):
+    """Wrap ``module`` so that backward averages its gradients across all ranks.
+
+    Shaped like ``torch.nn.parallel.DistributedDataParallel``: at wrap time rank 0's
+    parameters are broadcast to every rank (after checking that all ranks hold the same
+    parameter names, shapes and dtypes); during each backward the gradients, in buckets
+    of about ``bucket_cap_mb`` filled in reverse parameter order, are all-reduced
+    (``Iallreduce``) as soon as every gradient in a bucket is final, overlapping the rest
+    of the backward walk. When the last gradient is done the wrapper waits for all
+    buckets and writes the averages into ``p.grad``, so ``loss.backward()`` returns with
+    the same gradients on every rank, equal to one process's gradient of the mean loss
+    over the concatenated batch.
+
+    Does not work inside :func:`fastbp.trace` (it raises when called under a trace).
+
+    Parameters
+    ----------
+    module : nn.Module
+        The model; every rank must build the same architecture.
+    bucket_cap_mb : float
+        Target bucket size in MiB (torch's default 25). Smaller buckets start
+        communicating earlier in backward; larger ones send fewer messages.
+    broadcast_buffers : bool
+        Also broadcast the module's buffers (``named_buffers()``, if it has any).
+
+    Raises
+    ------
+    RuntimeError
+        If the process group is not initialized, or under :func:`fastbp.trace`.
+    ValueError
+        If the ranks' parameters differ in names, shapes or dtypes (naming the first
+        difference and the ranks).
+
+    Example
+    -------
+    >>> import fastbp as fb
+    >>> from fastbp import nn
+    >>> init()
+    >>> ddp = DistributedDataParallel(nn.Linear(3, 2))
+    >>> ddp(fb.ones(4, 3)).sum().backward()
+    >>> ddp.module.weight.grad.shape
+    (3, 2)
+    """
+
+    def __init__(
+        self, module: Module, bucket_cap_mb: float = 25.0, broadcast_buffers: bool = True
+    ) -> None:
+        super().__init__()
+        g = _get()
+        if not bucket_cap_mb > 0:
+            raise ValueError(
+                f"DistributedDataParallel: bucket_cap_mb must be > 0, got {bucket_cap_mb}"
+            )
+        self.module = module
+        named = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
+        self._check_same_parameters(g, [(n, p.data.shape, p.data.dtype) for n, p in named])
+        for _, p in module.named_parameters():
+            broadcast(p, src=0)
+        if broadcast_buffers and hasattr(module, "named_buffers"):
+            for _, b in module.named_buffers():
+                broadcast(b, src=0)
+        self.bucket_cap_mb = bucket_cap_mb
+        self.buckets = self._make_buckets(named, int(bucket_cap_mb * 2**20))
+        self._where: dict[int, tuple[_Bucket, int]] = {}
+        for bucket in self.buckets:
+            for i, (_, p) in enumerate(bucket.params):
+                self._where[id(p)] = (bucket, i)
+        self._ready: set[int] = set()
+        self._next_launch = 0
+        self._sync_enabled = True
+        self._sync_this_backward = True
+        self.wait_seconds = 0.0  # time the last synchronization waited (exposed comm)
+        self._handles = [p.register_post_accumulate_grad_hook(self._grad_ready) for _, p in named]
+
+    # -- wrap-time checks
+    @staticmethod
+    def _check_same_parameters(g: _Group, signature: list[tuple]) -> None:
+        if g.size == 1:
+            return
+        text = [(n, tuple(s), str(d)) for n, s, d in signature]
+        everyone = g.comm.allgather(text)  # small metadata, once: pickling is fine here
+        for r, theirs in enumerate(everyone):
+            if theirs == everyone[0]:
+                continue
+            for i in range(max(len(theirs), len(everyone[0]))):
+                a = everyone[0][i] if i < len(everyone[0]) else None
+                b = theirs[i] if i < len(theirs) else None
+                if a != b:
+                    raise ValueError(
+                        f"DistributedDataParallel: rank {r} has a different model from rank "
+                        f"0: parameter #{i} is {_describe(b)} on rank {r} but {_describe(a)} "
+                        f"on rank 0. Build the same architecture on every rank."
+                    )
+
+    @staticmethod
+    def _make_buckets(named: list[tuple[str, Tensor]], cap: int) -> list[_Bucket]:
+        buckets: list[_Bucket] = []
+        current: list[tuple[str, Tensor]] = []
+        size = 0
+        for name, p in reversed(named):  # backward finishes the last layers first
+            if current and (size + p.data.nbytes > cap or p.data.dtype != current[0][1].dtype):
+                buckets.append(_Bucket(len(buckets), current))
+                current, size = [], 0
+            current.append((name, p))
+            size += p.data.nbytes
+        if current:
+            buckets.append(_Bucket(len(buckets), current))
+        return buckets
+
+    # -- forward
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        """Run the wrapped module; the next backward synchronizes unless in :meth:`no_sync`."""
+        if observer() is not None:
+            raise RuntimeError(
+                "DistributedDataParallel does not work inside fb.trace: a traced step "
+                "replays the recorded ops but not the gradient hooks and MPI all-reduces. "
+                "Run the distributed training step eagerly (without fb.trace)."
+            )
+        if self._ready:
+            missing = [n for b in self.buckets for n, p in b.params if id(p) not in self._ready]
+            raise RuntimeError(
+                "DistributedDataParallel: the previous backward did not finish reducing the "
+                f"gradients; no gradient reached {', '.join(missing[:5])}"
+                f"{' ...' if len(missing) > 5 else ''}. If some parameters do not take part "
+                "in the loss, call ddp.finish_gradient_synchronization() after backward."
+            )
+        self._sync_this_backward = self._sync_enabled
+        return self.module(*args, **kwargs)
+
+    @contextlib.contextmanager
+    def no_sync(self) -> Iterator[None]:
+        """Within this context, forward+backward accumulate gradients locally.
+
+        The first backward after a forward outside the context reduces the accumulated
+        gradients, as in torch.
+
+        Example
+        -------
+        >>> import fastbp as fb
+        >>> from fastbp import nn
+        >>> init(); ddp = DistributedDataParallel(nn.Linear(2, 1))
+        >>> with ddp.no_sync():
+        ...     ddp(fb.ones(1, 2)).sum().backward()
+        >>> ddp(fb.ones(1, 2)).sum().backward()
+        >>> ddp.module.bias.grad
+        array([2.], dtype=float32)
+        """
+        previous = self._sync_enabled
+        self._sync_enabled = False
+        try:
+            yield
+        finally:
+            self._sync_enabled = previous
+
+    # -- backward
+    def _grad_ready(self, p: Tensor) -> None:
+        """Post-accumulate-grad hook: ``p.grad`` is final for this backward."""
+        if not self._sync_this_backward:
+            return
+        bucket, i = self._where[id(p)]
+        if id(p) in self._ready:
+            raise RuntimeError(
+                f"DistributedDataParallel: parameter {bucket.params[i][0]} received a second "
+                "gradient before the first was reduced (two backwards after one forward?); "
+                "run forward again before each backward, or use no_sync()"
+            )
+        self._ready.add(id(p))
+        lo, hi = bucket.offsets[i], bucket.offsets[i + 1]
+        bucket.flat[lo:hi] = p.grad.reshape(-1)
+        bucket.pending -= 1
+        self._launch_ready()
+        if len(self._ready) == len(self._where):
+            self.finish_gradient_synchronization()
+
+    def _launch_ready(self) -> None:
+        # Buckets start strictly in order: every rank must issue its collectives in the
+        # same sequence, whatever order its hooks fired in.
+        while self._next_launch < len(self.buckets):
+            bucket = self.buckets[self._next_launch]
+            if bucket.pending:
+                return
+            bucket.work = all_reduce(bucket.flat, "sum", async_op=True)
+            self._next_launch += 1
+
+    def finish_gradient_synchronization(self) -> None:
+        """Wait for every bucket's all-reduce and write the averaged gradients to ``p.grad``.
+
+        Runs by itself at the end of each backward (when the last parameter's gradient
+        is done). Call it after backward only when some parameters took no part in the
+        loss: their local gradient counts as zero.
+
+        Example
+        -------
+        >>> import fastbp as fb
+        >>> from fastbp import nn
+        >>> init(); ddp = DistributedDataParallel(nn.Linear(2, 1))
+        >>> ddp.finish_gradient_synchronization()  # nothing pending: does nothing
+        """
+        if not self._ready:
+            return
+        for bucket in self.buckets:  # parameters that got no gradient count as zero
+            for i, (_, p) in enumerate(bucket.params):
+                if id(p) not in self._ready:
+                    self._ready.add(id(p))
+                    lo, hi = bucket.offsets[i], bucket.offsets[i + 1]
+                    bucket.flat[lo:hi] = 0 if p.grad is None else p.grad.reshape(-1)
+                    bucket.pending -= 1
+        self._launch_ready()
+        t0 = time.perf_counter()
+        try:
+            scale = None
+            for bucket in self.buckets:
+                bucket.work.wait()
+                scale = bucket.dtype.type(1.0 / world_size())
+                for i, (_, p) in enumerate(bucket.params):
+                    lo, hi = bucket.offsets[i], bucket.offsets[i + 1]
+                    mean = bucket.flat[lo:hi].reshape(p.data.shape)
+                    if p.grad is not None and p.grad.flags.writeable:
+                        np.multiply(mean, scale, out=p.grad)
+                    else:
+                        p.grad = mean * scale
+        finally:
+            self.wait_seconds = time.perf_counter() - t0
+            self._ready.clear()
+            self._next_launch = 0
+            for bucket in self.buckets:
+                bucket.pending, bucket.work = len(bucket.params), None
+
+    def extra_repr(self) -> str:
+        sizes = ", ".join(f"{b.nbytes / 2**20:.2f}" for b in self.buckets)
+        return f"world_size={world_size()}, buckets MiB=[{sizes}]"
+
+
+def _describe(entry: tuple | None) -> str:
+    if entry is None:
+        return "missing"
+    name, shape, dtype = entry
+    return f"{name!r} {dtype}{list(shape)}"
+
+
+# --------------------------------------------------------------------------- data
+
+
+class DistributedSampler:
+    """Indices of this rank's shard of a dataset, reshuffled each epoch (torch's semantics).
+
+    Every rank draws the same permutation (seeded by ``seed + epoch``, so call
+    :meth:`set_epoch` each epoch) and takes every ``num_replicas``-th index from
+    position ``rank``. When the length does not divide evenly, the permutation is
+    padded by repeating its start (``drop_last=False``) or its tail is dropped
+    (``drop_last=True``), so every rank gets the same number of samples.
+
+    With ``shuffle`` the permutation is ``np.random.default_rng(seed + epoch)``'s, the one
+    :class:`fastbp.data.DataLoader` draws for that seed: with ``B`` samples per rank, step
+    ``k``'s global batch over all ranks is the single-process batch ``k`` of size ``N*B``.
+
+    Parameters
+    ----------
+    dataset : int or sized
+        The dataset, or its length.
+    num_replicas : int, optional
+        Number of ranks (default :func:`world_size`).
+    rank : int, optional
+        This rank (default :func:`rank`).
+    shuffle : bool
+        Permute every epoch (default True).
+    seed : int
+        Shared by all ranks.
+    drop_last : bool
+        Drop the tail instead of padding.
+
+    Raises
+    ------
+    ValueError
+        If ``rank`` is not in ``[0, num_replicas)``.
+
+    Example
+    -------
+    >>> [list(DistributedSampler(5, num_replicas=2, rank=r, shuffle=False)) for r in (0, 1)]
+    [[0, 2, 4], [1, 3, 0]]
+    """
+
+    def __init__(
+        self,
+        dataset: Any,
+        num_replicas: int | None = None,
+        rank: int | None = None,
+        shuffle: bool = True,
+        seed: int = 0,
+        drop_last: bool = False,
+    ) -> None:
+        n = int(dataset) if isinstance(dataset, (int, np.integer)) else len(dataset)
+        num_replicas = world_size() if num_replicas is None else int(num_replicas)
+        rank = _current_rank() if rank is None else int(rank)
+        if num_replicas < 1 or not 0 <= rank < num_replicas:
+            raise ValueError(
+                f"DistributedSampler: rank {rank} must be in [0, num_replicas={num_replicas})"
+            )
+        self.dataset_len, self.num_replicas, self.rank = n, num_replicas, rank
+        self.shuffle, self.seed, self.drop_last = shuffle, int(seed), drop_last
+        self.epoch = 0
+        if drop_last and n % num_replicas:
+            self.num_samples = n // num_replicas  # torch's ceil((n - N) / N)
+        else:
+            self.num_samples = -(-n // num_replicas)
+        self.total_size = self.num_samples * num_replicas
+
+    def set_epoch(self, epoch: int) -> None:
+        """Use the permutation of epoch ``epoch`` (the same on every rank)."""
+        self.epoch = int(epoch)
+
+    def indices(self) -> np.ndarray:
+        """This rank's indices for the current epoch, as an int64 array."""
+        n = self.dataset_len
+        if self.shuffle:
+            order = np.random.default_rng(self.seed + self.epoch).permutation(n)
+        else:
+            order = np.arange(n)
+        if self.total_size > n:  # pad by repeating from the start, as often as needed
+            order = np.resize(order, self.total_size) if n else order
+        else:
+            order = order[: self.total_size]
+        return order[self.rank : self.total_size : self.num_replicas].astype(np.int64)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.indices().tolist())
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+
+class ShardedLoader:
+    """Batches of ``(x, y)`` over a :class:`DistributedSampler`'s shard of the data.
+
+    Parameters
+    ----------
+    x, y : array_like
+        The full dataset (every rank holds it; only the shard is read).
+    batch_size : int
+        Samples per rank per batch.
+    sampler : DistributedSampler
+        Call its ``set_epoch`` before iterating each epoch.
+    drop_last : bool
+        Drop a final incomplete batch.
+
+    Example
+    -------
+    >>> import numpy as np
+    >>> s = DistributedSampler(6, num_replicas=2, rank=1, shuffle=False)
+    >>> [yb.tolist() for _, yb in ShardedLoader(np.zeros(6), np.arange(6), 2, s)]
+    [[1, 3], [5]]
+    """
+
+    def __init__(
+        self, x: Any, y: Any, batch_size: int, sampler: DistributedSampler, drop_last: bool = False
+    ) -> None:
+        self.x, self.y = np.asarray(x), np.asarray(y)
+        if len(self.x) != len(self.y) or len(self.x) != sampler.dataset_len:
+            raise ValueError(
+                f"ShardedLoader: x has {len(self.x)} samples, y {len(self.y)}, the sampler "
+                f"{sampler.dataset_len}; they must agree"
+            )
+        if int(batch_size) < 1:
+            raise ValueError(f"ShardedLoader: batch_size must be >= 1, got {batch_size}")
+        self.batch_size, self.sampler, self.drop_last = int(batch_size), sampler, drop_last
+
+    def __len__(self) -> int:
+        n = len(self.sampler)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        idx = self.sampler.indices()
+        bs = self.batch_size
+        for start in range(0, len(self) * bs, bs):
+            part = idx[start : start + bs]
+            yield self.x[part], self.y[part]
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def save_checkpoint(obj: dict[str, Any], path: str | os.PathLike) -> None:
+    """Rank 0 writes ``obj`` with :func:`fastbp.save` (atomic); every rank waits for it.
+
+    Parameters
+    ----------
+    obj : dict
+        A state dict (see :func:`fastbp.save`); only rank 0's is written.
+    path : str or os.PathLike
+        The file.
+
+    Example
+    -------
+    >>> import numpy as np, tempfile, os
+    >>> init(); p = os.path.join(tempfile.mkdtemp(), "c.npz")
+    >>> save_checkpoint({"step": 3}, p); load_checkpoint(p)["step"]
+    3
+    """
+    error = None
+    if rank() == 0:
+        try:
+            serialization.save(obj, path)
+        except Exception as exc:  # the others must hear of it, not wait at the barrier
+            error = exc
+    failed = np.array([error is not None], np.int32)
+    if world_size() > 1:
+        all_reduce(failed, "max")
+    if error is not None:
+        raise error
+    if failed[0]:
+        raise DistributedError(f"save_checkpoint: rank 0 could not write {path}")
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Every rank reads the checkpoint rank 0 wrote (the path must be visible to all ranks).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+
+    Returns
+    -------
+    dict
+        As :func:`fastbp.load`.
+
+    Example
+    -------
+    >>> import tempfile, os
+    >>> init(); p = os.path.join(tempfile.mkdtemp(), "c.npz")
+    >>> save_checkpoint({"epoch": 1}, p); load_checkpoint(p)
+    {'epoch': 1}
+    """
+    if world_size() > 1:
+        barrier()  # a save still being renamed into place by rank 0 is finished by now
+    return serialization.load(path)

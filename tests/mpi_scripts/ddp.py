@@ -1,0 +1,151 @@
+"""DDP under mpiexec -n 2: equal to one process on the concatenated batch; no_sync;
+mismatched models; fb.trace refused; checkpoint and resume. Prints OK from every rank."""
+
+import os
+import sys
+import tempfile
+
+import numpy as np
+
+import fastbp as fb
+import fastbp.distributed as dist
+import fastbp.nn.functional as F
+from fastbp import nn, optim
+
+dist.init()
+r, n = dist.rank(), dist.world_size()
+B = 64  # per rank
+
+
+def model_(seed, hidden=16):
+    fb.manual_seed(seed)
+    return nn.Sequential(nn.Linear(20, hidden), nn.ReLU(), nn.Linear(hidden, 5))
+
+
+def data(step):
+    g = np.random.default_rng(1000 + step)
+    return g.standard_normal((n * B, 20)).astype(np.float32), g.integers(0, 5, n * B)
+
+
+def make_opt(name, params):
+    if name == "sgd":
+        return optim.SGD(params, lr=0.05, momentum=0.9)
+    return optim.Adam(params, lr=1e-2)
+
+
+for name in ("sgd", "adam"):
+    for cap in (25.0, 0.0005):  # one bucket; several small ones
+        # rank r starts from a different seed: the wrap must broadcast rank 0's weights
+        ddp = dist.DistributedDataParallel(model_(seed=r), bucket_cap_mb=cap)
+        ref = model_(seed=0)
+        opt, ref_opt = make_opt(name, ddp.parameters()), make_opt(name, ref.parameters())
+        if cap < 1:
+            assert len(ddp.buckets) > 1, ddp.buckets
+        for step in range(20):
+            x, y = data(step)
+            mine = slice(r * B, (r + 1) * B)
+            loss = F.cross_entropy(ddp(fb.from_numpy(x[mine])), y[mine])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            ref_loss = F.cross_entropy(ref(fb.from_numpy(x)), y)
+            ref_opt.zero_grad()
+            ref_loss.backward()
+            ref_opt.step()
+        for (k, a), (_, b) in zip(
+            ddp.module.named_parameters(), ref.named_parameters(), strict=True
+        ):
+            np.testing.assert_allclose(a.data, b.data, rtol=2e-5, atol=2e-6, err_msg=f"{name} {k}")
+        # identical on every rank, bit for bit
+        for p in ddp.parameters():
+            first = p.data.copy()
+            dist.broadcast(first, 0)
+            np.testing.assert_array_equal(first, p.data)
+
+# no_sync: two local backwards, then one synchronized: the average of the accumulated sums
+ddp = dist.DistributedDataParallel(model_(0))
+ref = model_(0)
+x, y = data(99)
+halves = (
+    [slice(k * B, k * B + B // 2) for k in range(n)],
+    [slice(k * B + B // 2, (k + 1) * B) for k in range(n)],
+)
+with ddp.no_sync():
+    F.cross_entropy(ddp(fb.from_numpy(x[halves[0][r]])), y[halves[0][r]]).backward()
+local = ddp.module[0].weight.grad.copy()
+F.cross_entropy(ddp(fb.from_numpy(x[halves[1][r]])), y[halves[1][r]]).backward()
+for part in halves:
+    idx = np.concatenate([np.arange(n * B)[s] for s in part])
+    F.cross_entropy(ref(fb.from_numpy(x[idx])), y[idx]).backward()
+np.testing.assert_allclose(ddp.module[0].weight.grad, ref[0].weight.grad, rtol=1e-5, atol=1e-7)
+assert not np.allclose(local, ddp.module[0].weight.grad)
+
+
+# an unused parameter: finish_gradient_synchronization() counts it as zero
+class Two(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Linear(3, 2), nn.Linear(3, 2)
+
+    def forward(self, x):
+        return self.a(x) if r == 0 else self.b(x)
+
+
+ddp = dist.DistributedDataParallel(Two())
+ddp(fb.ones(4, 3)).sum().backward()
+ddp.finish_gradient_synchronization()
+np.testing.assert_allclose(ddp.module.a.bias.grad, 4.0 / n)
+np.testing.assert_allclose(ddp.module.b.bias.grad, 4.0 / n)
+
+# fb.trace refuses DDP with a clear error
+ddp = dist.DistributedDataParallel(model_(0))
+try:
+    fb.trace(lambda xb: ddp(xb).sum())(fb.ones(2, 20))
+    raise AssertionError("trace accepted")
+except RuntimeError as e:
+    assert "fb.trace" in str(e), e
+
+# mismatched models: a clear error on every rank, naming the parameter
+try:
+    dist.DistributedDataParallel(model_(0, hidden=16 if r == 0 else 17))
+    raise AssertionError("mismatch accepted")
+except ValueError as e:
+    assert "'0.weight'" in str(e) and "rank 1" in str(e), e
+
+# checkpoint / resume: 2 epochs uninterrupted == 1 epoch, save, rebuild from file, 1 epoch
+X = np.random.default_rng(5).standard_normal((203, 20)).astype(np.float32)
+Y = np.random.default_rng(6).integers(0, 5, 203)
+path = os.path.join(sys.argv[1] if len(sys.argv) > 1 else tempfile.mkdtemp(), "ckpt.npz")
+
+
+def epochs(ddp, opt, first, last):
+    sampler = dist.DistributedSampler(len(X), shuffle=True, seed=11)
+    for epoch in range(first, last):
+        sampler.set_epoch(epoch)
+        for xb, yb in dist.ShardedLoader(X, Y, 16, sampler):
+            loss = F.cross_entropy(ddp(fb.from_numpy(xb)), yb)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+
+
+ddp = dist.DistributedDataParallel(model_(0))
+opt = optim.Adam(ddp.parameters(), lr=1e-2)
+epochs(ddp, opt, 0, 2)
+straight = [p.data.copy() for p in ddp.parameters()]
+
+ddp = dist.DistributedDataParallel(model_(0))
+opt = optim.Adam(ddp.parameters(), lr=1e-2)
+epochs(ddp, opt, 0, 1)
+checkpoint = {"model": ddp.module.state_dict(), "optimizer": opt.state_dict(), "epoch": 1}
+dist.save_checkpoint(checkpoint, path)
+del ddp, opt
+state = dist.load_checkpoint(path)
+ddp = dist.DistributedDataParallel(model_(seed=123 + r))  # different init: the file must win
+ddp.module.load_state_dict(state["model"])
+opt = optim.Adam(ddp.parameters(), lr=1e-2)
+opt.load_state_dict(state["optimizer"])
+epochs(ddp, opt, state["epoch"], 2)
+for a, b in zip(straight, ddp.parameters(), strict=True):
+    np.testing.assert_array_equal(a, b.data)
+print("OK", r, flush=True)
