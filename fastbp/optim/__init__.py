@@ -36,6 +36,7 @@ import numpy as np
 from .. import kernels
 from ..core.observer import record_call
 from ..core.tensor import Tensor
+from .checks import check_pair, check_range
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "FlatBuffers", "UpdateRule"]
 
@@ -191,11 +192,9 @@ def _collect(params: Any, who: str) -> list[Tensor]:
     return out
 
 
-def _check_range(who: str, name: str, value: float, low: float, high: float | None = None) -> None:
-    ok = value >= low and (high is None or value < high)
-    if not ok or not math.isfinite(value):
-        bounds = f">= {low}" if high is None else f"in [{low}, {high})"
-        raise ValueError(f"{who}: invalid {name} {value!r}; it must be {bounds}")
+# Type and range checks of every hyperparameter, one helper for every optimizer.
+_check_range = check_range
+_check_pair = check_pair
 
 
 def _own_grads(flat: FlatBuffers) -> list[np.ndarray] | None:
@@ -796,8 +795,7 @@ class Adam(Optimizer):
     ):
         who = type(self).__name__
         _check_range(who, "learning rate lr", lr, 0.0)
-        if len(betas) != 2:
-            raise ValueError(f"{who}: betas must be a pair (beta1, beta2), got {betas!r}")
+        _check_pair(who, "betas", betas)
         _check_range(who, "beta1", betas[0], 0.0, 1.0)
         _check_range(who, "beta2", betas[1], 0.0, 1.0)
         _check_range(who, "eps", eps, 0.0)
