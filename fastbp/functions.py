@@ -14,7 +14,7 @@ import numpy as np
 from .core.engine import apply
 from .core.tensor import Axis, Tensor, as_tensor
 from .ops import elementwise as ew
-from .ops import linalg, reduce
+from .ops import linalg, linalg_nd, reduce
 from .ops import shape as shape_ops
 
 __all__ = [
@@ -73,21 +73,32 @@ def neg(a: Any) -> Tensor:
 
 
 def matmul(a: Any, b: Any) -> Tensor:
-    """Matrix product of two 2-D tensors.
+    """Matrix product with ``torch.matmul``'s rules for every rank.
+
+    2-D @ 2-D is the op ``matmul`` (the fast kernel path); 1-D operands act as a row
+    (left) or a column (right) that is dropped from the result; N-D operands are
+    stacks of matrices whose batch dimensions broadcast (op ``matmul_nd``).
 
     Raises
     ------
     ValueError
-        If an operand is not 2-D or the inner dimensions differ (the message
-        names both shapes).
+        If an operand is 0-D or the inner dimensions differ (the message names both
+        shapes).
 
     Example
     -------
     >>> import fastbp as fb
     >>> fb.matmul(fb.ones(2, 3), fb.ones(3, 4)).shape
     (2, 4)
+    >>> fb.matmul(fb.ones(5, 1, 2, 3), fb.ones(4, 3, 6)).shape
+    (5, 4, 2, 6)
+    >>> fb.matmul(fb.ones(3), fb.ones(3)).shape
+    ()
     """
-    return apply(linalg.MATMUL, _binary(a, b))
+    a, b = _binary(a, b)
+    if a.ndim == 2 and b.ndim == 2:
+        return apply(linalg.MATMUL, (a, b))
+    return a.matmul(b)
 
 
 def exp(x: Any) -> Tensor:
@@ -281,3 +292,202 @@ def logsumexp(x: Any, axis: Axis = None, keepdims: bool = False) -> Tensor:
     1000.6931471805599
     """
     return apply(reduce.LOGSUMEXP, (as_tensor(x),), axis=axis, keepdims=keepdims)
+
+
+# ------------------------------------------------ issue 14: matmul_nd, einsum, more math
+
+
+def einsum(subscripts: str, *operands: Any) -> Tensor:
+    """Einstein summation, as ``torch.einsum`` / ``np.einsum`` (with ``...``).
+
+    The gradient of each operand is the einsum of ``dy`` with the other operands;
+    the contractions run in NumPy with ``optimize=True`` (BLAS where it applies).
+
+    Parameters
+    ----------
+    subscripts : str
+        E.g. ``"bij,bjk->bik"``; implicit output (no ``->``) as in NumPy.
+    *operands : Tensor or array_like
+        One per comma-separated term (a single list of them is accepted too).
+
+    Returns
+    -------
+    Tensor
+
+    Raises
+    ------
+    ValueError
+        If the subscripts do not fit the operands' shapes.
+
+    Example
+    -------
+    >>> import fastbp as fb
+    >>> fb.einsum("ij,jk->ik", fb.ones(2, 3), fb.ones(3, 4)).shape
+    (2, 4)
+    >>> fb.einsum("ii", fb.tensor([[1.0, 2.0], [3.0, 4.0]]))
+    tensor(5.)
+    """
+    if len(operands) == 1 and isinstance(operands[0], (list, tuple)):
+        operands = tuple(operands[0])
+    return apply(linalg_nd.EINSUM, tuple(as_tensor(t) for t in operands), subscripts=subscripts)
+
+
+def _unary_function(name: str, example: str = ""):
+    """``fb.<name>(x)``: the Tensor method of that name applied to ``as_tensor(x)``."""
+
+    def function(x: Any) -> Tensor:
+        return getattr(as_tensor(x), name)()
+
+    function.__name__ = function.__qualname__ = name
+    method = getattr(Tensor, name)
+    extra = f"\n\n    Example\n    -------\n{example}" if example else ""
+    function.__doc__ = method.__doc__ + extra
+    return function
+
+
+sin = _unary_function(
+    "sin", "    >>> import fastbp as fb\n    >>> fb.sin(fb.tensor([0.0]))\n    tensor([0.])\n"
+)
+cos, tan = _unary_function("cos"), _unary_function("tan")
+asin, acos, atan = _unary_function("asin"), _unary_function("acos"), _unary_function("atan")
+arcsin, arccos, arctan = asin, acos, atan
+sinh, cosh = _unary_function("sinh"), _unary_function("cosh")
+asinh, acosh, atanh = _unary_function("asinh"), _unary_function("acosh"), _unary_function("atanh")
+arcsinh, arccosh, arctanh = asinh, acosh, atanh
+log2, log10, exp2 = _unary_function("log2"), _unary_function("log10"), _unary_function("exp2")
+log1p, expm1 = _unary_function("log1p"), _unary_function("expm1")
+rsqrt, square = _unary_function("rsqrt"), _unary_function("square")
+sign = _unary_function(
+    "sign",
+    "    >>> import fastbp as fb\n    >>> fb.sign(fb.tensor([-2.0, 0.0, 3.0]))\n"
+    "    tensor([-1.,  0.,  1.])\n",
+)
+floor, ceil, trunc = _unary_function("floor"), _unary_function("ceil"), _unary_function("trunc")
+fix = trunc
+isnan, isinf = _unary_function("isnan"), _unary_function("isinf")
+isfinite, logical_not = _unary_function("isfinite"), _unary_function("logical_not")
+
+
+def round(x: Any, decimals: int = 0) -> Tensor:  # noqa: A001
+    """Round half to even; see :meth:`Tensor.round`."""
+    return as_tensor(x).round(decimals)
+
+
+def clamp(x: Any, min: Any = None, max: Any = None) -> Tensor:  # noqa: A002
+    """Limit ``x`` to ``[min, max]``, bounds numbers or tensors; see :meth:`Tensor.clamp`.
+
+    Example
+    -------
+    >>> import fastbp as fb
+    >>> fb.clamp(fb.tensor([-2.0, 3.0]), min=fb.tensor([-1.0, 0.0]))
+    tensor([-1.,  3.])
+    """
+    return as_tensor(x).clamp(min, max)
+
+
+def lerp(start: Any, end: Any, weight: Any) -> Tensor:
+    """``start + weight * (end - start)``; see :meth:`Tensor.lerp`."""
+    a, b = _binary(start, end)
+    return a.lerp(b, weight)
+
+
+def _binary_method(name: str):
+    def function(a: Any, b: Any) -> Tensor:
+        a, b = _binary(a, b)
+        return getattr(a, name)(b)
+
+    function.__name__ = function.__qualname__ = name
+    function.__doc__ = getattr(Tensor, name).__doc__
+    return function
+
+
+logaddexp, copysign = _binary_method("logaddexp"), _binary_method("copysign")
+floor_divide, remainder = _binary_method("floor_divide"), _binary_method("remainder")
+fmod = _binary_method("fmod")
+logical_and, logical_or = _binary_method("logical_and"), _binary_method("logical_or")
+logical_xor = _binary_method("logical_xor")
+
+
+def isclose(
+    a: Any, b: Any, rtol: float = 1e-05, atol: float = 1e-08, equal_nan: bool = False
+) -> Tensor:
+    """Elementwise closeness test; see :meth:`Tensor.isclose`."""
+    a, b = _binary(a, b)
+    return a.isclose(b, rtol, atol, equal_nan)
+
+
+def bitwise_and(a: Any, b: Any) -> Tensor:
+    """Elementwise ``a & b`` on bool or integer tensors."""
+    a, b = _binary(a, b)
+    return a & b
+
+
+def bitwise_or(a: Any, b: Any) -> Tensor:
+    """Elementwise ``a | b`` on bool or integer tensors."""
+    a, b = _binary(a, b)
+    return a | b
+
+
+def bitwise_xor(a: Any, b: Any) -> Tensor:
+    """Elementwise ``a ^ b`` on bool or integer tensors."""
+    a, b = _binary(a, b)
+    return a ^ b
+
+
+def bitwise_not(x: Any) -> Tensor:
+    """Elementwise ``~x`` on bool or integer tensors."""
+    return ~as_tensor(x)
+
+
+__all__ += [  # issue 14, math
+    "einsum",
+    "sin",
+    "cos",
+    "tan",
+    "asin",
+    "acos",
+    "atan",
+    "arcsin",
+    "arccos",
+    "arctan",
+    "sinh",
+    "cosh",
+    "asinh",
+    "acosh",
+    "atanh",
+    "arcsinh",
+    "arccosh",
+    "arctanh",
+    "log2",
+    "log10",
+    "exp2",
+    "log1p",
+    "expm1",
+    "rsqrt",
+    "square",
+    "sign",
+    "floor",
+    "ceil",
+    "trunc",
+    "fix",
+    "round",
+    "clamp",
+    "lerp",
+    "logaddexp",
+    "copysign",
+    "floor_divide",
+    "remainder",
+    "fmod",
+    "isnan",
+    "isinf",
+    "isfinite",
+    "isclose",
+    "logical_and",
+    "logical_or",
+    "logical_xor",
+    "logical_not",
+    "bitwise_and",
+    "bitwise_or",
+    "bitwise_xor",
+    "bitwise_not",
+]

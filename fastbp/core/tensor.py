@@ -16,7 +16,9 @@ import numpy as np
 from . import engine, hooks, inplace
 from .args import axis_args
 from .engine import apply
+from .observer import record_read
 from .registry import OPS
+from .state import state
 
 __all__ = [
     "Tensor",
@@ -160,6 +162,8 @@ class Tensor:
         >>> fb.tensor([1, 2]).numpy()
         array([1, 2])
         """
+        if state.observer is not None:
+            record_read(self, "numpy()")
         return self.data
 
     def item(self) -> int | float | bool:
@@ -180,6 +184,8 @@ class Tensor:
             raise ValueError(
                 f"item() needs a tensor with one element, this one has shape {self.shape}"
             )
+        if state.observer is not None:
+            record_read(self, "item()")
         return self.data.item()
 
     def detach(self) -> Tensor:
@@ -214,6 +220,8 @@ class Tensor:
         return self
 
     def __array__(self, dtype=None, copy=None):
+        if state.observer is not None:
+            record_read(self, "np.asarray()")
         if dtype is None:
             return self.data if not copy else self.data.copy()
         return self.data.astype(dtype, copy=bool(copy))
@@ -229,6 +237,8 @@ class Tensor:
         return len(self.data)
 
     def __bool__(self) -> bool:
+        if state.observer is not None:
+            record_read(self, "bool()")
         return bool(self.data)
 
     def __float__(self) -> float:

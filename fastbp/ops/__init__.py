@@ -31,3 +31,5 @@ from ..core.registry import OPS, Op, defop
 __all__ = ["OPS", "Op", "defop"]
 
 from . import compare, elementwise, linalg, loss, reduce, shape  # noqa: E402,F401  (fill the table)
+
+from . import elementwise_more, linalg_nd  # noqa: E402,F401  # isort: skip  (issue 14)
