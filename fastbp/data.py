@@ -345,16 +345,18 @@ def _check_root(root: Path, named_by: str, download: bool | None) -> bool:
     if not root.exists():
         raise FileNotFoundError(
             f"load_mnist: the data directory {root} ({named_by}) does not exist; nothing was "
-            f"created or downloaded. {_path_hint(root)} To download MNIST into a new "
-            "directory there, pass download=True."
+            f"created or downloaded. {_path_hint(root)} Set FASTBP_DATA (or --data-dir) to the "
+            f"directory holding {_MNIST_FILES[0][0]}(.gz) and the other MNIST files, or pass "
+            "download=True to download them into a new directory there."
         )
     if download is False:
         return False
     if not _holds_mnist(root):
         raise FileNotFoundError(
             f"load_mnist: the data directory {root} ({named_by}) holds none of the MNIST IDX "
-            f"files; nothing was downloaded. {_path_hint(root / '_')} To download MNIST into "
-            "it, pass download=True."
+            f"files; nothing was downloaded. {_path_hint(root / '_')} Set FASTBP_DATA (or "
+            f"--data-dir) to the directory holding {_MNIST_FILES[0][0]}(.gz) and the other MNIST "
+            "files, or pass download=True to download them into this one."
         )
     return True
 

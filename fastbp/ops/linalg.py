@@ -10,7 +10,27 @@ from ..core.registry import defop
 from ..kernels import dispatch, linear
 
 
-def _check_2d(name, a, b):
+def _check_dtypes(name, a, b, labels=("a", "b")):
+    """Integer or bool data against float weights raises, as in PyTorch.
+
+    ``torch.nn.Linear`` on uint8 input raises "mat1 and mat2 must have the same dtype, but
+    got Byte and Float"; accepting it here would silently train on unscaled 0..255 pixels.
+    """
+    kinds = (a.dtype.kind, b.dtype.kind)
+    if ("f" in kinds or "c" in kinds) and any(k in "biu" for k in kinds):
+        ints = [(lab, x) for lab, x in zip(labels, (a, b), strict=True) if x.dtype.kind in "biu"]
+        hint = ""
+        if any(x.dtype == "uint8" for _, x in ints):
+            hint = " Raw uint8 pixels? Scale them first: x.astype(np.float32) / 255."
+        raise TypeError(
+            f"{name}: expected {labels[0]} and {labels[1]} of the same dtype, but got "
+            f"{a.dtype} {labels[0]} {a.shape} and {b.dtype} {labels[1]} {b.shape}; convert "
+            f"{ints[0][0]} to {(b if ints[0][1] is a else a).dtype} first.{hint}"
+        )
+
+
+def _check_2d(name, a, b, labels=("a", "b")):
+    _check_dtypes(name, a, b, labels)
     if a.ndim != 2 or b.ndim != 2:
         raise ValueError(f"{name} takes 2-D matrices; got {a.ndim}-D and {b.ndim}-D")
     if a.shape[1] != b.shape[0]:
@@ -40,7 +60,7 @@ MATMUL = defop(
 
 
 def _check_linear(x, w, b):
-    _check_2d("linear", x, w)
+    _check_2d("linear", x, w, ("input", "weight"))
     if b is not None and b.shape != (w.shape[1],):
         raise ValueError(f"bias must have shape ({w.shape[1]},), got {b.shape}")
 
