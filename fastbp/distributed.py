@@ -731,6 +731,7 @@ class DistributedDataParallel(Module):
             for _, b in module.named_buffers():
                 broadcast(b, src=0)
         self.bucket_cap_mb = bucket_cap_mb
+        self._named = named
         self.buckets = self._make_buckets(named, int(bucket_cap_mb * 2**20))
         self._where: dict[int, tuple[_Bucket, int]] = {}
         for bucket in self.buckets:
@@ -779,16 +780,20 @@ class DistributedDataParallel(Module):
         return buckets
 
     # -- forward
-    def forward(self, *args: Any, **kwargs: Any) -> Any:
-        """Run the wrapped module; the next backward synchronizes unless in :meth:`no_sync`."""
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        # Checked before Module.__call__ reports the call to a tracer: nothing is recorded.
         if observer() is not None:
             raise RuntimeError(
                 "DistributedDataParallel does not work inside fb.trace: a traced step "
                 "replays the recorded ops but not the gradient hooks and MPI all-reduces. "
                 "Run the distributed training step eagerly (without fb.trace)."
             )
+        return super().__call__(*args, **kwargs)
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        """Run the wrapped module; the next backward synchronizes unless in :meth:`no_sync`."""
         if self._ready:
-            missing = [n for b in self.buckets for n, p in b.params if id(p) not in self._ready]
+            missing = [n for n, p in self._named if id(p) not in self._ready]
             raise RuntimeError(
                 "DistributedDataParallel: the previous backward did not finish reducing the "
                 f"gradients; no gradient reached {', '.join(missing[:5])}"

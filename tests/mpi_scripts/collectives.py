@@ -1,5 +1,7 @@
 """Collectives and the sampler under mpiexec (any world size); prints OK from every rank."""
 
+import sys
+
 import numpy as np
 
 import fastbp as fb
@@ -93,4 +95,5 @@ for length in (0, 1, n - 1, n, 10, 11, 12, 37):
                 other = dist.DistributedSampler(length, shuffle=True, seed=3, drop_last=drop_last)
                 other.set_epoch(3)
                 assert not np.array_equal(other.indices(), mine) or len(mine) < 2
-print("OK", r, flush=True)
+sys.stdout.write(f"OK {r}\n")  # one write: lines of two ranks do not interleave
+sys.stdout.flush()

@@ -148,4 +148,5 @@ opt.load_state_dict(state["optimizer"])
 epochs(ddp, opt, state["epoch"], 2)
 for a, b in zip(straight, ddp.parameters(), strict=True):
     np.testing.assert_array_equal(a, b.data)
-print("OK", r, flush=True)
+sys.stdout.write(f"OK {r}\n")  # one write: lines of two ranks do not interleave
+sys.stdout.flush()

@@ -1,0 +1,37 @@
+"""A rank fails mid-epoch: ``fault.py raise|kill|hang``; rank 1 fails at step 3.
+
+The others must end within the timeout (FASTBP_DIST_TIMEOUT) with an error naming rank 1.
+"""
+
+import os
+import signal
+import sys
+import time
+
+import numpy as np
+
+import fastbp as fb
+import fastbp.distributed as dist
+import fastbp.nn.functional as F
+from fastbp import nn, optim
+
+mode = sys.argv[1]
+dist.init()
+r = dist.rank()
+fb.manual_seed(0)
+ddp = dist.DistributedDataParallel(nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 2)))
+opt = optim.SGD(ddp.parameters(), lr=0.1)
+x, y = np.ones((4, 8), np.float32), np.zeros(4, np.int64)
+for step in range(1000):
+    if r == 1 and step == 3:
+        if mode == "raise":
+            raise ValueError("boom in the data pipeline")
+        if mode == "kill":
+            os.kill(os.getpid(), signal.SIGKILL)
+        if mode == "hang":
+            time.sleep(600)
+    loss = F.cross_entropy(ddp(fb.from_numpy(x)), y)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+print("finished without noticing", flush=True)
