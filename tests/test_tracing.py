@@ -385,19 +385,19 @@ def test_new_batch_size_records_a_new_program():
 
 def test_many_signatures_stay_bounded_and_correct():
     """Past the cap on stored programs old ones are dropped; calls stay right."""
-    from fastbp.jit.tracing import _MAX_SIGNATURES
+    from fastbp.jit.tracing import CACHE_SIZE
 
     w = leaf([2.0])
     body = counted(lambda x: _backward_and_return((w * x).sum()))
     traced = fb.trace(body)
-    sizes = range(1, _MAX_SIGNATURES + 3)
+    sizes = range(1, CACHE_SIZE + 3)
     for _ in range(2):
         for n in sizes:
             x = np.arange(float(n)) + 1.0
             w.grad = None
             assert traced(x).item() == 2.0 * x.sum()
             np.testing.assert_array_equal(w.grad, [x.sum()])
-            assert len(traced.programs) <= _MAX_SIGNATURES
+            assert len(traced.programs) <= CACHE_SIZE
     assert body.calls > len(sizes)  # dropped programs were recorded again
 
 

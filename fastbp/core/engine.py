@@ -370,9 +370,12 @@ def backward(root, grad: Any = None, retain_graph: bool = False) -> None:
     """
     _needs_graph(root, "backward")
     seed = make_seed(root, grad, "backward")
-    if state.observer is not None:
-        state.observer.record_backward(root, grad, seed, retain_graph)
+    watcher = state.observer
+    if watcher is not None:
+        watcher.record_backward(root, grad, seed, retain_graph)
     _walk(root, seed, retain_graph, None)
+    if watcher is not None:
+        watcher.backward_finished(root)
 
 
 def grad(

@@ -3,9 +3,12 @@
 :mod:`fastbp.jit` records a traced function's first call by setting an observer on
 this thread. The engine then reports to it every op it applies
 (``observer.record_op(op, inputs, params, result)``) and every ``backward()``
-(``observer.record_backward(root, grad, seed, retain_graph)``); methods with side
-effects outside the op table (an optimizer's ``step``) announce themselves through
-:func:`record_call`. The engine knows the observer only by this interface.
+(``observer.record_backward(root, grad, seed, retain_graph)``, then
+``observer.backward_finished(root)``); methods with side effects outside the op table
+(an optimizer's ``step``) announce themselves through :func:`record_call`; a tensor
+turned into a Python or NumPy value reports it through :func:`record_read`, and an
+object whose Python attributes shape the computation (a module being called) through
+:func:`record_object`. The engine knows the observer only by this interface.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from typing import Any
 
 from .state import state
 
-__all__ = ["observer", "set_observer", "record_call"]
+__all__ = ["observer", "set_observer", "record_call", "record_read", "record_object"]
 
 
 def observer() -> Any:
@@ -72,3 +75,31 @@ def record_call(method: Callable[..., Any], *args: Any, **kwargs: Any) -> bool:
         return False
     watcher.record_call(method, args, kwargs)
     return True
+
+
+def record_read(t: Any, how: str) -> None:
+    """Report that tensor ``t``'s value left fastbp as ``how`` (``"item()"``, ``"bool()"``).
+
+    A trace warns: Python code that uses such a value runs only at the first call.
+
+    Example
+    -------
+    >>> record_read(None, "item()")  # nothing observes: nothing happens
+    """
+    watcher = state.observer
+    if watcher is not None:
+        watcher.record_read(t, how)
+
+
+def record_object(obj: Any) -> None:
+    """Report an object whose attributes the computation reads (a module being called).
+
+    A trace keeps a snapshot of its attributes and records again when they change.
+
+    Example
+    -------
+    >>> record_object(object())  # nothing observes: nothing happens
+    """
+    watcher = state.observer
+    if watcher is not None:
+        watcher.record_object(obj)

@@ -15,6 +15,7 @@ import numpy as np
 
 from . import engine, hooks, inplace
 from .args import axis_args
+from .dtypes import result_dtype
 from .engine import apply
 from .observer import record_read
 from .registry import OPS
@@ -301,18 +302,22 @@ class Tensor:
     def _operand(self, other: Any) -> Tensor:
         """Wrap ``other`` as a constant tensor, keeping Python scalars 'weak'.
 
-        ``float32_tensor * 2.0`` stays float32 (NumPy 2's rule for Python scalars).
+        ``float32_tensor * 2.0`` stays float32 and ``int_tensor * 2.5`` is float32
+        (PyTorch's rule for Python scalars, :func:`fastbp.core.dtypes.result_dtype`).
         """
         if isinstance(other, Tensor):
             return other
         if isinstance(other, (int, float, bool)):
             # Training loops multiply by the same few constants every step: reuse them.
-            key = (type(other), other, self.data.dtype)
+            # NOTE: a float is keyed on its bits (float.hex): -0.0 == 0.0 and hashes alike,
+            # so keying on the value would hand ``x * -0.0`` the cached +0 constant.
+            key = (type(other), other.hex() if type(other) is float else other, self.data.dtype)
             constant = _scalar_cache.get(key)
             if constant is None:
                 if len(_scalar_cache) >= 4096:
                     _scalar_cache.clear()
-                dtype = np.result_type(self.data.dtype, other)
+                # PyTorch's promotion (fastbp.core.dtypes): int tensor * 2.5 is float32.
+                dtype = result_dtype(self.data, other)
                 array = np.asarray(other, dtype=dtype)
                 array.flags.writeable = False  # shared between graphs: never to be written
                 constant = _scalar_cache[key] = _constant(array)

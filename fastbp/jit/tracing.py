@@ -56,6 +56,10 @@ array([1., 1.], dtype=float32)
 from __future__ import annotations
 
 import functools
+import operator
+import random
+import warnings
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -64,6 +68,7 @@ import numpy as np
 from ..core import engine
 from ..core.engine import FREED, accumulate_grad, fit_gradient, hand_to_leaf
 from ..core.observer import observer, set_observer
+from ..core.saved import fingerprint
 from ..core.state import state
 from ..core.tensor import Tensor, _constant
 from .compiler import REPLAY, compile_program
@@ -78,7 +83,7 @@ class TracerWarning(UserWarning):
     """Warned while recording a traced function: something a replay will freeze."""
 
 
-_MAX_SIGNATURES = 8  # a new batch size is a new signature: the last batch of an epoch...
+CACHE_SIZE = 8  # programs kept per traced function by default (LRU); a new batch size is one
 
 
 class _Recorder:
@@ -99,6 +104,51 @@ class _Recorder:
         self.leaves: list[tuple] = []
         self.leaf_of: dict[int, int] = {}  # id(tensor or array) -> leaf index
         self.keep: list[Any] = []  # keeps the objects behind those ids alive
+        # What a replay freezes, in words (TracedFunction.compiled says it), and what lets
+        # a later call see that the Python state the recording depended on has changed.
+        self.frozen: list[str] = []
+        self.watched: dict[int, _Snapshot] = {}
+        self.grads: list[tuple[Tensor, Any, bytes | None]] = []  # after the last backward
+        self.random_states = _random_states()
+
+    # ------------------------------------------------------------------ frozen Python state
+    def freeze(self, what: str) -> None:
+        """Note (and warn, as torch.jit.trace does) something a replay will not redo."""
+        if what not in self.frozen:
+            self.frozen.append(what)
+            warnings.warn(f"fb.trace: {what}", TracerWarning, stacklevel=4)
+
+    def record_read(self, t: Tensor, how: str) -> None:
+        """A tensor's value left fastbp: Python code using it runs at the first call only."""
+        self.freeze(
+            f"{how} of a tensor of shape {t.shape} turns a traced value into a Python or NumPy "
+            f"value; code that uses it (a branch, a print, NumPy work) runs only when the "
+            f"step is recorded, and its result is reused by every replay"
+        )
+
+    def record_object(self, obj: Any) -> None:
+        """Snapshot a module's attributes: a later call with other ones records again."""
+        if id(obj) not in self.watched:
+            self.watched[id(obj)] = _Snapshot(obj)
+
+    def backward_finished(self, root: Tensor) -> None:
+        """Remember the gradients backward left, to see NumPy work on them before step()."""
+        self.grads = [
+            (t, t.grad, None if t.grad is None else fingerprint(t.grad))
+            for kind, t, *_ in self.leaves
+            if kind == "tensor" and t.requires_grad
+        ]
+
+    def _check_grads(self, when: str) -> None:
+        for t, grad, print_ in self.grads:
+            now = t.grad
+            if now is not grad or (now is not None and fingerprint(now) != print_):
+                self.freeze(
+                    f"the gradient of a parameter of shape {t.shape} was changed between "
+                    f"backward() and {when} by code outside fastbp's ops (NumPy work on "
+                    f"p.grad, such as hand-written clipping); a replay does not repeat it. "
+                    f"Do such work outside the traced function, or with fastbp ops"
+                )
 
     # ------------------------------------------------------------------ where values live
     def _source(self, array: np.ndarray, who: str) -> tuple:
@@ -113,6 +163,12 @@ class _Recorder:
                     f"outside fastbp's ops, so it could not follow the argument on later "
                     f"calls; use fastbp ops (reshape, indexing) on the argument instead"
                 )
+        if array.size > 1 and array.flags.writeable:
+            self.freeze(
+                f"{who} is an array of shape {array.shape} that is not an argument; its "
+                f"values are baked into the trace as a constant (if it was computed from an "
+                f"argument with NumPy, compute it with fastbp ops instead)"
+            )
         return ("const", array)
 
     def _leaf(self, t: Tensor) -> int:
@@ -157,12 +213,14 @@ class _Recorder:
     def record_call(self, method: Callable[..., Any], args: tuple, kwargs: dict) -> None:
         """Called through :func:`fastbp.core.observer.record_call`: make the call now, with
         the recorder paused (its own ops are part of the call), and replay it every call."""
+        self._check_grads(f"{getattr(method, '__name__', 'the call')}()")
         self.events.append((_CALL, method, args, kwargs))
         set_observer(None)
         try:
             method(*args, **kwargs)
         finally:
             set_observer(self)
+        self.backward_finished(None)  # what the call left is the new reference
 
     def record_op(self, op, inputs: tuple[Tensor, ...], params: dict, result) -> None:
         """Called by :func:`fastbp.core.engine.apply` after each op."""
@@ -233,6 +291,13 @@ class _Recorder:
     # ------------------------------------------------------------------ the program
     def finish(self, result: Any) -> _Program:
         """Check what the function returned and freeze the recording into a program."""
+        self._check_grads("the end of the function")
+        if _random_states() != self.random_states:
+            self.freeze(
+                "random numbers were drawn with NumPy's or Python's global generator; the "
+                "values drawn at the first call are reused by every replay (draw them "
+                "outside the traced function and pass them in as arguments)"
+            )
         items = result if isinstance(result, tuple | list) else (result,)
         outputs = []
         for item in items:
@@ -321,6 +386,16 @@ class _Program:
                 examples.append(where[0].data if kind == "tensor" else where[0])
         # The compiled step and its source, or None and why the replay runs instead.
         self.compiled, self.compile_note = compile_program(self, examples)
+        self.frozen = recorder.frozen
+        self.watched = list(recorder.watched.values())
+        self.globals: _Snapshot | None = None  # set by TracedFunction: what fn's names held
+
+    def still_valid(self) -> bool:
+        """False if a module or a name the function uses holds something else now."""
+        for snapshot in self.watched:
+            if not snapshot.same():
+                return False
+        return self.globals is None or self.globals.same()
 
     def run(self, args: tuple[Any, ...]) -> Any:
         """Run the compiled step on ``args`` if there is one and it can, else replay the tape."""
@@ -464,15 +539,80 @@ def _signature(args: tuple[Any, ...]) -> tuple:
     return tuple(key)
 
 
+class _Snapshot:
+    """What an object's attributes (or a function's global names) referred to, by identity.
+
+    Checked at every replay, so it compares identities only: a module whose ``training``
+    flag, layers or parameters were rebound, or a global optimizer swapped for another,
+    makes the trace record again rather than replay a stale program.
+    """
+
+    __slots__ = ("namespace", "keys", "values")
+
+    def __init__(self, obj: Any = None, namespace: dict | None = None, keys=None):
+        self.namespace = vars(obj) if namespace is None else namespace
+        self.keys = list(self.namespace) if keys is None else keys
+        self.values = [self.namespace.get(k) for k in self.keys]
+
+    @classmethod
+    def of_names(cls, fn: Callable[..., Any]) -> _Snapshot | None:
+        """The globals and closure cells ``fn`` reads, or None for a callable without code."""
+        code = getattr(fn, "__code__", None)
+        if code is None:
+            return None
+        cells = dict(zip(code.co_freevars, fn.__closure__ or (), strict=True))
+        namespace = {k: c.cell_contents for k, c in cells.items() if _filled(c)}
+        namespace.update({k: fn.__globals__[k] for k in code.co_names if k in fn.__globals__})
+        snapshot = cls(namespace=namespace)
+        snapshot.namespace = (fn, cells)  # re-read at each check
+        return snapshot
+
+    def same(self) -> bool:
+        if type(self.namespace) is tuple:  # a function's names
+            fn, cells = self.namespace
+            now = [
+                cells[k].cell_contents
+                if k in cells and _filled(cells[k])
+                else fn.__globals__.get(k)
+                for k in self.keys
+            ]
+            return all(map(operator.is_, now, self.values))
+        d = self.namespace
+        return len(d) == len(self.keys) and all(
+            map(operator.is_, map(d.get, self.keys), self.values)
+        )
+
+
+_EMPTY = object()
+
+
+def _filled(cell) -> bool:
+    try:
+        return cell.cell_contents is not _EMPTY
+    except ValueError:  # an empty cell (a name assigned later in the enclosing function)
+        return False
+
+
+def _random_states() -> tuple:
+    """The global generators' states: NumPy's legacy one and Python's ``random``."""
+    kind, keys, pos, *_ = np.random.get_state()  # noqa: NPY002 (the legacy global one)
+    return (kind, keys.tobytes(), pos, random.getstate())
+
+
 class TracedFunction:
     """A function that records its tape on its first call per signature and replays it after.
 
     Made by :func:`trace`; call it like the function it wraps.
     """
 
-    def __init__(self, fn: Callable[..., Any]):
+    def __init__(self, fn: Callable[..., Any], cache_size: int = CACHE_SIZE):
+        if not isinstance(cache_size, int) or cache_size < 1:
+            raise ValueError(f"fb.trace: cache_size must be an int >= 1, got {cache_size!r}")
         self.fn = fn
-        self.programs: dict[tuple, _Program] = {}
+        self.cache_size = cache_size
+        # Least recently used first: a full cache evicts one program, the oldest.
+        self.programs: OrderedDict[tuple, _Program] = OrderedDict()
+        self.recordings = 0  # how many times a program was recorded (re-recordings count)
         self._last: _Program | None = None
         functools.update_wrapper(self, fn)
 
@@ -485,7 +625,10 @@ class TracedFunction:
         (bool, str)
             ``(True, "")``, or ``(False, reason)``; ``(False, "not recorded yet")``
             before the first call. A compiled step whose last call fell back to the
-            replay says why (say, the last step's ``p.grad`` is still referenced).
+            replay says why (say, the last step's ``p.grad`` is still referenced). When
+            the recording froze Python state (a ``.item()`` inside the step, NumPy work on
+            ``p.grad``, a constant array, random draws), the text ends with
+            ``"frozen: "`` and what was frozen, one item per ``"; "``.
 
         Example
         -------
@@ -495,12 +638,15 @@ class TracedFunction:
         """
         if self._last is None:
             return False, "not recorded yet"
+        frozen = "; ".join(self._last.frozen)
         if self._last.compiled is None:
-            return False, self._last.compile_note
+            why = self._last.compile_note
+            return False, f"{why}; frozen: {frozen}" if frozen else why
         fallback = self._last.compiled.fallback
         if fallback:
-            return False, f"compiled, but the last call was replayed: {fallback}"
-        return True, ""
+            why = f"compiled, but the last call was replayed: {fallback}"
+            return False, f"{why}; frozen: {frozen}" if frozen else why
+        return True, f"frozen: {frozen}" if frozen else ""
 
     @property
     def source(self) -> str | None:
@@ -524,8 +670,11 @@ class TracedFunction:
         key = _signature(args)
         program = self.programs.get(key)
         if program is not None:
-            self._last = program
-            return program.run(args)
+            if program.still_valid():
+                self.programs.move_to_end(key)
+                self._last = program
+                return program.run(args)
+            del self.programs[key]  # a module or a name changed: record again
         recorder = _Recorder(args)
         set_observer(recorder)
         try:
@@ -533,8 +682,10 @@ class TracedFunction:
         finally:
             set_observer(None)
         program = recorder.finish(result)
-        if len(self.programs) >= _MAX_SIGNATURES:
-            self.programs.clear()
+        program.globals = _Snapshot.of_names(self.fn)
+        self.recordings += 1
+        while len(self.programs) >= self.cache_size:
+            self.programs.popitem(last=False)
         self.programs[key] = self._last = program
         # Return what a replay returns: op outputs as tensors without a graph.
         if isinstance(result, Tensor):
@@ -547,7 +698,7 @@ class TracedFunction:
         return f"<fb.trace of {getattr(self.fn, '__qualname__', self.fn)!r}>"
 
 
-def trace(fn: Callable[..., Any]) -> TracedFunction:
+def trace(fn: Callable[..., Any] | None = None, *, cache_size: int = CACHE_SIZE) -> Any:
     """Record ``fn``'s tape on its first call, then replay the tape on later calls.
 
     Use it on a training step. The forward ops, ``backward()`` and the optimizer's
@@ -613,4 +764,6 @@ def trace(fn: Callable[..., Any]) -> TracedFunction:
     >>> second < first
     True
     """
-    return TracedFunction(fn)
+    if fn is None:  # @fb.trace(cache_size=...)
+        return functools.partial(TracedFunction, cache_size=cache_size)
+    return TracedFunction(fn, cache_size)

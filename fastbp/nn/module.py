@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from ..core.observer import record_call
+from ..core.observer import record_call, record_object
+from ..core.state import state
 from ..core.tensor import Tensor
 
 __all__ = ["Module", "Parameter", "RemovableHandle"]
@@ -257,6 +258,8 @@ class Module:
     _forward_hooks: dict = {}
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if state.observer is not None:  # a trace records again if this module changes
+            record_object(self)
         if self._forward_pre_hooks or self._forward_hooks:
             return self._call_with_hooks(args, kwargs)
         return self.forward(*args, **kwargs)
@@ -545,15 +548,10 @@ class Module:
                     f"parameter has shape {param.data.shape}; the state dict was saved "
                     f"from a different architecture"
                 )
-            if not param.data.flags.writeable:
-                raise ValueError(
-                    f"{where}: parameter '{name}' is read-only because a recorded graph "
-                    f"still uses it; call backward() on that graph or drop it (or run the "
-                    f"forward pass under fb.no_grad()) before loading"
-                )
             pairs.append((param, value))
         for param, value in pairs:
             np.copyto(param.data, value, casting="unsafe")
+            param._version += 1  # a graph recorded before the load now refuses backward
 
     def _all_named_parameters(self) -> Iterator[tuple[str, Tensor]]:
         """Like named_parameters, but a shared parameter appears under every name."""
