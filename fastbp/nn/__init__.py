@@ -13,6 +13,25 @@ Example
 """
 
 from . import functional, init, utils
+from .activation import (
+    CELU,
+    ELU,
+    GELU,
+    SELU,
+    Hardsigmoid,
+    Hardswish,
+    Hardtanh,
+    LeakyReLU,
+    LogSigmoid,
+    LogSoftmax,
+    Mish,
+    ReLU6,
+    SiLU,
+    Softmax,
+    Softmin,
+    Softplus,
+    Softsign,
+)
 from .containers import Flatten, Identity, ModuleDict, ModuleList, Unflatten
 from .layers import Linear, ReLU, Sequential, Sigmoid, Tanh
 from .module import Module, Parameter, RemovableHandle
@@ -35,3 +54,9 @@ __all__ = [
     "RemovableHandle",
     "utils",
 ]
+
+__all__ += [  # issue 14: activation modules
+    "LeakyReLU", "ELU", "SELU", "CELU", "GELU", "SiLU", "Mish", "Softplus", "Softsign",
+    "Hardtanh", "ReLU6", "Hardsigmoid", "Hardswish", "LogSigmoid", "Softmin", "Softmax",
+    "LogSoftmax",
+]  # fmt: skip

@@ -242,3 +242,253 @@ def mse_loss(pred: Any, target: Any, reduction: str = "mean") -> Tensor:
     if reduction == "sum":
         return squared.sum()
     return squared
+
+
+# ------------------------------------------------------------ issue 14: more activations
+# Each is one op of fastbp.ops.activation. ``inplace`` is accepted for PyTorch code but
+# the result is always a new tensor (the input is left unchanged).
+
+
+from ..ops import activation as _activation_ops  # noqa: E402
+
+
+def _act(name: str, x: Any, **params: Any) -> Tensor:
+    return apply(_activation_ops.OPS_BY_NAME[name], (as_tensor(x),), **params)
+
+
+def leaky_relu(input: Any, negative_slope: float = 0.01, inplace: bool = False) -> Tensor:  # noqa: A002
+    """``x`` where ``x > 0``, else ``negative_slope * x``; the gradient at 0 is the slope.
+
+    Example
+    -------
+    >>> import fastbp as fb, fastbp.nn.functional as F
+    >>> F.leaky_relu(fb.tensor([-2.0, 3.0]), 0.5)
+    tensor([-1.,  3.])
+    """
+    return _act("leaky_relu", input, negative_slope=negative_slope)
+
+
+def elu(input: Any, alpha: float = 1.0, inplace: bool = False) -> Tensor:  # noqa: A002
+    """``x`` where ``x > 0``, else ``alpha * (exp(x) - 1)``.
+
+    Example
+    -------
+    >>> import fastbp as fb, fastbp.nn.functional as F
+    >>> F.elu(fb.tensor([0.0, 1.0]))
+    tensor([0., 1.])
+    """
+    return _act("elu", input, alpha=alpha)
+
+
+def selu(input: Any, inplace: bool = False) -> Tensor:  # noqa: A002
+    """``scale * elu(x, alpha)`` with the self-normalising constants of torch.nn.SELU.
+
+    Example
+    -------
+    >>> import fastbp as fb, fastbp.nn.functional as F
+    >>> F.selu(fb.tensor([0.0]))
+    tensor([0.])
+    """
+    return _act("selu", input)
+
+
+def celu(input: Any, alpha: float = 1.0, inplace: bool = False) -> Tensor:  # noqa: A002
+    """``max(0, x) + min(0, alpha * (exp(x / alpha) - 1))``.
+
+    Example
+    -------
+    >>> import fastbp as fb, fastbp.nn.functional as F
+    >>> F.celu(fb.tensor([2.0]))
+    tensor([2.])
+    """
+    return _act("celu", input, alpha=alpha)
+
+
+def gelu(input: Any, approximate: str = "none") -> Tensor:  # noqa: A002
+    """``x * Φ(x)`` (``approximate='none'``, with erf) or its tanh approximation.
+
+    Raises
+    ------
+    ValueError
+        If ``approximate`` is not 'none' or 'tanh'.
+
+    Example
+    -------
+    >>> import fastbp as fb, fastbp.nn.functional as F
+    >>> F.gelu(fb.tensor([0.0, 10.0]), approximate="tanh")
+    tensor([ 0., 10.])
+    """
+    if approximate not in ("none", "tanh"):
+        raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+    return _act("gelu", input, approximate=approximate)
+
+
+def silu(input: Any, inplace: bool = False) -> Tensor:  # noqa: A002
+    """``x * sigmoid(x)`` (also called swish).
+
+    Example
+    -------
+    >>> import fastbp as fb, fastbp.nn.functional as F
+    >>> F.silu(fb.tensor([0.0]))
+    tensor([0.])
+    """
+    return _act("silu", input)
+
+
+def mish(input: Any, inplace: bool = False) -> Tensor:  # noqa: A002
+    """``x * tanh(softplus(x))``.
+
+    Example
+    -------
+    >>> import fastbp as fb, fastbp.nn.functional as F
+    >>> F.mish(fb.tensor([0.0]))
+    tensor([0.])
+    """
+    return _act("mish", input)
+
+
+def softplus(input: Any, beta: float = 1.0, threshold: float = 20.0) -> Tensor:  # noqa: A002
+    """``log(1 + exp(beta * x)) / beta``, and ``x`` itself where ``beta * x > threshold``.
+
+    Example
+    -------
+    >>> import fastbp as fb, fastbp.nn.functional as F
+    >>> F.softplus(fb.tensor([0.0, 100.0]))
+    tensor([  0.6931472, 100.       ])
+    """
+    return _act("softplus", input, beta=beta, threshold=threshold)
+
+
+def softsign(input: Any) -> Tensor:  # noqa: A002
+    """``x / (1 + |x|)``.
+
+    Example
+    -------
+    >>> import fastbp as fb, fastbp.nn.functional as F
+    >>> F.softsign(fb.tensor([1.0]))
+    tensor([0.5])
+    """
+    return _act("softsign", input)
+
+
+def hardtanh(
+    input: Any,  # noqa: A002
+    min_val: float = -1.0,
+    max_val: float = 1.0,
+    inplace: bool = False,
+) -> Tensor:
+    """Clamp to ``[min_val, max_val]``; unlike ``clamp``, no gradient at the bounds (torch).
+
+    Example
+    -------
+    >>> import fastbp as fb, fastbp.nn.functional as F
+    >>> F.hardtanh(fb.tensor([-3.0, 0.5, 3.0]))
+    tensor([-1. ,  0.5,  1. ])
+    """
+    if min_val > max_val:
+        raise ValueError(f"hardtanh: min_val ({min_val}) must not exceed max_val ({max_val})")
+    return _act("hardtanh", input, min_val=min_val, max_val=max_val)
+
+
+def relu6(input: Any, inplace: bool = False) -> Tensor:  # noqa: A002
+    """``min(max(x, 0), 6)`` (``hardtanh(x, 0, 6)``).
+
+    Example
+    -------
+    >>> import fastbp as fb, fastbp.nn.functional as F
+    >>> F.relu6(fb.tensor([-1.0, 7.0]))
+    tensor([0., 6.])
+    """
+    return _act("hardtanh", input, min_val=0.0, max_val=6.0)
+
+
+def hardsigmoid(input: Any, inplace: bool = False) -> Tensor:  # noqa: A002
+    """``relu6(x + 3) / 6``.
+
+    Example
+    -------
+    >>> import fastbp as fb, fastbp.nn.functional as F
+    >>> F.hardsigmoid(fb.tensor([0.0]))
+    tensor([0.5])
+    """
+    return _act("hardsigmoid", input)
+
+
+def hardswish(input: Any, inplace: bool = False) -> Tensor:  # noqa: A002
+    """``x * relu6(x + 3) / 6``.
+
+    Example
+    -------
+    >>> import fastbp as fb, fastbp.nn.functional as F
+    >>> F.hardswish(fb.tensor([3.0]))
+    tensor([3.])
+    """
+    return _act("hardswish", input)
+
+
+def logsigmoid(input: Any) -> Tensor:  # noqa: A002
+    """``log(sigmoid(x))``, finite for every finite ``x``.
+
+    Example
+    -------
+    >>> import fastbp as fb, fastbp.nn.functional as F
+    >>> F.logsigmoid(fb.tensor([-200.0]))
+    tensor([-200.])
+    """
+    return _act("logsigmoid", input)
+
+
+def _implicit_dim(ndim: int) -> int:
+    # torch's legacy rule for softmax-like functions called without dim.
+    return 0 if ndim in (0, 1, 3) else 1
+
+
+def softmin(input: Any, dim: int | None = None) -> Tensor:  # noqa: A002
+    """``softmax(-x, dim)``.
+
+    Without ``dim`` the legacy rule of torch picks one (0 for 0-, 1- and 3-D input,
+    else 1); pass it explicitly.
+
+    Example
+    -------
+    >>> import fastbp as fb, fastbp.nn.functional as F
+    >>> F.softmin(fb.tensor([0.0, 0.0]), dim=0)
+    tensor([0.5, 0.5])
+    """
+    x = as_tensor(input)
+    return functions.softmax(-x, axis=_implicit_dim(x.ndim) if dim is None else dim)
+
+
+def normalize(
+    input: Any,  # noqa: A002
+    p: float = 2.0,
+    dim: int = 1,
+    eps: float = 1e-12,
+) -> Tensor:
+    """Divide by the ``p``-norm along ``dim``, clamped below by ``eps``.
+
+    Parameters
+    ----------
+    input : Tensor
+    p : float, default 2.0
+        The norm's exponent (``float('inf')`` for the max-norm).
+    dim : int, default 1
+    eps : float, default 1e-12
+        A slice whose norm is below ``eps`` is divided by ``eps`` (its gradient then
+        does not flow through the norm), so zeros stay zeros.
+
+    Example
+    -------
+    >>> import fastbp as fb, fastbp.nn.functional as F
+    >>> F.normalize(fb.tensor([[3.0, 4.0], [0.0, 0.0]]))
+    tensor([[0.6, 0.8],
+            [0. , 0. ]])
+    """
+    x = as_tensor(input)
+    return apply(_activation_ops.NORMALIZE, (x,), p=float(p), axis=dim, eps=eps)
+
+
+__all__ += [
+    "leaky_relu", "elu", "selu", "celu", "gelu", "silu", "mish", "softplus", "softsign",
+    "hardtanh", "relu6", "hardsigmoid", "hardswish", "logsigmoid", "softmin", "normalize",
+]  # fmt: skip
