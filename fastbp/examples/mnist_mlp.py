@@ -8,6 +8,7 @@ measured times::
     python -m fastbp.examples.mnist_mlp
     python -m fastbp.examples.mnist_mlp --epochs 2 --save ckpt.npz
     python -m fastbp.examples.mnist_mlp --epochs 5 --resume ckpt.npz --plot curves.png
+    mpiexec -n 2 python -m fastbp.examples.mnist_mlp --distributed   # 64 per rank, same result
 
 The data is read with :func:`fastbp.data.load_mnist` from ``--data-dir`` (default:
 ``$FASTBP_DATA``, else a per-user cache). Runs are reproducible for a given
@@ -604,6 +605,11 @@ def _build_parser() -> argparse.ArgumentParser:
         "--limit-test", type=_positive_int, default=None, help="use the first N test samples"
     )
     p.add_argument("--no-progress", action="store_true", help="no per-batch progress output")
+    p.add_argument(
+        "--distributed",
+        action="store_true",
+        help="data-parallel over MPI ranks (mpiexec -n N ...): the batch is split across ranks",
+    )
     return p
 
 
@@ -750,6 +756,8 @@ def main(argv: Sequence[str] | None = None) -> float:
     test accuracy: 0.8512
     """
     args = parse_args(argv)
+    dist = _start_distributed() if args.distributed else None
+    is_main = dist is None or dist.rank() == 0  # only rank 0 prints, plots and saves
     # Fail before training, not after it.
     if args.plot:
         _require_matplotlib()
@@ -796,39 +804,74 @@ def main(argv: Sequence[str] | None = None) -> float:
         _default_generator().bit_generator.state = json.loads(saved["rng"])
         history = {k: list(v) for k, v in saved["history"].items()}
         start_epoch = int(saved["epoch"])
-        print(f"resumed from {args.resume} after epoch {start_epoch}", flush=True)
+        if is_main:
+            print(f"resumed from {args.resume} after epoch {start_epoch}", flush=True)
+    train_model, per_rank = model, config["batch_size"]
+    if dist is not None:
+        train_model = dist.DistributedDataParallel(model)
+        per_rank, uneven = divmod(config["batch_size"], dist.world_size())
+        if uneven or not per_rank:
+            raise SystemExit(
+                f"error: --batch-size {config['batch_size']} must be a multiple of the "
+                f"{dist.world_size()} ranks (it is the global batch, split across them)"
+            )
 
     accuracy = history["accuracy"][-1] if history["accuracy"] else math.nan
     for epoch in range(start_epoch, args.epochs):
         set_learning_rate(optimizer, config["lr"], config["schedule"], epoch, args.epochs)
         loader = make_loader(x_train, y_train, config["batch_size"], config["seed"], epoch)
-        progress = _Progress(epoch + 1, args.epochs, len(loader), not args.no_progress)
+        if dist is not None:  # this rank's shard; together the ranks see the same batches
+            sampler = dist.DistributedSampler(len(x_train), seed=config["seed"])
+            sampler.set_epoch(epoch)
+            loader = dist.ShardedLoader(x_train, y_train, per_rank, sampler)
+        progress = _Progress(epoch + 1, args.epochs, len(loader), is_main and not args.no_progress)
         t0 = time.perf_counter()
         try:
-            loss = train_epoch(model, optimizer, loader, on_step=progress)
+            loss = train_epoch(train_model, optimizer, loader, on_step=progress)
         finally:
             progress.close()
+        if dist is not None:
+            loss = dist.reduce_metrics({"loss": loss}, {"loss": len(sampler)})["loss"]
         t1 = time.perf_counter()
         accuracy = evaluate(model, x_test, y_test)
         t2 = time.perf_counter()
         history["loss"].append(loss)
         history["accuracy"].append(accuracy)
         history["time"].append(t1 - t0)
-        print(
-            f"epoch {epoch + 1}/{args.epochs}  train loss {loss:.4f}  "
-            f"test accuracy {accuracy:.4f}  time {t1 - t0:.2f}s (eval {t2 - t1:.2f}s)",
-            flush=True,
-        )
-        if args.save:
+        if is_main:
+            print(
+                f"epoch {epoch + 1}/{args.epochs}  train loss {loss:.4f}  "
+                f"test accuracy {accuracy:.4f}  time {t1 - t0:.2f}s (eval {t2 - t1:.2f}s)",
+                flush=True,
+            )
+        if args.save and is_main:
             save_checkpoint(args.save, model, optimizer, epoch + 1, history, config)
+        if args.save and dist is not None:
+            dist.barrier()  # the others wait for the checkpoint
 
     if math.isnan(accuracy):  # nothing trained in this run: report the model as it is
         accuracy = evaluate(model, x_test, y_test)
-    if args.plot:
+    if args.plot and is_main:
         plot_history(history, args.plot)
         print(f"wrote {args.plot}", flush=True)
-    print(f"test accuracy: {accuracy:.4f}", flush=True)
+    if is_main:
+        print(f"test accuracy: {accuracy:.4f}", flush=True)
     return accuracy
+
+
+def _start_distributed() -> Any:
+    """Join the MPI process group for ``--distributed`` (a world of one without mpiexec)."""
+    from fastbp import distributed as dist  # the top layer: only examples import it
+
+    if not dist.running_under_mpi():
+        print(
+            "--distributed: not started by mpiexec; running as a world of size 1 "
+            "(use: mpiexec -n 2 python -m fastbp.examples.mnist_mlp --distributed)",
+            file=sys.stderr,
+            flush=True,
+        )
+    dist.init()
+    return dist
 
 
 if __name__ == "__main__":
