@@ -847,6 +847,13 @@ class DistributedDataParallel(Module):
         self._launch_ready()
         if len(self._ready) == len(self._where):
             self.finish_gradient_synchronization()
+        elif self._next_launch:
+            # MPI moves a non-blocking collective on only inside MPI calls (without an
+            # asynchronous progress thread): a test per finished gradient keeps the
+            # buckets already sent moving while backward computes.
+            for started in self.buckets[: self._next_launch]:
+                if started.work is not None:
+                    started.work.is_completed()
 
     def _launch_ready(self) -> None:
         # Buckets start strictly in order: every rank must issue its collectives in the

@@ -67,22 +67,22 @@ def test_ddp_equals_one_process_no_sync_mismatch_trace_resume(tmp_path):
 
 
 def test_rank_that_raises_is_named():
-    proc, seconds = mpirun(2, "fault.py", "raise", env={"FASTBP_DIST_TIMEOUT": "20"})
+    proc, seconds = mpirun(2, "fault.py", "raise", env={"FASTBP_DIST_TIMEOUT": "60"})
     assert proc.returncode != 0
     assert "rank 1 failed" in proc.stderr and "boom in the data pipeline" in proc.stderr
-    assert seconds < 15  # the notice arrives at once, not after the timeout
+    assert seconds < 40  # the notice arrives at once, not after the 60 s timeout
 
 
 def test_hung_rank_is_named_after_the_timeout():
     proc, seconds = mpirun(2, "fault.py", "hang", env={"FASTBP_DIST_TIMEOUT": "2"})
     assert proc.returncode != 0
     assert "did not complete within 2 s" in proc.stderr and "rank 1 did not answer" in proc.stderr
-    assert seconds < 20
+    assert seconds < 40
 
 
 def test_killed_rank_ends_the_job():
     proc, seconds = mpirun(2, "fault.py", "kill", env={"FASTBP_DIST_TIMEOUT": "20"})
-    assert proc.returncode != 0 and seconds < 20
+    assert proc.returncode != 0 and seconds < 40
     assert "finished without noticing" not in proc.stdout
 
 
@@ -97,7 +97,7 @@ def test_killed_rank_is_named_when_the_launcher_does_not_clean_up():
         launcher_args=["-disable-auto-cleanup"],
         env={"FASTBP_DIST_TIMEOUT": "2"},
     )
-    assert proc.returncode != 0 and seconds < 30, proc.stderr
+    assert proc.returncode != 0 and seconds < 40, proc.stderr
     assert "rank 1 did not answer" in proc.stderr, proc.stderr
 
 
@@ -216,3 +216,28 @@ def test_sampler_global_batch_is_the_dataloaders():
     assert together[:-1] == single[:-1]  # the padded last batch differs by the repeat
     with pytest.raises(ValueError, match="rank 2 must be in"):
         dist.DistributedSampler(4, 2, 2)
+
+
+def test_mnist_example_distributed_matches_one_process():
+    data = Path(os.environ.get("FASTBP_DATA", Path(__file__).parents[2] / "shared/data/mnist"))
+    if not (data / "train-images-idx3-ubyte.gz").exists():
+        pytest.skip(f"MNIST not found in {data} (set FASTBP_DATA)")
+    args = ["--epochs", "1", "--limit-train", "1024", "--limit-test", "1000", "--no-progress"]
+    args += ["--data-dir", str(data), "--batch-size", "64"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+    one = subprocess.run(
+        [sys.executable, "-m", "fastbp.examples.mnist_mlp", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    cmd = [MPIEXEC, "-n", "2", sys.executable, "-m", "fastbp.examples.mnist_mlp", *args]
+    two = subprocess.run(
+        cmd + ["--distributed"], capture_output=True, text=True, timeout=120, env=env
+    )
+    assert one.returncode == 0 and two.returncode == 0, one.stderr + two.stderr
+    one_lines, two_lines = one.stdout.splitlines(), two.stdout.splitlines()
+    assert one_lines[-1].startswith("test accuracy:") and one_lines[-1] == two_lines[-1], two.stdout
+    assert one_lines[0].split("time")[0] == two_lines[0].split("time")[0]  # loss and accuracy
+    assert len(two_lines) == len(one_lines)  # rank 1 printed nothing

@@ -1,0 +1,232 @@
+"""Data-parallel throughput of the MNIST MLP (784-512-256-10) over MPI, 128 samples per rank.
+
+A script, not a timed test::
+
+    OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 NUMBA_NUM_THREADS=1 \\
+        python benchmarks/bench_distributed.py --ranks 1 2 --steps 300
+
+It starts ``mpiexec -n N`` on itself for each N; every rank pins itself to core
+``rank % cores`` and times, on fixed random data with SGD (momentum 0.9):
+
+* ``compute``: the plain step without any communication;
+* ``ddp``: the step through :class:`fastbp.distributed.DistributedDataParallel` with small
+  buckets (all-reduces start during backward);
+* ``ddp-1-bucket``: DDP with one bucket (torch's default 25 MiB holds this whole model);
+* ``after``: no DDP; one all-reduce of all gradients after backward returns;
+* ``allreduce``: the all-reduce of the 535K float32 gradients alone, and of 1 float
+  (latency), 64 KiB and 8 MiB (bandwidth).
+
+The split of a DDP step: compute; exposed communication = ddp - compute; hidden =
+allreduce - exposed (the part of the all-reduce that ran under backward). Under pytest
+(``--benchmark-disable``) :func:`test_bench_distributed_runs` runs it for a few steps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+SIZES = (784, 512, 256, 10)
+BATCH = 128
+
+
+def _median_time(fn, steps: int, comm) -> float:
+    """Median seconds per call over ``steps`` calls, ranks started together each round."""
+    for _ in range(max(3, steps // 10)):
+        fn()
+    times = []
+    for _ in range(steps):
+        if comm is not None:
+            comm.Barrier()
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    # The slowest rank sets the pace: take each round's maximum over ranks.
+    times = np.array(times)
+    if comm is not None:
+        from mpi4py import MPI
+
+        comm.Allreduce(MPI.IN_PLACE, times, op=MPI.MAX)
+    return float(np.median(times))
+
+
+def worker(steps: int) -> dict:
+    """Run in each rank under mpiexec; rank 0 returns the measurements."""
+    import fastbp as fb
+    import fastbp.distributed as dist
+    import fastbp.nn.functional as F
+    from fastbp import nn, optim
+
+    dist.init()
+    r, n = dist.rank(), dist.world_size()
+    cores = sorted(os.sched_getaffinity(0))
+    os.sched_setaffinity(0, {cores[r % len(cores)]})
+    comm = None
+    if n > 1:
+        from mpi4py import MPI
+
+        comm = MPI.COMM_WORLD
+    rng = np.random.default_rng(r)
+    x = fb.from_numpy(rng.standard_normal((BATCH, SIZES[0])).astype(np.float32))
+    y = rng.integers(0, SIZES[-1], BATCH)
+
+    def model():
+        fb.manual_seed(0)
+        layers = []
+        for a, b in zip(SIZES[:-1], SIZES[1:], strict=True):
+            layers += [nn.Linear(a, b), nn.ReLU()]
+        return nn.Sequential(*layers[:-1])
+
+    def step_fn(net, params, after=None):
+        opt = optim.SGD(params, lr=0.01, momentum=0.9)
+
+        def step():
+            loss = F.cross_entropy(net(x), y)
+            opt.zero_grad()
+            loss.backward()
+            if after is not None:
+                after()
+            opt.step()
+
+        return step
+
+    plain = model()
+    results = {"ranks": n, "steps": steps}
+    results["compute"] = _median_time(step_fn(plain, plain.parameters()), steps, comm)
+    ddp = dist.DistributedDataParallel(model(), bucket_cap_mb=0.25)
+    results["buckets"] = [round(b.nbytes / 2**20, 3) for b in ddp.buckets]
+    waits = []
+    ddp_step = step_fn(ddp, ddp.parameters())
+
+    def ddp_timed():
+        ddp_step()
+        waits.append(ddp.wait_seconds)
+
+    results["ddp"] = _median_time(ddp_timed, steps, comm)
+    results["ddp_wait"] = float(np.median(waits))
+    one = dist.DistributedDataParallel(model(), bucket_cap_mb=25)
+    results["ddp-1-bucket"] = _median_time(step_fn(one, one.parameters()), steps, comm)
+    after_net = model()
+    params = list(after_net.parameters())
+    flat = np.empty(sum(p.data.size for p in params), np.float32)
+
+    def reduce_after():
+        offsets = np.cumsum([0] + [p.data.size for p in params])
+        for p, lo, hi in zip(params, offsets[:-1], offsets[1:], strict=True):
+            flat[lo:hi] = p.grad.reshape(-1)
+        dist.all_reduce(flat, "mean")
+        for p, lo, hi in zip(params, offsets[:-1], offsets[1:], strict=True):
+            p.grad[...] = flat[lo:hi].reshape(p.grad.shape)
+
+    results["after"] = _median_time(step_fn(after_net, params, reduce_after), steps, comm)
+    results["param_bytes"] = int(flat.nbytes)
+    for name, size in (("allreduce_4B", 1), ("allreduce_64KiB", 16384)):
+        buf = np.ones(size, np.float32)
+        results[name] = _median_time(lambda b=buf: dist.all_reduce(b), steps, comm)
+    results["allreduce_params"] = _median_time(lambda: dist.all_reduce(flat), steps, comm)
+    big = np.ones(2**21, np.float32)
+    results["allreduce_8MiB"] = _median_time(
+        lambda: dist.all_reduce(big), max(10, steps // 10), comm
+    )
+    return results if r == 0 else {}
+
+
+def run(ranks: int, steps: int) -> dict:
+    """Start ``mpiexec -n ranks`` on this file; return rank 0's measurements."""
+    mpiexec = shutil.which(
+        "mpiexec", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+    )
+    if mpiexec is None:
+        raise RuntimeError("no mpiexec on PATH: pip install -e '.[mpi]'")
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "OPENBLAS_NUM_THREADS": "1",
+        "NUMBA_NUM_THREADS": "1",
+    }
+    cmd = [mpiexec, "-n", str(ranks), sys.executable, __file__, "--worker", "--steps", str(steps)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1200)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stdout}\n{proc.stderr}")
+    line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")][-1]
+    return json.loads(line[len("RESULT ") :])
+
+
+def table(results: list[dict]) -> str:
+    """Markdown tables: throughput, the time split, overlap, all-reduce cost."""
+    base = results[0]
+    rows = [
+        "| ranks | compute step | DDP step | DDP 1 bucket | all-reduce after backward | "
+        "steps/s (DDP) | samples/s | speedup vs 1 rank |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for res in results:
+        n = res["ranks"]
+        speed = n * base["ddp"] / res["ddp"]
+        rows.append(
+            f"| {n} | {res['compute'] * 1e3:.2f} ms | {res['ddp'] * 1e3:.2f} ms | "
+            f"{res['ddp-1-bucket'] * 1e3:.2f} ms | {res['after'] * 1e3:.2f} ms | "
+            f"{1 / res['ddp']:.0f} | {n * BATCH / res['ddp']:.0f} | {speed:.2f}x |"
+        )
+    rows += [
+        "",
+        "| ranks | compute | exposed comm (DDP - compute) | DDP wait in finish | hidden comm "
+        "| all-reduce of the gradients alone | 1 float | 64 KiB | 8 MiB |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for res in results:
+        exposed = max(0.0, res["ddp"] - res["compute"])
+        hidden = max(0.0, res["allreduce_params"] - exposed)
+        rows.append(
+            f"| {res['ranks']} | {res['compute'] * 1e3:.2f} ms | {exposed * 1e3:.2f} ms | "
+            f"{res['ddp_wait'] * 1e3:.2f} ms | {hidden * 1e3:.2f} ms | "
+            f"{res['allreduce_params'] * 1e3:.2f} ms | {res['allreduce_4B'] * 1e6:.0f} us | "
+            f"{res['allreduce_64KiB'] * 1e6:.0f} us | {res['allreduce_8MiB'] * 1e3:.2f} ms |"
+        )
+    last = results[-1]
+    if last["ranks"] > 1:
+        bandwidth = 8 * 2**20 / last["allreduce_8MiB"] / 1e9
+        rows += [
+            "",
+            f"buckets (MiB): {last['buckets']}; gradients {last['param_bytes'] / 2**20:.2f} MiB; "
+            f"all-reduce latency ~{last['allreduce_4B'] * 1e6:.0f} us, "
+            f"bandwidth ~{bandwidth:.2f} GB/s (8 MiB)",
+        ]
+    return "\n".join(rows)
+
+
+def main(argv=None) -> list[dict]:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--ranks", type=int, nargs="+", default=[1, 2])
+    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.worker:
+        res = worker(args.steps)
+        if res:
+            print("RESULT " + json.dumps(res), flush=True)
+        return [res]
+    results = [run(n, args.steps) for n in args.ranks]
+    print(table(results))
+    return results
+
+
+def test_bench_distributed_runs():
+    import pytest
+
+    pytest.importorskip("mpi4py", reason="mpi4py not installed: pip install -e '.[mpi]'")
+    results = [run(2, 2)]  # one launch keeps it quick; the script itself runs 1 and 2
+    assert results[0]["ranks"] == 2 and len(results[0]["buckets"]) > 1
+    assert "speedup vs 1 rank" in table(results)
+
+
+if __name__ == "__main__":
+    main()
