@@ -73,7 +73,20 @@ def main(argv: list[str] | None = None) -> dict:
     )
     parser.add_argument("--plot", help="write a PNG bar chart here")
     parser.add_argument("--markdown", help="also write the table to this file")
+    parser.add_argument(
+        "--replot",
+        metavar="MARKDOWN",
+        help="measure nothing: redraw --plot from the first step-time table in this file "
+        "(e.g. benchmarks/README.md)",
+    )
     args = parser.parse_args(argv)
+    if args.replot:
+        if not args.plot:
+            parser.error("--replot needs --plot PATH")
+        with open(args.replot, encoding="utf-8") as f:
+            results = parse_times_table(f.read())
+        plot(results, list(next(iter(results.values()))), args.plot)
+        return results
     if args.threads == "1":
         pin_to_one_core(argv)
 
@@ -98,20 +111,7 @@ def main(argv: list[str] | None = None) -> dict:
                 file=sys.stderr,
             )
 
-    ours = [s for s in systems if s.startswith("fastbp")]  # eager and traced
-    lines = [
-        f"Training step medians ({'1 pinned core' if args.threads == '1' else 'all cores'}), "
-        f"float32; ratio to the GEMM floor in brackets.",
-        "",
-        "| step | " + " | ".join(systems) + " | " + " | ".join(f"{s} / torch" for s in ours) + " |",
-        "| --- | " + " | ".join("---" for _ in systems + ours) + " |",
-    ]
-    for config, row in results.items():
-        floor = row["gemm-floor"]
-        cells = [f"{row[s] * 1e6:.0f} us ({row[s] / floor:.2f}x)" for s in systems]
-        cells += [f"{row[s] / row['torch']:.2f}x" if "torch" in row else "-" for s in ours]
-        lines.append(f"| {config} | " + " | ".join(cells) + " |")
-    table = "\n".join(lines)
+    table = markdown_tables(results, systems, args.threads)
     print(table)
     if args.markdown:
         with open(args.markdown, "w") as f:
@@ -119,6 +119,91 @@ def main(argv: list[str] | None = None) -> dict:
     if args.plot:
         plot(results, systems, args.plot)
     return results
+
+
+# The names the tables and the plot's legend show, one list for both.
+LABELS = {
+    "gemm-floor": "GEMM floor",
+    "fastbp": "fastbp",
+    "fastbp-trace": "fastbp-trace",
+    "numpy": "NumPy by hand",
+    "torch": "PyTorch eager",
+    "jax": "JAX jit",
+}
+
+
+def label(system: str) -> str:
+    return LABELS.get(system, system)
+
+
+def _time(seconds: float) -> str:
+    return f"{seconds * 1e3:.1f} ms" if seconds >= 0.01 else f"{seconds * 1e6:.0f} us"
+
+
+def markdown_tables(results: dict, systems: list[str], threads: str = "1") -> str:
+    """Three narrow tables (7 columns at most, so they fit the docs' content column).
+
+    Step times; the same relative to the GEMM floor; fastbp's ratio to PyTorch.
+    """
+    where = "1 pinned core" if threads == "1" else "all cores"
+    header = "| step | " + " | ".join(label(s) for s in systems) + " |"
+    rule = "| --- |" + " ---: |" * len(systems)
+    times = [f"Training step medians ({where}), float32.", "", header, rule]
+    ratios = ["Time relative to the GEMM floor (lower is better).", "", header, rule]
+    for config, row in results.items():
+        floor = row["gemm-floor"]
+        times.append(f"| {config} | " + " | ".join(_time(row[s]) for s in systems) + " |")
+        ratios.append(
+            f"| {config} | " + " | ".join(f"{row[s] / floor:.2f}x" for s in systems) + " |"
+        )
+    out = "\n".join(times) + "\n\n" + "\n".join(ratios)
+    ours = [s for s in systems if s.startswith("fastbp")]  # eager and traced
+    if "torch" in systems:
+        vs = ["fastbp relative to PyTorch eager (below 1 is faster).", ""]
+        vs.append("| step | " + " | ".join(f"{label(s)} / {label('torch')}" for s in ours) + " |")
+        vs.append("| --- |" + " ---: |" * len(ours))
+        for config, row in results.items():
+            cells = [f"{row[s] / row['torch']:.2f}x" for s in ours]
+            vs.append(f"| {config} | " + " | ".join(cells) + " |")
+        out += "\n\n" + "\n".join(vs)
+    return out
+
+
+def parse_times_table(text: str) -> dict[str, dict[str, float]]:
+    """``{config: {system: seconds}}`` from the first Markdown table of step times in ``text``.
+
+    Reads the layout :func:`markdown_tables` writes (cells such as ``34 us`` or ``61.6 ms``,
+    optionally followed by a bracketed ratio), with the systems named as in ``LABELS``.
+    """
+    import re
+
+    by_label = {v: k for k, v in LABELS.items()}
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if not line.startswith("| step |") or "GEMM floor" not in cells:
+            continue
+        systems = [by_label.get(c, c) for c in cells[1:]]
+        results: dict[str, dict[str, float]] = {}
+        for row in lines[i + 2 :]:
+            if not row.startswith("|"):
+                break
+            values = [c.strip() for c in row.strip().strip("|").split("|")]
+            parsed = {}
+            for system, cell in zip(systems, values[1:], strict=True):
+                if system not in LABELS:
+                    continue  # e.g. an older "fastbp / PyTorch" ratio column
+                m = re.match(r"([0-9.]+)\s*(us|ms|s)\b", cell)
+                if m:
+                    parsed[system] = (
+                        float(m.group(1)) * {"us": 1e-6, "ms": 1e-3, "s": 1.0}[m.group(2)]
+                    )
+            if len(parsed) != len([x for x in systems if x in LABELS]):
+                break  # a table of ratios, not times
+            results[values[0]] = parsed
+        if results:
+            return results
+    raise ValueError("no table of step times (a '| step | GEMM floor | ...' header) found")
 
 
 def plot(results: dict, systems: list[str], path: str) -> None:
@@ -137,11 +222,22 @@ def plot(results: dict, systems: list[str], path: str) -> None:
     fig, ax = plt.subplots(figsize=(9, 4))
     for i, system in enumerate(systems):
         ratios = [results[c][system] / results[c]["gemm-floor"] for c in configs]
-        ax.bar(np.arange(len(configs)) + i * width, ratios, width, label=system)
+        ax.bar(np.arange(len(configs)) + i * width, ratios, width, label=label(system))
     ax.set_xticks(np.arange(len(configs)) + width * (len(systems) - 1) / 2, configs)
     ax.set_ylabel("time / GEMM floor (lower is better)")
     ax.set_yscale("log")
-    ax.legend()
+    # Plain numbers at chosen ratios: the default log labels read "2×10⁰".
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
+
+    top = max(results[c][s] / results[c]["gemm-floor"] for c in configs for s in systems)
+    low = min(results[c][s] / results[c]["gemm-floor"] for c in configs for s in systems)
+    ticks = [t for t in (0.5, 0.75, 1, 1.25, 1.5, 2, 3, 4, 6, 8, 10, 15, 20) if low / 1.3 <= t]
+    ticks = [t for t in ticks if t <= top * 1.3] or [1]
+    ax.yaxis.set_major_locator(FixedLocator(ticks))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.yaxis.set_minor_formatter(NullFormatter())
+    ax.axhline(1.0, color="0.5", linewidth=0.8)
+    ax.legend(fontsize="small", ncols=2)
     ax.set_title("One SGD training step, float32")
     fig.tight_layout()
     tmp = path + ".tmp.png"

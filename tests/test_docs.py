@@ -155,12 +155,15 @@ def test_docstring_examples(name: str, tmp_path, monkeypatch):
 # --------------------------------------------------------------------------- site build
 
 
-@pytest.mark.skipif(importlib.util.find_spec("mkdocs") is None, reason="mkdocs is not installed")
-def test_mkdocs_build_strict(tmp_path):
+@pytest.fixture(scope="module")
+def built_site(tmp_path_factory):
+    """The site, built once with ``mkdocs build --strict`` for every test that reads it."""
+    if importlib.util.find_spec("mkdocs") is None:
+        pytest.skip("mkdocs is not installed")
     for plugin in ("material", "mkdocstrings", "mkdocstrings_handlers.python"):
         if importlib.util.find_spec(plugin.split(".")[0]) is None:
             pytest.skip(f"{plugin} is not installed (pip install -e '.[docs]')")
-    site = tmp_path / "site"
+    site = tmp_path_factory.mktemp("docs") / "site"
     done = subprocess.run(
         [sys.executable, "-m", "mkdocs", "build", "--strict", "-q", "-d", str(site)],
         cwd=ROOT,
@@ -169,12 +172,115 @@ def test_mkdocs_build_strict(tmp_path):
         timeout=300,
     )
     assert done.returncode == 0, f"mkdocs build --strict failed:\n{done.stdout}\n{done.stderr}"
+    return site
+
+
+def test_mkdocs_build_strict(built_site):
+    site = built_site
     for page in ("index.html", "tutorial/index.html", "api/index.html"):
         assert (site / page).is_file(), page
     api = (site / "api" / "index.html").read_text(encoding="utf-8")
     assert "to_dot" in api and "backward" in api
     tutorial = (site / "tutorial" / "index.html").read_text(encoding="utf-8")
     assert "fastbp-graph" not in tutorial  # every marker was replaced
+
+
+# --------------------------------------------------------------------------- page layout
+
+# Runs in the page after load: each content table's width against the content column.
+_MEASURE = """<script>
+window.addEventListener("load", function () {
+  setTimeout(function () {
+    var column = document.querySelector(".md-content__inner").getBoundingClientRect();
+    var tables = [];
+    document.querySelectorAll(".md-content__inner table").forEach(function (t) {
+      var r = t.getBoundingClientRect();
+      tables.push({columns: t.rows.length ? t.rows[0].cells.length : 0,
+                   right: r.right, scroll: t.scrollWidth, client: t.clientWidth,
+                   header: t.rows.length ? t.rows[0].textContent.trim().slice(0, 60) : ""});
+    });
+    var pre = document.createElement("pre");
+    pre.id = "fastbp-layout";
+    pre.textContent = JSON.stringify({viewport: window.innerWidth, column: column.right,
+                                      tables: tables});
+    document.body.appendChild(pre);
+  }, 300);
+});
+</script>"""
+
+
+def _browser() -> str | None:
+    import shutil
+
+    for name in ("chromium", "chromium-browser", "google-chrome", "chrome"):
+        if shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+def _chromium(browser: str, url: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [
+            browser,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+            "--virtual-time-budget=5000",
+            *args,
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_performance_tables_fit_the_content_column_at_1280px(built_site):
+    """No table of the performance page scrolls sideways in a 1280 px wide window.
+
+    With a headless Chromium the page is laid out for real: each table's scroll width must
+    not exceed its visible width and its right edge must stay inside the content column
+    (a screenshot is written next to the site, for a human to look at). Without a browser
+    the check falls back to the built HTML and CSS: the extra stylesheet that narrows the
+    cells is linked, and no table has more than seven columns.
+    """
+    import json
+
+    page = built_site / "performance" / "index.html"
+    html = page.read_text(encoding="utf-8")
+    assert "stylesheets/extra.css" in html
+    css = (built_site / "stylesheets" / "extra.css").read_text(encoding="utf-8")
+    assert "min-width" in css  # Material's 5rem per header alone overflows 7 columns
+    browser = _browser()
+    if browser is None:
+        widest = max(
+            len(re.findall(r"<th\b", t)) for t in re.findall(r"(?s)<thead>.*?</thead>", html)
+        )
+        assert widest <= 7, f"a table of {widest} columns on the performance page"
+        pytest.skip("no headless Chromium: checked the HTML and CSS only")
+    probe = page.with_name("layout-probe.html")
+    probe.write_text(html.replace("</body>", _MEASURE + "</body>"), encoding="utf-8")
+    done = _chromium(browser, probe.as_uri(), "--window-size=1280,1000", "--dump-dom")
+    found = re.search(r'<pre id="fastbp-layout">(.*?)</pre>', done.stdout, re.S)
+    assert found, f"the browser gave no measurement:\n{done.stderr[-2000:]}"
+    layout = json.loads(found.group(1).replace("&quot;", '"').replace("&amp;", "&"))
+    assert layout["viewport"] == 1280 and layout["tables"], layout
+    _chromium(
+        browser,
+        page.as_uri(),
+        "--window-size=1280,1600",
+        f"--screenshot={built_site / 'performance-1280.png'}",
+    )
+    too_wide = [
+        t
+        for t in layout["tables"]
+        if t["scroll"] > t["client"] + 1 or t["right"] > layout["column"] + 1
+    ]
+    assert not too_wide, (
+        f"tables wider than the {layout['column']:.0f} px content column at 1280 px "
+        f"(screenshot: {built_site / 'performance-1280.png'}): {too_wide}"
+    )
 
 
 def _load_hooks():
