@@ -60,3 +60,19 @@ __all__ += [  # issue 14: activation modules
     "Hardtanh", "ReLU6", "Hardsigmoid", "Hardswish", "LogSigmoid", "Softmin", "Softmax",
     "LogSoftmax",
 ]  # fmt: skip
+
+from .conv import (  # noqa: E402  (issue 15: convolution and pooling modules)
+    AdaptiveAvgPool2d,
+    AdaptiveMaxPool2d,
+    AvgPool1d,
+    AvgPool2d,
+    Conv1d,
+    Conv2d,
+    MaxPool1d,
+    MaxPool2d,
+)
+
+__all__ += [  # issue 15
+    "Conv1d", "Conv2d", "MaxPool1d", "MaxPool2d", "AvgPool1d", "AvgPool2d",
+    "AdaptiveAvgPool2d", "AdaptiveMaxPool2d",
+]  # fmt: skip

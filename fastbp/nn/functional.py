@@ -492,3 +492,20 @@ __all__ += [
     "leaky_relu", "elu", "selu", "celu", "gelu", "silu", "mish", "softplus", "softsign",
     "hardtanh", "relu6", "hardsigmoid", "hardswish", "logsigmoid", "softmin", "normalize",
 ]  # fmt: skip
+
+# ---- convolution and pooling (issue 15; implemented in functional_conv.py) --------------------
+from .functional_conv import (  # noqa: E402
+    adaptive_avg_pool2d,
+    adaptive_max_pool2d,
+    avg_pool1d,
+    avg_pool2d,
+    conv1d,
+    conv2d,
+    max_pool1d,
+    max_pool2d,
+)
+
+__all__ += [
+    "conv1d", "conv2d", "max_pool1d", "max_pool2d", "avg_pool1d", "avg_pool2d",
+    "adaptive_avg_pool2d", "adaptive_max_pool2d",
+]  # fmt: skip
