@@ -155,7 +155,9 @@ def clip(x: Any, min: float | None = None, max: float | None = None) -> Tensor: 
     return as_tensor(x).clip(min, max)
 
 
-def sum(x: Any, axis: Axis = None, keepdims: bool = False) -> Tensor:  # noqa: A001
+def sum(
+    x: Any, axis: Axis = None, keepdims: bool = False, *, dim: Axis = None, keepdim=None
+) -> Tensor:  # noqa: A001
     """Sum over ``axis`` (an int, a tuple, negative allowed, or None for all).
 
     Example
@@ -164,22 +166,28 @@ def sum(x: Any, axis: Axis = None, keepdims: bool = False) -> Tensor:  # noqa: A
     >>> fb.sum(fb.ones(2, 3), axis=-1)
     tensor([3., 3.])
     """
-    return as_tensor(x).sum(axis, keepdims)
+    return as_tensor(x).sum(axis, keepdims, dim=dim, keepdim=keepdim)
 
 
-def mean(x: Any, axis: Axis = None, keepdims: bool = False) -> Tensor:
+def mean(
+    x: Any, axis: Axis = None, keepdims: bool = False, *, dim: Axis = None, keepdim=None
+) -> Tensor:
     """Mean over ``axis``."""
-    return as_tensor(x).mean(axis, keepdims)
+    return as_tensor(x).mean(axis, keepdims, dim=dim, keepdim=keepdim)
 
 
-def max(x: Any, axis: Axis = None, keepdims: bool = False) -> Tensor:  # noqa: A001
+def max(
+    x: Any, axis: Axis = None, keepdims: bool = False, *, dim: Axis = None, keepdim=None
+) -> Tensor:  # noqa: A001
     """Maximum over ``axis``; tied elements share the gradient equally."""
-    return as_tensor(x).max(axis, keepdims)
+    return as_tensor(x).max(axis, keepdims, dim=dim, keepdim=keepdim)
 
 
-def min(x: Any, axis: Axis = None, keepdims: bool = False) -> Tensor:  # noqa: A001
+def min(
+    x: Any, axis: Axis = None, keepdims: bool = False, *, dim: Axis = None, keepdim=None
+) -> Tensor:  # noqa: A001
     """Minimum over ``axis``; tied elements share the gradient equally."""
-    return as_tensor(x).min(axis, keepdims)
+    return as_tensor(x).min(axis, keepdims, dim=dim, keepdim=keepdim)
 
 
 def maximum(a: Any, b: Any) -> Tensor:
@@ -491,3 +499,50 @@ __all__ += [  # issue 14, math
     "bitwise_xor",
     "bitwise_not",
 ]
+
+
+# ------------------------------------------------------ issue 14: more reductions
+
+
+def var(x: Any, *args: Any, **kwargs: Any) -> Tensor:
+    """Variance; the arguments of :meth:`Tensor.var` (``dim``, ``correction``, ...).
+
+    Example
+    -------
+    >>> import fastbp as fb
+    >>> fb.var(fb.tensor([[1.0, 3.0]]), dim=1, correction=0)
+    tensor([1.])
+    """
+    return as_tensor(x).var(*args, **kwargs)
+
+
+def std(x: Any, *args: Any, **kwargs: Any) -> Tensor:
+    """Standard deviation; the arguments of :meth:`Tensor.std`."""
+    return as_tensor(x).std(*args, **kwargs)
+
+
+def _method_function(name: str):
+    """``fb.<name>(x, ...)``: the Tensor method of that name, with its arguments."""
+
+    def function(x: Any, *args: Any, **kwargs: Any):
+        return getattr(as_tensor(x), name)(*args, **kwargs)
+
+    function.__name__ = function.__qualname__ = name
+    function.__doc__ = getattr(Tensor, name).__doc__
+    return function
+
+
+prod, any, all = _method_function("prod"), _method_function("any"), _method_function("all")  # noqa: A001
+argmax, argmin = _method_function("argmax"), _method_function("argmin")
+amax, amin = _method_function("amax"), _method_function("amin")
+cumsum, cumprod = _method_function("cumsum"), _method_function("cumprod")
+logcumsumexp = _method_function("logcumsumexp")
+cummax, cummin = _method_function("cummax"), _method_function("cummin")
+sort, argsort = _method_function("sort"), _method_function("argsort")
+topk = _method_function("topk")
+median, norm = _method_function("median"), _method_function("norm")
+
+__all__ += [  # issue 14, reductions
+    "var", "std", "prod", "any", "all", "argmax", "argmin", "amax", "amin", "cumsum", "cumprod",
+    "logcumsumexp", "cummax", "cummin", "sort", "argsort", "topk", "median", "norm",
+]  # fmt: skip

@@ -72,6 +72,35 @@ def _matmul(a: Tensor, b: Tensor) -> Tensor:
     return apply(OPS["matmul_nd"], (a, b))
 
 
+class ValuesIndices(tuple):
+    """``(values, indices)``, as torch's ``return_types``: unpack it or use the names."""
+
+    __slots__ = ()
+
+    def __new__(cls, values: Tensor, indices: Tensor):
+        return super().__new__(cls, (values, indices))
+
+    @property
+    def values(self) -> Tensor:
+        """The values (differentiable)."""
+        return self[0]
+
+    @property
+    def indices(self) -> Tensor:
+        """Their int64 indices along the dimension."""
+        return self[1]
+
+
+def _scan_axis(where: str, t: Tensor, dim, axis) -> int:
+    if dim is None:
+        dim = axis
+    if dim is None:
+        if t.ndim > 1:
+            raise TypeError(f"{where}: give dim for a {t.ndim}-D tensor (shape {t.shape})")
+        dim = 0
+    return dim
+
+
 class Tensor:
     """A NumPy array that records the ops applied to it, for reverse-mode autodiff.
 
@@ -848,6 +877,246 @@ class Tensor:
     def matmul(self, other: Any) -> Tensor:
         """``self @ other``: see :func:`fastbp.matmul`."""
         return _matmul(self, self._operand(other))
+
+    # ------------------------------------------ issue 14: more reductions (ops.reduce_more)
+    def var(
+        self,
+        axis: Axis = None,
+        unbiased: bool | None = None,
+        keepdims: bool = False,
+        *,
+        correction: float | None = None,
+        dim: Axis = None,
+        keepdim: bool | None = None,
+    ) -> Tensor:
+        """Variance over ``axis``: ``Σ(x − mean)² / (N − correction)``.
+
+        ``correction`` defaults to 1 (Bessel's correction); ``unbiased=False`` means
+        ``correction=0``. ``N − correction <= 0`` gives inf or NaN, as in torch.
+
+        Example
+        -------
+        >>> import fastbp as fb
+        >>> fb.tensor([1.0, 2.0, 3.0, 4.0]).var()
+        tensor(1.6666666)
+        >>> fb.tensor([1.0, 2.0, 3.0, 4.0]).var(correction=0)
+        tensor(1.25)
+        """
+        axis, keepdims = axis_args("var", axis, keepdims, dim, keepdim)
+        if correction is None:
+            correction = 1.0 if unbiased is None or unbiased else 0.0
+        elif unbiased is not None:
+            raise TypeError("var: give either unbiased or correction, not both")
+        return apply(OPS["var"], (self,), axis=axis, correction=correction, keepdims=keepdims)
+
+    def std(
+        self,
+        axis: Axis = None,
+        unbiased: bool | None = None,
+        keepdims: bool = False,
+        *,
+        correction: float | None = None,
+        dim: Axis = None,
+        keepdim: bool | None = None,
+    ) -> Tensor:
+        """Standard deviation: ``var(...).sqrt()`` with the same arguments.
+
+        Example
+        -------
+        >>> import fastbp as fb
+        >>> fb.tensor([1.0, 3.0]).std()
+        tensor(1.4142135)
+        """
+        v = self.var(axis, unbiased, keepdims, correction=correction, dim=dim, keepdim=keepdim)
+        return v.sqrt()
+
+    def prod(self, axis: Axis = None, keepdims: bool = False, *, dim: Axis = None, keepdim=None):
+        """Product over ``axis``; the gradient is exact when elements are 0.
+
+        Example
+        -------
+        >>> import fastbp as fb
+        >>> x = fb.tensor([2.0, 0.0, 3.0], requires_grad=True)
+        >>> x.prod().backward()
+        >>> x.grad
+        array([0., 6., 0.], dtype=float32)
+        """
+        axis, keepdims = axis_args("prod", axis, keepdims, dim, keepdim)
+        return apply(OPS["prod"], (self,), axis=axis, keepdims=keepdims)
+
+    def any(self, axis: Axis = None, keepdims: bool = False, *, dim: Axis = None, keepdim=None):
+        """True where any element over ``axis`` is nonzero (a bool tensor)."""
+        axis, keepdims = axis_args("any", axis, keepdims, dim, keepdim)
+        return apply(OPS["bool_reduce"], (self,), ufunc=np.logical_or, axis=axis, keepdims=keepdims)
+
+    def all(self, axis: Axis = None, keepdims: bool = False, *, dim: Axis = None, keepdim=None):
+        """True where every element over ``axis`` is nonzero (a bool tensor)."""
+        axis, keepdims = axis_args("all", axis, keepdims, dim, keepdim)
+        return apply(
+            OPS["bool_reduce"], (self,), ufunc=np.logical_and, axis=axis, keepdims=keepdims
+        )
+
+    def argmax(self, axis: int | None = None, keepdims: bool = False, *, dim=None, keepdim=None):
+        """Index of the (first) maximum over ``axis``, or into the flattened tensor (int64).
+
+        Example
+        -------
+        >>> import fastbp as fb
+        >>> fb.tensor([[1.0, 5.0], [7.0, 2.0]]).argmax(dim=1)
+        tensor([1, 0])
+        """
+        axis, keepdims = axis_args("argmax", axis, keepdims, dim, keepdim)
+        return apply(OPS["arg_reduce"], (self,), which=np.argmax, axis=axis, keepdims=keepdims)
+
+    def argmin(self, axis: int | None = None, keepdims: bool = False, *, dim=None, keepdim=None):
+        """Index of the (first) minimum over ``axis``, or into the flattened tensor (int64)."""
+        axis, keepdims = axis_args("argmin", axis, keepdims, dim, keepdim)
+        return apply(OPS["arg_reduce"], (self,), which=np.argmin, axis=axis, keepdims=keepdims)
+
+    def amax(self, axis: Axis = None, keepdims: bool = False, *, dim: Axis = None, keepdim=None):
+        """Maximum over ``axis`` (all by default); tied elements share the gradient evenly."""
+        axis, keepdims = axis_args("amax", axis, keepdims, dim, keepdim)
+        # A tuple of dims: the op then splits the gradient among ties, like torch.amax
+        # (a single int dim would send it all to one index, like torch.max(x, dim)).
+        axis = (axis,) if isinstance(axis, (int, np.integer)) else axis
+        return apply(OPS["max"], (self,), axis=axis, keepdims=keepdims)
+
+    def amin(self, axis: Axis = None, keepdims: bool = False, *, dim: Axis = None, keepdim=None):
+        """Minimum over ``axis`` (all by default); tied elements share the gradient evenly."""
+        axis, keepdims = axis_args("amin", axis, keepdims, dim, keepdim)
+        # A tuple of dims: the op then splits the gradient among ties, like torch.amin
+        # (a single int dim would send it all to one index, like torch.max(x, dim)).
+        axis = (axis,) if isinstance(axis, (int, np.integer)) else axis
+        return apply(OPS["min"], (self,), axis=axis, keepdims=keepdims)
+
+    def cumsum(self, dim: int | None = None, *, axis: int | None = None) -> Tensor:
+        """Cumulative sum along ``dim``.
+
+        Example
+        -------
+        >>> import fastbp as fb
+        >>> fb.tensor([1, 2, 3]).cumsum(0)
+        tensor([1, 3, 6])
+        """
+        return apply(OPS["cumsum"], (self,), axis=_scan_axis("cumsum", self, dim, axis))
+
+    def cumprod(self, dim: int | None = None, *, axis: int | None = None) -> Tensor:
+        """Cumulative product along ``dim``; the gradient is exact when elements are 0."""
+        return apply(OPS["cumprod"], (self,), axis=_scan_axis("cumprod", self, dim, axis))
+
+    def logcumsumexp(self, dim: int | None = None, *, axis: int | None = None) -> Tensor:
+        """``log(cumsum(exp(x)))`` along ``dim``, without overflow."""
+        axis = _scan_axis("logcumsumexp", self, dim, axis)
+        return apply(OPS["logcumsumexp"], (self,), axis=axis)
+
+    def _take(self, indices: Tensor, axis: int) -> Tensor:
+        return apply(OPS["take_along_axis"], (self,), indices=indices.data, axis=axis)
+
+    def cummax(self, dim: int | None = None, *, axis: int | None = None):
+        """Running maximum along ``dim``: ``(values, indices)``; ties take the latest index.
+
+        Example
+        -------
+        >>> import fastbp as fb
+        >>> fb.tensor([1.0, 3.0, 2.0]).cummax(0).values
+        tensor([1., 3., 3.])
+        """
+        axis = _scan_axis("cummax", self, dim, axis)
+        idx = apply(OPS["cum_extreme_indices"], (self,), axis=axis, largest=True)
+        return ValuesIndices(self._take(idx, axis), idx)
+
+    def cummin(self, dim: int | None = None, *, axis: int | None = None):
+        """Running minimum along ``dim``: ``(values, indices)``; ties take the latest index."""
+        axis = _scan_axis("cummin", self, dim, axis)
+        idx = apply(OPS["cum_extreme_indices"], (self,), axis=axis, largest=False)
+        return ValuesIndices(self._take(idx, axis), idx)
+
+    def sort(self, dim: int = -1, descending: bool = False, stable: bool = False):
+        """Sorted values along ``dim`` and their indices: ``(values, indices)``.
+
+        The sort is always stable; NaN sorts as the largest value, as in torch.
+
+        Example
+        -------
+        >>> import fastbp as fb
+        >>> fb.tensor([3.0, 1.0, 2.0]).sort(descending=True).indices
+        tensor([0, 2, 1])
+        """
+        idx = apply(OPS["sort_indices"], (self,), axis=dim, descending=descending)
+        if self.ndim == 0:
+            return ValuesIndices(self.reshape(()), idx)
+        return ValuesIndices(self._take(idx, dim), idx)
+
+    def argsort(self, dim: int = -1, descending: bool = False, stable: bool = False) -> Tensor:
+        """The indices that sort ``self`` along ``dim`` (stable; see :meth:`sort`)."""
+        return apply(OPS["sort_indices"], (self,), axis=dim, descending=descending)
+
+    def topk(self, k: int, dim: int = -1, largest: bool = True, sorted: bool = True):  # noqa: A002
+        """The ``k`` largest (or smallest) values along ``dim``: ``(values, indices)``.
+
+        Raises
+        ------
+        ValueError
+            If ``k`` exceeds the size of ``dim``.
+
+        Example
+        -------
+        >>> import fastbp as fb
+        >>> fb.tensor([1.0, 4.0, 2.0, 3.0]).topk(2).values
+        tensor([4., 3.])
+        """
+        n = self.shape[dim] if self.ndim else 1
+        if not 0 <= k <= n:
+            raise ValueError(
+                f"topk: k={k} is out of range for dimension {dim} of shape {self.shape}"
+            )
+        idx = apply(OPS["sort_indices"], (self,), axis=dim, descending=largest)
+        idx = apply(OPS["getitem"], (idx,), key=(slice(None),) * (dim % max(self.ndim, 1))
+                    + (slice(0, k),))  # fmt: skip
+        return ValuesIndices(self._take(idx, dim), idx)
+
+    def median(self, dim: int | None = None, keepdim: bool = False):
+        """The lower median: of all elements (a tensor), or along ``dim`` ``(values, indices)``.
+
+        Without ``dim`` the elements equal to the median share its gradient (as in torch);
+        along ``dim`` the gradient goes to the element at the returned index. A slice
+        holding NaN has median NaN.
+
+        Example
+        -------
+        >>> import fastbp as fb
+        >>> fb.tensor([1.0, 4.0, 2.0, 3.0]).median()
+        tensor(2.)
+        """
+        if dim is None:
+            return apply(OPS["median_all"], (self,))
+        idx = apply(OPS["median_index"], (self,), axis=dim, keepdims=True)
+        values = self._take(idx, dim)
+        if not keepdim:
+            values = values.reshape([n for i, n in enumerate(values.shape) if i != dim % self.ndim])
+            idx = apply(OPS["median_index"], (self,), axis=dim, keepdims=False)
+        return ValuesIndices(values, idx)
+
+    def norm(self, p: Any = "fro", dim: Axis = None, keepdim: bool = False) -> Tensor:
+        """The vector ``p``-norm over ``dim`` (all elements by default), as ``torch.norm``.
+
+        ``p`` may be a number, ``inf``/``-inf`` (max/min of ``|x|``, ties share the
+        gradient), 0 (count of nonzeros, gradient 0) or ``'fro'`` (= 2). At a zero norm
+        the gradient is 0.
+
+        Example
+        -------
+        >>> import fastbp as fb
+        >>> fb.tensor([3.0, -4.0]).norm()
+        tensor(5.)
+        >>> fb.tensor([3.0, -4.0]).norm(1)
+        tensor(7.)
+        """
+        if p == "fro":
+            p = 2.0
+        elif isinstance(p, str):
+            raise ValueError(f"norm: p must be a number, inf or 'fro', got {p!r}")
+        return apply(OPS["norm"], (self,), p=float(p), axis=dim, keepdims=keepdim)
 
 
 def _index_key(key):
