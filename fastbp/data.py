@@ -311,14 +311,17 @@ def _path_hint(root: Path) -> str:
     while not parent.is_dir() and parent != parent.parent:
         parent = parent.parent
     near: list[Path] = []
-    for child in _subdirs(parent)[:200]:
+    for child in _subdirs(parent)[:100]:
         near.append(child)
-        near.extend(_subdirs(child)[:50])
+        if len(near) < 400:  # bounded: a typo under / or $HOME must still answer at once
+            near.extend(_subdirs(child)[:50])
     holders = [d for d in near if _holds_mnist(d)]
     if holders:
         holders.sort(key=lambda d: -difflib.SequenceMatcher(None, str(d), str(root)).ratio())
-        listed = ", ".join(str(d) for d in holders[:3])
-        return f"Did you mean {holders[0]}? Directories near it holding MNIST files: {listed}."
+        hint = f"Did you mean {holders[0]}? It holds MNIST files."
+        if len(holders) > 1:
+            hint += f" So do {', '.join(str(d) for d in holders[1:4])}."
+        return hint
     names = [d.name for d in _subdirs(parent)]
     close = difflib.get_close_matches(root.relative_to(parent).parts[0], names, n=3)
     hint = f"The nearest existing parent is {parent}"

@@ -210,3 +210,14 @@ def test_example_cli_reports_the_typo(tree, tmp_path, network):
     assert str(typo) in str(info.value) and "does not exist" in str(info.value)
     assert not typo.exists() and network == []
     assert os.path.isdir(tree)
+
+
+def test_several_candidates_closest_name_first(tmp_path, network):
+    make_mnist(tmp_path / "mnist-train")
+    make_mnist(tmp_path / "fashion")
+    with pytest.raises(FileNotFoundError) as info:
+        load_mnist(tmp_path / "mnist-trian")
+    msg = str(info.value)
+    assert f"Did you mean {tmp_path / 'mnist-train'}?" in msg
+    assert f"So do {tmp_path / 'fashion'}." in msg
+    assert not (tmp_path / "mnist-trian").exists() and network == []
