@@ -267,13 +267,16 @@ def test_softmax_cross_entropy_total_sums_losses_and_flags_non_finite_logits(rng
     assert total == pytest.approx(want_losses.astype(np.float64).sum(), rel=1e-12)
     twin = kernels.softmax_cross_entropy_total_numpy(logits, labels)
     assert twin[3] is True and twin[2] == pytest.approx(total, rel=1e-6)
-    # -inf away from the label leaves the loss finite: only the probe can tell.
-    for bad in (np.nan, np.inf, -np.inf):
+    # NaN and +inf make the loss NaN and are flagged; -inf away from the label is a masked
+    # class (issue 13 item 4): finite loss, as in PyTorch, on both the kernel and its twin.
+    for bad, flagged in ((np.nan, True), (np.inf, True), (-np.inf, False)):
         spoilt = logits.copy()
         spoilt[-1, (labels[-1] + 1) % shape[1]] = bad
-        assert kernels.softmax_cross_entropy_total(spoilt, labels)[3] is False
-        with np.errstate(invalid="ignore"):
-            assert kernels.softmax_cross_entropy_total_numpy(spoilt, labels)[3] is False
+        got = kernels.softmax_cross_entropy_total(spoilt, labels)
+        twin = kernels.softmax_cross_entropy_total_numpy(spoilt, labels)
+        assert got[3] is (not flagged) and twin[3] is (not flagged)
+        assert_close(got[0], twin[0], dtype, scale=10)
+        assert_close(got[1], twin[1], dtype)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

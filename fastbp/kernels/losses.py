@@ -45,10 +45,11 @@ def _store_exp_and_sum(row, peak, out):
 
 @kernel_jit()
 def _softmax_cross_entropy_loop(logits, labels, losses, dlogits):
-    # Returns the float64 sum of the losses and whether every logit is finite, from a probe:
-    # the maximum of z - z over the logits, 0 when all are finite and NaN otherwise (inf - inf
-    # is NaN). A NaN-propagating maximum vectorises (a float sum would not, without
-    # reassociation), so the probe rides on the max pass at no cost.
+    # Returns the float64 sum of the losses and whether every loss is a number. A -inf logit
+    # (a masked class) is fine, as in PyTorch: exp(-inf - peak) = 0, and the loss is finite
+    # when the label's logit is (+inf when it is -inf). A NaN logit, a +inf one (inf - inf) or
+    # a row of only -inf makes that row's loss NaN, and NaN survives the float64 sum (every
+    # loss is >= 0 or NaN, so no inf - inf can appear there): one test at the end.
     require_float_matrices(logits, dlogits)
     require_float_vectors(losses)
     require_same_dtype(logits, losses)
@@ -59,7 +60,6 @@ def _softmax_cross_entropy_loop(logits, labels, losses, dlogits):
         raise ValueError("softmax_cross_entropy: shape mismatch")
     one = logits.dtype.type(1.0)
     total_loss = 0.0
-    probe = logits.dtype.type(0.0)
     for i in range(rows):
         label = labels[i]
         # Checked before any use: an out-of-range label would read and write out of bounds.
@@ -69,11 +69,8 @@ def _softmax_cross_entropy_loop(logits, labels, losses, dlogits):
         probabilities = dlogits[i]
         label_logit = row[label]  # read first: dlogits may be logits itself
         peak = row[0]
-        probe = nan_maximum(probe, peak - peak)
         for j in range(1, classes):
-            value = row[j]
-            peak = nan_maximum(peak, value)
-            probe = nan_maximum(probe, value - value)
+            peak = nan_maximum(peak, row[j])
         total = _store_exp_and_sum(row, peak, probabilities)
         inverse = one / total
         for j in range(classes):
@@ -83,7 +80,7 @@ def _softmax_cross_entropy_loop(logits, labels, losses, dlogits):
         losses[i] = loss
         total_loss += loss
         probabilities[label] -= one
-    return total_loss, probe == 0
+    return total_loss, total_loss == total_loss
 
 
 @kernel_jit()
@@ -193,7 +190,8 @@ def softmax_cross_entropy_total(
     total : float
         Sum of the losses, accumulated in double precision.
     finite : bool
-        False if any logit is NaN or infinite.
+        False if a loss is NaN: a logit is NaN or +inf, or a row is all -inf. (A -inf
+        logit alone, a masked class, gives a finite loss, as in PyTorch.)
 
     Raises
     ------
@@ -239,7 +237,7 @@ def softmax_cross_entropy_total_numpy(
     total : float
         Sum of the losses (in double precision).
     finite : bool
-        False if any logit is NaN or infinite.
+        False if a loss is NaN (a NaN or +inf logit, or a row of only -inf).
 
     Example
     -------
@@ -248,7 +246,8 @@ def softmax_cross_entropy_total_numpy(
     (0.6931, True)
     """
     losses, dlogits = softmax_cross_entropy_numpy(logits, labels, losses_out, dlogits_out)
-    return losses, dlogits, float(losses.sum(dtype=np.float64)), bool(np.isfinite(logits).all())
+    total = float(losses.sum(dtype=np.float64))
+    return losses, dlogits, total, total == total
 
 
 def softmax_cross_entropy_numpy(
@@ -280,7 +279,8 @@ def softmax_cross_entropy_numpy(
     >>> softmax_cross_entropy_numpy(np.zeros((1, 2)), np.array([0]))[1]
     array([[-0.5,  0.5]])
     """
-    shifted = logits - logits.max(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore"):  # inf - inf: a NaN loss, reported by the caller
+        shifted = logits - logits.max(axis=1, keepdims=True)
     exps = np.exp(shifted)
     totals = exps.sum(axis=1, keepdims=True)
     rows = np.arange(len(labels))

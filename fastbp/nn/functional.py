@@ -15,7 +15,14 @@ from .. import functions
 from ..core.engine import apply
 from ..core.tensor import Tensor, as_tensor
 from ..ops.linalg import LINEAR
-from ..ops.loss import CROSS_ENTROPY, NonFiniteLogits
+from ..ops.loss import (
+    CROSS_ENTROPY,
+    MSE_LOSS,
+    NonFiniteInput,
+    NonFiniteLogits,
+    label_range_error,
+    non_finite_logits_error,
+)
 
 __all__ = [
     "relu",
@@ -96,25 +103,15 @@ def _labels_array(labels: Any, logits_shape: tuple[int, ...]) -> np.ndarray:
 
 def _check_label_range(labels: np.ndarray, logits_shape: tuple[int, ...]) -> None:
     """Raise a ValueError naming the first label outside ``[0, C)``, if there is one."""
-    c = logits_shape[1]
-    bad = np.flatnonzero((labels < 0) | (labels >= c))
-    if len(bad):
-        raise ValueError(
-            f"cross_entropy: label {int(labels[bad[0]])} at position {int(bad[0])} is out of "
-            f"range for {c} classes (logits shape {logits_shape}); labels must lie in "
-            f"[0, {c - 1}]"
-        )
+    error = label_range_error(labels, logits_shape)
+    if error is not None:
+        raise error
 
 
 def _non_finite_error(data: np.ndarray) -> ValueError:
-    bad = ~np.isfinite(data)
-    row, col = (int(i) for i in np.argwhere(bad)[0])
-    return ValueError(
-        f"cross_entropy: logits of shape {data.shape} contain {int(bad.sum())} non-finite "
-        f"values (first: {data[row, col]} at [{row}, {col}]); the model diverged or its "
-        f"input has NaN/Inf: lower the learning rate or check the data "
-        f"(fb.detect_anomaly() finds the op that made them)"
-    )
+    # -inf logits (masked classes) are allowed, as in PyTorch; NaN, +inf and rows with only
+    # -inf make the loss NaN and are reported (the op raises the same error when traced).
+    return non_finite_logits_error(data)
 
 
 def cross_entropy(logits: Any, labels: Any, reduction: str = "mean") -> Tensor:
@@ -127,7 +124,8 @@ def cross_entropy(logits: Any, labels: Any, reduction: str = "mean") -> Tensor:
     Parameters
     ----------
     logits : Tensor or array_like
-        Shape ``(N, C)``, floating point, finite.
+        Shape ``(N, C)``, floating point; ``-inf`` masks a class (as in PyTorch), NaN and
+        ``+inf`` are errors.
     labels : Tensor or ndarray of int
         Shape ``(N,)``, values in ``[0, C)``.
     reduction : {'mean', 'sum', 'none'}, default 'mean'
@@ -145,7 +143,8 @@ def cross_entropy(logits: Any, labels: Any, reduction: str = "mean") -> Tensor:
         floating point.
     ValueError
         If the logits are not 2-D, the batch is empty, the labels' shape is not
-        ``(N,)``, a label is outside ``[0, C)``, the logits contain NaN or Inf, or
+        ``(N,)``, a label is outside ``[0, C)``, the logits contain NaN or +inf or a
+        row of only -inf (the loss would be NaN), or
         ``reduction`` is unknown.
 
     Example
@@ -228,20 +227,13 @@ def mse_loss(pred: Any, target: Any, reduction: str = "mean") -> Tensor:
             f"mse_loss: pred has shape {pred.shape} but target has shape {target.shape}; "
             f"they must match (reshape one of them, e.g. pred.reshape(-1))"
         )
-    for name, t in (("pred", pred), ("target", target)):
-        if t.dtype.kind in "fc" and not np.isfinite(t.data).all():
-            raise ValueError(
-                f"mse_loss: {name} of shape {t.shape} contains NaN or Inf; the model diverged "
-                f"or the data has NaN/Inf: lower the learning rate or check the data "
-                f"(fb.detect_anomaly() finds the op that made them)"
-            )
-    diff = pred - target
-    squared = diff * diff
-    if reduction == "mean":
-        return squared.mean()
-    if reduction == "sum":
-        return squared.sum()
-    return squared
+    # One op, whose forward checks for NaN/Inf: a traced step replays the check too.
+    try:
+        return apply(MSE_LOSS, (pred, target), reduction=reduction)
+    except ValueError as exc:
+        if isinstance(exc.__cause__, NonFiniteInput):
+            raise exc.__cause__ from None
+        raise
 
 
 # ------------------------------------------------------------ issue 14: more activations

@@ -4,13 +4,24 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..core.dtypes import division_dtype, result_dtype
 from ..core.registry import defop
 from ..kernels import dispatch
+
+
+def _promoted(a, b, rule=result_dtype):
+    """``a`` and ``b`` cast to PyTorch's result dtype (NumPy would give int * float32 float64)."""
+    if a.dtype is b.dtype and rule is result_dtype:
+        return a, b  # the common case: no promotion, no lookup
+    dtype = rule(a, b)
+    return a.astype(dtype, copy=False), b.astype(dtype, copy=False)
+
 
 # ------------------------------------------------------------------ arithmetic gates
 
 
 def _add_forward(a, b):
+    a, b = _promoted(a, b)
     return a + b, None
 
 
@@ -23,6 +34,7 @@ ADD = defop("add", _add_forward, _add_vjp)
 
 
 def _sub_forward(a, b):
+    a, b = _promoted(a, b)
     return a - b, None
 
 
@@ -34,6 +46,7 @@ SUB = defop("sub", _sub_forward, _sub_vjp)
 
 
 def _mul_forward(a, b):
+    a, b = _promoted(a, b)
     return a * b, (a, b)
 
 
@@ -47,6 +60,8 @@ MUL = defop("mul", _mul_forward, _mul_vjp)
 
 
 def _div_forward(a, b):
+    # int / int is float32 (PyTorch's default float dtype), not NumPy's float64.
+    a, b = _promoted(a, b, division_dtype)
     out = a / b
     return out, (b, out)
 
@@ -72,19 +87,25 @@ NEG = defop("neg", _neg_forward, _neg_vjp)
 
 
 def _pow_forward(a, p):
+    a, p = _promoted(a, p)
     out = a**p
     return out, (a, p, out)
 
 
 def _pow_vjp(saved, dy, needs):
+    # PyTorch's pow gradients, case by case (tests/test_edges.py, item 1):
+    # * d/da = p * a**(p-1), but exactly 0 where p == 0: x**0 is the constant 1, while the
+    #   formula gives 0 * 0**-1 = NaN at a == 0;
+    # * d/dp = a**p * log(a), but 0 where a == 0 and p >= 0 (0**p is flat there: the
+    #   formula gives 0 * -inf = NaN); for a < 0 it is NaN, as in PyTorch.
     a, p, out = saved
-    da = dy * p * a ** (p - 1) if needs[0] else None
-    # NOTE: d(a**p)/dp = a**p * log(a) is only defined for a > 0; elsewhere it is NaN,
-    # as in PyTorch. Only computed when the exponent itself requires a gradient.
-    dp = None
-    if needs[1]:
-        with np.errstate(divide="ignore", invalid="ignore"):
-            dp = dy * out * np.log(a)
+    da = dp = None
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if needs[0]:
+            da = np.where(p == 0, 0, dy * (p * a ** (p - 1))).astype(dy.dtype, copy=False)
+        if needs[1]:
+            flat = (a == 0) & (p >= 0)
+            dp = np.where(flat, 0, dy * (out * np.log(a))).astype(dy.dtype, copy=False)
     return da, dp
 
 
@@ -206,10 +227,12 @@ RELU = defop("relu", _relu_forward, _relu_vjp)
 
 
 def _maximum_forward(a, b):
+    a, b = _promoted(a, b)
     return np.maximum(a, b), (a, b)
 
 
 def _minimum_forward(a, b):
+    a, b = _promoted(a, b)
     return np.minimum(a, b), (a, b)
 
 
@@ -237,6 +260,7 @@ MINIMUM = defop("minimum", _minimum_forward, _minimum_vjp)
 
 
 def _where_forward(a, b, condition):
+    a, b = _promoted(a, b)
     return np.where(condition, a, b), condition
 
 

@@ -29,6 +29,17 @@ def _check_dtypes(name, a, b, labels=("a", "b")):
         )
 
 
+def _check_float_dtypes(name, a, b, labels):
+    if a.dtype is not b.dtype and a.dtype != b.dtype:
+        # float64 data into a float32 layer: PyTorch raises ("mat1 and mat2 must have the
+        # same dtype"); NumPy would silently run the float32 model in float64, off its kernels.
+        raise TypeError(
+            f"{name}: mat1 and mat2 must have the same dtype, but got {a.dtype} {labels[0]} "
+            f"{a.shape} and {b.dtype} {labels[1]} {b.shape}; convert {labels[0]} with "
+            f".astype(np.{b.dtype}) (or the model with .to(np.{a.dtype}))"
+        )
+
+
 def _check_2d(name, a, b, labels=("a", "b")):
     _check_dtypes(name, a, b, labels)
     if a.ndim != 2 or b.ndim != 2:
@@ -37,6 +48,7 @@ def _check_2d(name, a, b, labels=("a", "b")):
         raise ValueError(
             f"inner dimensions differ: {a.shape} @ {b.shape} needs {a.shape[1]} == {b.shape[0]}"
         )
+    _check_float_dtypes(name, a, b, labels)
 
 
 def _matmul_forward(a, b):

@@ -46,6 +46,13 @@ SUM = defop("sum", _sum_forward, _sum_vjp)
 def _mean_forward(x, axis=None, keepdims=False):
     axes = normalize_axis(axis, x.ndim)
     count = int(np.prod([x.shape[a] for a in axes]))
+    if count == 0:
+        # The mean of nothing is NaN, as in PyTorch, without NumPy's "Mean of empty slice".
+        shape = [1 if i in axes else n for i, n in enumerate(x.shape)]
+        dtype = x.dtype if x.dtype.kind in "fc" else np.float32
+        out = np.full(shape, np.nan, dtype)
+        out = out if keepdims else out.reshape([n for i, n in enumerate(x.shape) if i not in axes])
+        return out, (x.shape, axes, keepdims, 1)
     return x.mean(axis=axes, keepdims=keepdims), (x.shape, axes, keepdims, count)
 
 
@@ -57,35 +64,61 @@ def _mean_vjp(saved, dy, needs):
 MEAN = defop("mean", _mean_forward, _mean_vjp)
 
 
-def _extreme_forward(reduce):
+def _extreme_forward(reduce, name):
     def forward(x, axis=None, keepdims=False):
         axes = normalize_axis(axis, x.ndim)
-        if x.size == 0:
-            raise ValueError("cannot take the max/min of an empty tensor")
+        empty = [a for a in axes if x.shape[a] == 0]
+        if empty or (x.size == 0 and axis is None):
+            where = "over all dims" if axis is None else f"over dim {empty[0]}, of size 0,"
+            raise ValueError(
+                f"{name}: cannot reduce an empty tensor of shape {x.shape} {where} (no "
+                f"element to return, as in PyTorch); pass a dim whose size is not 0, or "
+                f"skip empty inputs"
+            )
         out = reduce(x, axis=axes, keepdims=True)
         result = (
             out if keepdims else out.reshape([n for i, n in enumerate(out.shape) if i not in axes])
         )
-        return result, (x, out, axes, keepdims)
+        # One index per slice (PyTorch's max(dim)) only when a single dim is given.
+        single = isinstance(axis, (int, np.integer))
+        return result, (x, out, axes, keepdims, single)
 
     return forward
 
 
 def _extreme_vjp(saved, dy, needs):
-    # The max gate routes dy to the element that won.
-    # NOTE: ties split dy evenly between the tied elements (the average subgradient).
-    x, out, axes, keepdims = saved
+    # The max gate routes dy to the element that won, as PyTorch does:
+    # * a NaN wins (max and min propagate NaN), so dy goes to the NaN elements; ``x == out``
+    #   would select nothing and 0/0 would make every gradient NaN;
+    # * ties: the full reduction (and a tuple of dims, like torch.amax) splits dy evenly;
+    #   a single dim (torch.max(x, dim)) sends it all to the first winner, the index
+    #   torch returns.
+    x, out, axes, keepdims, single = saved
     winners = x == out
+    if out.dtype.kind in "fc":
+        nan = np.isnan(out)
+        if nan.any():
+            winners |= np.isnan(x) & nan
+    if single:
+        (axis,) = axes
+        first = np.cumsum(winners, axis=axis) == 1
+        winners &= first
     dy = _expand(dy, x.shape, axes, keepdims)
+    if single:
+        return (np.where(winners, dy, 0).astype(dy.dtype, copy=False),)
     return (winners * (dy / winners.sum(axis=axes, keepdims=True)),)
 
 
-MAX = defop("max", _extreme_forward(np.max), _extreme_vjp)
-MIN = defop("min", _extreme_forward(np.min), _extreme_vjp)
+MAX = defop("max", _extreme_forward(np.max, "max"), _extreme_vjp)
+MIN = defop("min", _extreme_forward(np.min, "min"), _extreme_vjp)
 
 
 def _stable_logsumexp(x, axes):
     """log(sum(exp(x))) over ``axes`` with keepdims, shifted by the max to avoid overflow."""
+    if any(x.shape[a] == 0 for a in axes):
+        # The log of an empty sum is log(0) = -inf, as in PyTorch (np.max would raise).
+        shape = [1 if i in axes else n for i, n in enumerate(x.shape)]
+        return np.full(shape, -np.inf, x.dtype if x.dtype.kind in "fc" else np.float32)
     shift = x.max(axis=axes, keepdims=True)
     # NOTE: a slice that is all -inf has max -inf; shifting by it would give NaN.
     shift = np.where(np.isfinite(shift), shift, 0).astype(x.dtype, copy=False)
@@ -109,6 +142,8 @@ LOGSUMEXP = defop("logsumexp", _logsumexp_forward, _logsumexp_vjp)
 
 def _softmax_forward(x, axis=-1):
     axes = normalize_axis(axis, x.ndim)
+    if x.size == 0:
+        return x.copy(), (x.copy(), axes)  # nothing to normalise (np.max would raise)
     e = np.exp(x - x.max(axis=axes, keepdims=True))
     out = e / e.sum(axis=axes, keepdims=True)
     return out, (out, axes)
