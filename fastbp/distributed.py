@@ -237,19 +237,28 @@ _current_rank = rank  # for DistributedSampler, whose argument is called rank
 def _wait(requests: list, what: str) -> None:
     """Wait for MPI ``requests``, watching for fault notices and the deadline."""
     g = _group
-    mpi = g.MPI
+    testall = g.MPI.Request.Testall
     g.waiting_for = what
-    deadline = time.monotonic() + g.timeout
+    start = time.monotonic()
+    deadline = start + g.timeout
     polls = 0
-    while not mpi.Request.Testall(requests):
+    while not testall(requests):
         polls += 1
-        if polls < 64:  # most waits end within microseconds: spin first
+        # MPI moves a large non-blocking collective on one chunk per call: poll without
+        # pause, as a blocking MPI_Wait does, and only after a while (a peer is late)
+        # give the core back between polls.
+        if polls % 256:
             continue
         _check_control(g)
-        if time.monotonic() > deadline:
+        now = time.monotonic()
+        if now > deadline:
             _timed_out(g, what)
-        time.sleep(0.0002 if polls < 5000 else 0.002)
+        if now - start > _SPIN_SECONDS:
+            time.sleep(0.0005)
     g.waiting_for = ""
+
+
+_SPIN_SECONDS = 0.05
 
 
 def _check_control(g: _Group) -> None:
