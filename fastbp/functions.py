@@ -546,3 +546,65 @@ __all__ += [  # issue 14, reductions
     "var", "std", "prod", "any", "all", "argmax", "argmin", "amax", "amin", "cumsum", "cumprod",
     "logcumsumexp", "cummax", "cummin", "sort", "argsort", "topk", "median", "norm",
 ]  # fmt: skip
+
+
+# ---------------------------------------------- issue 14: shape and indexing functions
+# ``fb.<name>(x, ...)`` is ``x.<name>(...)``: same arguments and docstring as the method.
+flatten = _method_function("flatten")
+unflatten = _method_function("unflatten")
+squeeze = _method_function("squeeze")
+unsqueeze = _method_function("unsqueeze")
+broadcast_to = _method_function("broadcast_to")
+movedim = _method_function("movedim")
+moveaxis = _method_function("moveaxis")
+permute = _method_function("permute")
+swapaxes = _method_function("swapaxes")
+tile = _method_function("tile")
+repeat_interleave = _method_function("repeat_interleave")
+flip = _method_function("flip")
+roll = _method_function("roll")
+tril = _method_function("tril")
+triu = _method_function("triu")
+diag = _method_function("diag")
+diagonal = _method_function("diagonal")
+split = _method_function("split")
+chunk = _method_function("chunk")
+unbind = _method_function("unbind")
+gather = _method_function("gather")
+scatter = _method_function("scatter")
+scatter_add = _method_function("scatter_add")
+index_select = _method_function("index_select")
+masked_fill = _method_function("masked_fill")
+masked_select = _method_function("masked_select")
+nonzero = _method_function("nonzero")
+
+
+__all__ += [  # issue 14, shape and indexing
+    "flatten",
+    "unflatten",
+    "squeeze",
+    "unsqueeze",
+    "broadcast_to",
+    "movedim",
+    "moveaxis",
+    "permute",
+    "swapaxes",
+    "tile",
+    "repeat_interleave",
+    "flip",
+    "roll",
+    "tril",
+    "triu",
+    "diag",
+    "diagonal",
+    "split",
+    "chunk",
+    "unbind",
+    "gather",
+    "scatter",
+    "scatter_add",
+    "index_select",
+    "masked_fill",
+    "masked_select",
+    "nonzero",
+]

@@ -91,6 +91,13 @@ class ValuesIndices(tuple):
         return self[1]
 
 
+def _shape_tuple(shape) -> tuple[int, ...]:
+    """``f(2, 3)`` and ``f((2, 3))`` both mean the shape (2, 3)."""
+    if len(shape) == 1 and not isinstance(shape[0], (int, np.integer)):
+        return tuple(int(n) for n in shape[0])
+    return tuple(int(n) for n in shape)
+
+
 def _scan_axis(where: str, t: Tensor, dim, axis) -> int:
     if dim is None:
         dim = axis
@@ -1008,6 +1015,363 @@ class Tensor:
         """``log(cumsum(exp(x)))`` along ``dim``, without overflow."""
         axis = _scan_axis("logcumsumexp", self, dim, axis)
         return apply(OPS["logcumsumexp"], (self,), axis=axis)
+
+    # ------------------------------------------ issue 14: shape and indexing (ops.shape_more)
+    def view(self, *shape: int | Sequence[int]) -> Tensor:
+        """``reshape`` (fastbp arrays need no contiguity for it; the result may be a copy)."""
+        return self.reshape(*shape)
+
+    def view_as(self, other: Tensor) -> Tensor:
+        """``reshape(other.shape)``."""
+        return self.reshape(other.shape)
+
+    def reshape_as(self, other: Tensor) -> Tensor:
+        """``reshape(other.shape)``."""
+        return self.reshape(other.shape)
+
+    def flatten(self, start_dim: int = 0, end_dim: int = -1) -> Tensor:
+        """Merge dimensions ``start_dim..end_dim`` into one.
+
+        Example
+        -------
+        >>> import fastbp as fb
+        >>> fb.zeros(2, 3, 4).flatten(1).shape
+        (2, 12)
+        """
+        if self.ndim == 0:
+            return self.reshape(1)
+        a, b = start_dim % self.ndim, end_dim % self.ndim
+        if a > b:
+            raise ValueError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim}")
+        shape = self.shape
+        return self.reshape(shape[:a] + (int(np.prod(shape[a : b + 1])),) + shape[b + 1 :])
+
+    def unflatten(self, dim: int, sizes: Sequence[int]) -> Tensor:
+        """Split dimension ``dim`` into ``sizes`` (one may be -1).
+
+        Example
+        -------
+        >>> import fastbp as fb
+        >>> fb.zeros(2, 12).unflatten(1, (3, -1)).shape
+        (2, 3, 4)
+        """
+        d = dim % self.ndim
+        return self.reshape(self.shape[:d] + tuple(sizes) + self.shape[d + 1 :])
+
+    def squeeze(self, dim: int | Sequence[int] | None = None) -> Tensor:
+        """Drop dimensions of size 1 (all, or those in ``dim`` that have size 1, as torch)."""
+        if dim is None:
+            dims = {i for i, n in enumerate(self.shape) if n == 1}
+        else:
+            dims = {d % max(self.ndim, 1) for d in ((dim,) if isinstance(dim, int) else dim)}
+            dims = {d for d in dims if self.ndim and self.shape[d] == 1}
+        return self.reshape(tuple(n for i, n in enumerate(self.shape) if i not in dims))
+
+    def unsqueeze(self, dim: int) -> Tensor:
+        """Insert a dimension of size 1 at ``dim`` (negative counts from the new end)."""
+        d = dim % (self.ndim + 1)
+        return self.reshape(self.shape[:d] + (1,) + self.shape[d:])
+
+    def broadcast_to(self, *shape: int | Sequence[int]) -> Tensor:
+        """Broadcast to ``shape`` (a read-only view); gradients are summed back."""
+        return apply(OPS["broadcast_to"], (self,), shape=_shape_tuple(shape))
+
+    def expand(self, *sizes: int | Sequence[int]) -> Tensor:
+        """Broadcast to ``sizes``; -1 keeps a dimension's size, as in torch.
+
+        Example
+        -------
+        >>> import fastbp as fb
+        >>> fb.zeros(3, 1).expand(-1, 4).shape
+        (3, 4)
+        """
+        sizes = _shape_tuple(sizes)
+        lead = len(sizes) - self.ndim
+        if lead < 0:
+            raise ValueError(f"expand: {len(sizes)} sizes for a tensor of shape {self.shape}")
+        shape = tuple(self.shape[i - lead] if n == -1 and i >= lead else n
+                      for i, n in enumerate(sizes))  # fmt: skip
+        return self.broadcast_to(shape)
+
+    def expand_as(self, other: Tensor) -> Tensor:
+        """``expand(other.shape)``."""
+        return self.broadcast_to(other.shape)
+
+    def permute(self, *dims: int | Sequence[int]) -> Tensor:
+        """Reorder the dimensions (``transpose`` with an explicit order)."""
+        return self.transpose(_shape_tuple(dims))
+
+    def movedim(self, source: int | Sequence[int], destination: int | Sequence[int]) -> Tensor:
+        """Move dimensions ``source`` to positions ``destination``.
+
+        Example
+        -------
+        >>> import fastbp as fb
+        >>> fb.zeros(2, 3, 4).movedim(0, -1).shape
+        (3, 4, 2)
+        """
+        src = [source] if isinstance(source, (int, np.integer)) else list(source)
+        dst = [destination] if isinstance(destination, (int, np.integer)) else list(destination)
+        if len(src) != len(dst):
+            raise ValueError(f"movedim: {len(src)} sources but {len(dst)} destinations")
+        src = [int(a) % self.ndim for a in src]
+        dst = [int(a) % self.ndim for a in dst]
+        # The dims that stay keep their order; each moved one is inserted at its place.
+        order = [n for n in range(self.ndim) if n not in src]
+        for d, a in sorted(zip(dst, src, strict=True)):
+            order.insert(d, a)
+        return self.transpose(tuple(order))
+
+    moveaxis = movedim
+
+    def swapaxes(self, axis0: int, axis1: int) -> Tensor:
+        """Exchange two dimensions (also ``swapdims``; ``transpose(a, b)`` in torch)."""
+        order = list(range(self.ndim))
+        order[axis0], order[axis1] = order[axis1], order[axis0]
+        return self.transpose(tuple(order))
+
+    swapdims = swapaxes
+
+    def repeat(self, *sizes: int | Sequence[int]) -> Tensor:
+        """Tile the tensor ``sizes`` times along each dimension (torch's ``repeat``).
+
+        Example
+        -------
+        >>> import fastbp as fb
+        >>> fb.tensor([1, 2]).repeat(2, 2)
+        tensor([[1, 2, 1, 2],
+                [1, 2, 1, 2]])
+        """
+        return apply(OPS["repeat"], (self,), reps=_shape_tuple(sizes))
+
+    def tile(self, *dims: int | Sequence[int]) -> Tensor:
+        """Like :meth:`repeat`, but fewer ``dims`` than dimensions are padded with 1s."""
+        dims = _shape_tuple(dims)
+        return self.repeat((1,) * (self.ndim - len(dims)) + dims)
+
+    def repeat_interleave(self, repeats: Any, dim: int | None = None) -> Tensor:
+        """Repeat each element ``repeats`` times along ``dim`` (flattened when None).
+
+        Example
+        -------
+        >>> import fastbp as fb
+        >>> fb.tensor([1, 2]).repeat_interleave(fb.tensor([1, 3]))
+        tensor([1, 2, 2, 2])
+        """
+        x = self.reshape(-1) if dim is None else self
+        d = 0 if dim is None else dim % x.ndim
+        counts = np.asarray(repeats.data if isinstance(repeats, Tensor) else repeats)
+        index = np.repeat(np.arange(x.shape[d]), counts)
+        return apply(OPS["take"], (x,), indices=index, axis=d)
+
+    def flip(self, *dims: int | Sequence[int]) -> Tensor:
+        """Reverse the order of elements along ``dims``."""
+        return apply(OPS["flip"], (self,), axes=_shape_tuple(dims))
+
+    def roll(self, shifts: int | Sequence[int], dims: int | Sequence[int] | None = None):
+        """Shift elements cyclically along ``dims`` (the flattened tensor when None).
+
+        Example
+        -------
+        >>> import fastbp as fb
+        >>> fb.tensor([1, 2, 3]).roll(1)
+        tensor([3, 1, 2])
+        """
+        if dims is None:
+            return apply(OPS["roll"], (self.reshape(-1),), shifts=shifts, axes=0).reshape(
+                self.shape
+            )
+        if not isinstance(shifts, int):
+            shifts, dims = tuple(shifts), tuple(dims)
+        return apply(OPS["roll"], (self,), shifts=shifts, axes=dims)
+
+    def tril(self, diagonal: int = 0) -> Tensor:
+        """Zero the elements above the ``diagonal``-th diagonal (of the last two dims)."""
+        return apply(OPS["tri"], (self,), diagonal=diagonal, upper=False)
+
+    def triu(self, diagonal: int = 0) -> Tensor:
+        """Zero the elements below the ``diagonal``-th diagonal (of the last two dims)."""
+        return apply(OPS["tri"], (self,), diagonal=diagonal, upper=True)
+
+    def diagonal(self, offset: int = 0, dim1: int = 0, dim2: int = 1) -> Tensor:
+        """The diagonal of dims ``dim1``, ``dim2`` (appended as the last dimension)."""
+        return apply(OPS["diagonal"], (self,), offset=offset, axis1=dim1, axis2=dim2)
+
+    def diag(self, diagonal: int = 0) -> Tensor:
+        """1-D: the matrix with ``self`` on a diagonal; 2-D: that diagonal, as torch.diag.
+
+        Example
+        -------
+        >>> import fastbp as fb
+        >>> fb.tensor([1, 2]).diag()
+        tensor([[1, 0],
+                [0, 2]])
+        """
+        if self.ndim == 1:
+            return apply(OPS["diag_embed"], (self,), offset=diagonal)
+        if self.ndim != 2:
+            raise ValueError(f"diag: needs a 1-D or 2-D tensor, got shape {self.shape}")
+        return self.diagonal(diagonal)
+
+    def split(self, split_size_or_sections: int | Sequence[int], dim: int = 0):
+        """Pieces along ``dim``: of ``split_size`` each (the last may be smaller), or sizes.
+
+        Example
+        -------
+        >>> import fastbp as fb
+        >>> [t.shape for t in fb.zeros(5, 2).split(2)]
+        [(2, 2), (2, 2), (1, 2)]
+        """
+        n = self.shape[dim]
+        if isinstance(split_size_or_sections, (int, np.integer)):
+            step = int(split_size_or_sections)
+            if step <= 0:
+                raise ValueError(f"split: split_size must be positive, got {step}")
+            sizes = [min(step, n - i) for i in range(0, n, step)] or [0]
+        else:
+            sizes = list(split_size_or_sections)
+            if sum(sizes) != n:
+                raise ValueError(
+                    f"split: sections {sizes} sum to {sum(sizes)}, but dimension {dim} of "
+                    f"shape {self.shape} has size {n}"
+                )
+        d = dim % self.ndim
+        out, start = [], 0
+        for size in sizes:
+            out.append(self[(slice(None),) * d + (slice(start, start + size),)])
+            start += size
+        return tuple(out)
+
+    def chunk(self, chunks: int, dim: int = 0):
+        """Split into ``chunks`` pieces of ``ceil(n / chunks)`` (fewer if they run out)."""
+        if chunks <= 0:
+            raise ValueError(f"chunk: chunks must be positive, got {chunks}")
+        n = self.shape[dim]
+        return self.split(max(1, -(-n // chunks)), dim)
+
+    def unbind(self, dim: int = 0):
+        """The slices along ``dim``, as a tuple."""
+        d = dim % self.ndim
+        return tuple(self[(slice(None),) * d + (i,)] for i in range(self.shape[d]))
+
+    def unfold(self, dimension: int, size: int, step: int) -> Tensor:
+        """Windows of ``size`` every ``step`` along ``dimension`` (a new last dimension).
+
+        Example
+        -------
+        >>> import fastbp as fb
+        >>> fb.tensor([1, 2, 3, 4, 5]).unfold(0, 2, 2)
+        tensor([[1, 2],
+                [3, 4]])
+        """
+        d = dimension % max(self.ndim, 1)
+        n = self.shape[d] if self.ndim else 1
+        if size > n or size <= 0 or step <= 0:
+            raise ValueError(
+                f"unfold: size {size} and step {step} do not fit dimension {d} of {self.shape}"
+            )
+        index = np.arange((n - size) // step + 1)[:, None] * step + np.arange(size)
+        windows = apply(OPS["take"], (self,), indices=index, axis=d)
+        return windows.movedim(d + 1, -1)
+
+    def index_select(self, dim: int, index: Any) -> Tensor:
+        """The slices at ``index`` (1-D integers) along ``dim``; repeats accumulate gradient."""
+        index = np.asarray(index.data if isinstance(index, Tensor) else index)
+        return apply(OPS["take"], (self,), indices=index.reshape(-1).astype(np.int64), axis=dim)
+
+    def gather(self, dim: int, index: Any) -> Tensor:
+        """``out[i][j] = self[index[i][j]][j]`` for ``dim=0`` (and so on), as torch.gather.
+
+        ``index`` may be smaller than ``self`` in the other dimensions.
+
+        Example
+        -------
+        >>> import fastbp as fb
+        >>> fb.tensor([[1, 2], [3, 4]]).gather(1, fb.tensor([[0, 0], [1, 0]]))
+        tensor([[1, 1],
+                [4, 3]])
+        """
+        index = np.asarray(index.data if isinstance(index, Tensor) else index).astype(np.int64)
+        d = dim % self.ndim
+        if index.ndim != self.ndim:
+            raise ValueError(f"gather: index has {index.ndim} dims, the tensor {self.ndim}")
+        src = self
+        if any(i != d and index.shape[i] < n for i, n in enumerate(self.shape)):
+            src = self[tuple(slice(None) if i == d else slice(0, index.shape[i])
+                             for i in range(self.ndim))]  # fmt: skip
+        return src._take(Tensor(index), d)
+
+    def _scatter(self, dim, index, src, accumulate):
+        index = np.asarray(index.data if isinstance(index, Tensor) else index).astype(np.int64)
+        return apply(OPS["scatter"], (self, self._operand(src)), indices=index, axis=dim,
+                     accumulate=accumulate)  # fmt: skip
+
+    def scatter(self, dim: int, index: Any, src: Any = None, *, value: Any = None) -> Tensor:
+        """A copy with ``src`` (a tensor or a number) written at ``index`` along ``dim``.
+
+        Example
+        -------
+        >>> import fastbp as fb
+        >>> fb.zeros(3).scatter(0, fb.tensor([2]), 5.0)
+        tensor([0., 0., 5.])
+        """
+        return self._scatter(dim, index, value if src is None else src, False)
+
+    def scatter_add(self, dim: int, index: Any, src: Any) -> Tensor:
+        """A copy with ``src`` added at ``index`` along ``dim`` (repeated indices add up)."""
+        return self._scatter(dim, index, src, True)
+
+    def masked_fill(self, mask: Any, value: Any) -> Tensor:
+        """``value`` where ``mask`` (broadcast) is True, else ``self``.
+
+        Example
+        -------
+        >>> import fastbp as fb
+        >>> x = fb.tensor([1.0, 2.0])
+        >>> x.masked_fill(x > 1, 0.0)
+        tensor([1., 0.])
+        """
+        mask = np.asarray(mask.data if isinstance(mask, Tensor) else mask)
+        if mask.dtype != bool:
+            raise TypeError(f"masked_fill: mask must be bool, got dtype {mask.dtype}")
+        return apply(OPS["where"], (self._operand(value), self), condition=mask)
+
+    def masked_select(self, mask: Any) -> Tensor:
+        """The elements where ``mask`` (broadcast with ``self``) is True, as a 1-D tensor."""
+        mask = np.asarray(mask.data if isinstance(mask, Tensor) else mask)
+        if mask.dtype != bool:
+            raise TypeError(f"masked_select: mask must be bool, got dtype {mask.dtype}")
+        shape = np.broadcast_shapes(self.shape, mask.shape)
+        x = self if self.shape == shape else self.broadcast_to(shape)
+        return x[np.nonzero(np.broadcast_to(mask, shape))]
+
+    def nonzero(self, as_tuple: bool = False):
+        """Indices of the nonzero elements: an ``(n, ndim)`` int64 tensor, or one per dim."""
+        idx = apply(OPS["nonzero"], (self,))
+        if as_tuple:
+            return tuple(idx[:, k] for k in range(max(self.ndim, 1)))
+        return idx
+
+    def __setitem__(self, key, value) -> None:
+        """Write ``value`` into ``self[key]``, for tensors outside the graph.
+
+        Raises
+        ------
+        RuntimeError
+            If ``self`` (or ``value``) requires grad while grad mode is on: write under
+            ``with fb.no_grad():``, or build a new tensor (``fb.where``, ``scatter``).
+        """
+        if state.grad_enabled and (
+            self.requires_grad or (isinstance(value, Tensor) and value.requires_grad)
+        ):
+            raise RuntimeError(
+                f"__setitem__: cannot assign into a tensor of shape {self.shape} in place while "
+                f"it (or the value) requires grad: the graph would not see the change. Wrap "
+                f"the assignment in `with fb.no_grad():` or build a new tensor (fb.where, "
+                f"Tensor.scatter, Tensor.masked_fill)"
+            )
+        self.data[_index_key(key)] = value.data if isinstance(value, Tensor) else value
+        self._version += 1
 
     def _take(self, indices: Tensor, axis: int) -> Tensor:
         return apply(OPS["take_along_axis"], (self,), indices=indices.data, axis=axis)

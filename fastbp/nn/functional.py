@@ -485,6 +485,7 @@ __all__ += [
     "hardtanh", "relu6", "hardsigmoid", "hardswish", "logsigmoid", "softmin", "normalize",
 ]  # fmt: skip
 
+
 # ---- convolution and pooling (issue 15; implemented in functional_conv.py) --------------------
 from .functional_conv import (  # noqa: E402
     adaptive_avg_pool2d,
@@ -501,3 +502,57 @@ __all__ += [
     "conv1d", "conv2d", "max_pool1d", "max_pool2d", "avg_pool1d", "avg_pool2d",
     "adaptive_avg_pool2d", "adaptive_max_pool2d",
 ]  # fmt: skip
+
+
+# ---------------------------------------------------- issue 14: pad and one_hot
+
+
+def pad(input: Any, pad: Any, mode: str = "constant", value: float | None = None) -> Tensor:  # noqa: A002
+    """Pad with ``pad = (left, right, top, bottom, ...)``, last dimension first (torch order).
+
+    Parameters
+    ----------
+    input : Tensor
+    pad : sequence of int
+        Two sizes per padded dimension, starting from the last.
+    mode : {'constant', 'reflect', 'replicate', 'circular'}
+    value : float, optional
+        The fill of ``'constant'`` padding (default 0).
+
+    Raises
+    ------
+    ValueError
+        For an odd number of sizes, an unknown mode, or reflect padding as large as
+        the dimension.
+
+    Example
+    -------
+    >>> import fastbp as fb, fastbp.nn.functional as F
+    >>> F.pad(fb.tensor([[1.0, 2.0, 3.0]]), (2, 1), mode="reflect")
+    tensor([[3., 2., 1., 2., 3., 2.]])
+    """
+    return apply(
+        _shape_ops.PAD,
+        (as_tensor(input),),
+        pad=tuple(int(p) for p in pad),
+        mode=mode,
+        value=0.0 if value is None else value,
+    )
+
+
+def one_hot(tensor: Any, num_classes: int = -1) -> Tensor:
+    """One-hot int64 encoding: a new last dimension of ``num_classes`` (max + 1 if -1).
+
+    Example
+    -------
+    >>> import fastbp as fb, fastbp.nn.functional as F
+    >>> F.one_hot(fb.tensor([0, 2]), 3)
+    tensor([[1, 0, 0],
+            [0, 0, 1]])
+    """
+    return apply(_shape_ops.ONE_HOT, (as_tensor(tensor),), num_classes=num_classes)
+
+
+from ..ops import shape_more as _shape_ops  # noqa: E402
+
+__all__ += ["pad", "one_hot"]

@@ -32,6 +32,6 @@ __all__ = ["OPS", "Op", "defop"]
 
 from . import compare, elementwise, linalg, loss, reduce, shape  # noqa: E402,F401  (fill the table)
 
-from . import activation, elementwise_more, linalg_nd, reduce_more  # noqa: E402,F401  # isort: skip
+from . import activation, elementwise_more, linalg_nd, reduce_more, shape_more  # noqa: E402,F401  # isort: skip
 
 from . import conv, pool  # noqa: E402,F401  # isort: skip  (issue 15)
