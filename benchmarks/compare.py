@@ -71,6 +71,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument(
         "--min-time", type=float, default=1.0, help="seconds per system and configuration"
     )
+    parser.add_argument(
+        "--optimizers",
+        default="sgd,sgd-momentum,adam",
+        help="comma-separated: sgd (plain), sgd-momentum (0.9, the MNIST example's), adam",
+    )
     parser.add_argument("--plot", help="write a PNG bar chart here")
     parser.add_argument("--markdown", help="also write the table to this file")
     parser.add_argument(
@@ -99,19 +104,28 @@ def main(argv: list[str] | None = None) -> dict:
         if args.threads == "1":
             torch.set_num_threads(1)
     configs = list(ms.CONFIGS) if args.configs == "all" else args.configs.split(",")
-    systems = ms.available_systems()
+    optimizers = args.optimizers.split(",")
     results: dict[str, dict[str, float]] = {}
+    paths: dict[str, str] = {}  # row -> the path fastbp-trace takes
     for config in configs:
         batch, sizes = ms.CONFIGS[config]
-        steps = {system: ms.SYSTEMS[system][0](batch, sizes) for system in systems}
-        results[config] = interleaved_medians(steps, args.min_time)
-        for system in systems:
-            print(
-                f"{config:>24} {system:>12}: {results[config][system] * 1e6:10.1f} us",
-                file=sys.stderr,
-            )
+        for optimizer in optimizers:
+            row = config if optimizer == "sgd" else f"{config} {optimizer}"
+            systems = ms.available_systems(optimizer)
+            steps = {s: ms.SYSTEMS[s][0](batch, sizes, optimizer) for s in systems}
+            if "fastbp-trace" in steps:
+                paths[row] = ms.fastbp_trace_path(steps["fastbp-trace"])
+            results[row] = interleaved_medians(steps, args.min_time)
+            for system in systems:
+                print(
+                    f"{row:>36} {system:>12}: {results[row][system] * 1e6:10.1f} us",
+                    file=sys.stderr,
+                )
+    systems = ms.available_systems()  # every column; rows without one show a dash
 
     table = markdown_tables(results, systems, args.threads)
+    table += "\n\nThe path fastbp-trace takes in each row:\n\n| step | path |\n| --- | --- |\n"
+    table += "\n".join(f"| {row} | {path} |" for row, path in paths.items())
     print(table)
     if args.markdown:
         with open(args.markdown, "w") as f:
@@ -152,10 +166,10 @@ def markdown_tables(results: dict, systems: list[str], threads: str = "1") -> st
     ratios = ["Time relative to the GEMM floor (lower is better).", "", header, rule]
     for config, row in results.items():
         floor = row["gemm-floor"]
-        times.append(f"| {config} | " + " | ".join(_time(row[s]) for s in systems) + " |")
-        ratios.append(
-            f"| {config} | " + " | ".join(f"{row[s] / floor:.2f}x" for s in systems) + " |"
-        )
+        cells = [_time(row[s]) if s in row else "–" for s in systems]
+        times.append(f"| {config} | " + " | ".join(cells) + " |")
+        cells = [f"{row[s] / floor:.2f}x" if s in row else "–" for s in systems]
+        ratios.append(f"| {config} | " + " | ".join(cells) + " |")
     out = "\n".join(times) + "\n\n" + "\n".join(ratios)
     ours = [s for s in systems if s.startswith("fastbp")]  # eager and traced
     if "torch" in systems:
