@@ -30,7 +30,8 @@ MPIEXEC = shutil.which(
 )
 
 
-def mpirun(n: int, script: str, *args: str, timeout: float = 60, launcher_args=(), env=None):
+def _start(n: int, script: str, *args: str, launcher_args=(), env=None):
+    """Start ``mpiexec -n n python script args``; return the process and its start time."""
     if MPIEXEC is None:
         pytest.skip("mpi4py is installed but no mpiexec was found on PATH")
     full_env = {
@@ -42,9 +43,27 @@ def mpirun(n: int, script: str, *args: str, timeout: float = 60, launcher_args=(
         **(env or {}),
     }
     cmd = [MPIEXEC, *launcher_args, "-n", str(n), sys.executable, str(SCRIPTS / script), *args]
-    t0 = time.monotonic()
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=full_env)
-    return proc, time.monotonic() - t0
+    popen = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=full_env
+    )
+    return popen, time.monotonic()
+
+
+def _finish(started, timeout: float = 90):
+    """Wait for a started run: (CompletedProcess, seconds it took)."""
+    popen, t0 = started
+    try:
+        out, err = popen.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        popen.kill()
+        out, err = popen.communicate()
+        pytest.fail(f"{popen.args} still running after {timeout} s:\n{out}\n{err}")
+    seconds = time.monotonic() - t0
+    return subprocess.CompletedProcess(popen.args, popen.returncode, out, err), seconds
+
+
+def mpirun(n: int, script: str, *args: str, **kwargs):
+    return _finish(_start(n, script, *args, **kwargs))
 
 
 def assert_ok(proc, n):
@@ -66,37 +85,50 @@ def test_ddp_equals_one_process_no_sync_mismatch_trace_resume(tmp_path):
     assert_ok(proc, 2)
 
 
-def test_rank_that_raises_is_named():
-    proc, seconds = mpirun(2, "fault.py", "raise", env={"FASTBP_DIST_TIMEOUT": "60"})
+@pytest.fixture(scope="module")
+def faults():
+    """The fault runs, started together: they mostly wait (for a timeout, or a peer)."""
+    hydra = "HYDRA" in subprocess.run([MPIEXEC, "--version"], capture_output=True, text=True).stdout
+    started = {
+        "raise": _start(2, "fault.py", "raise", env={"FASTBP_DIST_TIMEOUT": "60"}),
+        "hang": _start(2, "fault.py", "hang", env={"FASTBP_DIST_TIMEOUT": "2"}),
+        "kill": _start(2, "fault.py", "kill", env={"FASTBP_DIST_TIMEOUT": "20"}),
+    }
+    if hydra:  # MPICH's launcher can be told not to end the job when a rank dies
+        started["kill-no-cleanup"] = _start(
+            2,
+            "fault.py",
+            "kill",
+            launcher_args=["-disable-auto-cleanup"],
+            env={"FASTBP_DIST_TIMEOUT": "2"},
+        )
+    return {name: _finish(run) for name, run in started.items()}
+
+
+def test_rank_that_raises_is_named(faults):
+    proc, seconds = faults["raise"]
     assert proc.returncode != 0
     assert "rank 1 failed" in proc.stderr and "boom in the data pipeline" in proc.stderr
     assert seconds < 40  # the notice arrives at once, not after the 60 s timeout
 
 
-def test_hung_rank_is_named_after_the_timeout():
-    proc, seconds = mpirun(2, "fault.py", "hang", env={"FASTBP_DIST_TIMEOUT": "2"})
+def test_hung_rank_is_named_after_the_timeout(faults):
+    proc, seconds = faults["hang"]
     assert proc.returncode != 0
     assert "did not complete within 2 s" in proc.stderr and "rank 1 did not answer" in proc.stderr
     assert seconds < 40
 
 
-def test_killed_rank_ends_the_job():
-    proc, seconds = mpirun(2, "fault.py", "kill", env={"FASTBP_DIST_TIMEOUT": "20"})
+def test_killed_rank_ends_the_job(faults):
+    proc, seconds = faults["kill"]
     assert proc.returncode != 0 and seconds < 40
     assert "finished without noticing" not in proc.stdout
 
 
-def test_killed_rank_is_named_when_the_launcher_does_not_clean_up():
-    version = subprocess.run([MPIEXEC, "--version"], capture_output=True, text=True).stdout
-    if "HYDRA" not in version:
+def test_killed_rank_is_named_when_the_launcher_does_not_clean_up(faults):
+    if "kill-no-cleanup" not in faults:
         pytest.skip("-disable-auto-cleanup is MPICH hydra's option")
-    proc, seconds = mpirun(
-        2,
-        "fault.py",
-        "kill",
-        launcher_args=["-disable-auto-cleanup"],
-        env={"FASTBP_DIST_TIMEOUT": "2"},
-    )
+    proc, seconds = faults["kill-no-cleanup"]
     assert proc.returncode != 0 and seconds < 40, proc.stderr
     # hydra sometimes still ends the job when a peer's shared-memory transfer breaks; when
     # rank 0 lives on to its timeout, its error must name the dead rank
