@@ -345,9 +345,9 @@ class Tensor:
             return other
         if isinstance(other, (int, float, bool)):
             # Training loops multiply by the same few constants every step: reuse them.
-            # NOTE: a float is keyed on its bits (float.hex): -0.0 == 0.0 and hashes alike,
-            # so keying on the value would hand ``x * -0.0`` the cached +0 constant.
-            key = (type(other), other.hex() if type(other) is float else other, self.data.dtype)
+            # NOTE: -0.0 == 0.0 and hashes alike, so a zero is keyed on its text: keying on
+            # the value would hand ``x * -0.0`` the cached +0 constant.
+            key = (type(other), other if other else repr(other), self.data.dtype)
             constant = _scalar_cache.get(key)
             if constant is None:
                 if len(_scalar_cache) >= 4096:
