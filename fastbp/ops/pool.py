@@ -182,8 +182,11 @@ def _adaptive_max(x, out_size):
     for i, (h0, h1) in enumerate(adaptive_bounds(h, out_size[0])):
         for j, (w0, w1) in enumerate(adaptive_bounds(w, out_size[1])):
             window = x[:, :, h0:h1, w0:w1].reshape(n, c, -1)
-            # np.argmax: the first maximum on ties, the first NaN if any (as PyTorch).
+            # The first maximum on ties; a NaN wins, the last one of the window (as PyTorch).
             best = np.argmax(window, axis=2)
+            is_nan = np.isnan(window)
+            last_nan = window.shape[2] - 1 - np.argmax(is_nan[..., ::-1], axis=2)
+            best = np.where(is_nan.any(axis=2), last_nan, best)
             out[:, :, i, j] = np.take_along_axis(window, best[..., None], 2)[..., 0]
             idx[:, :, i, j] = (h0 + best // (w1 - w0)) * w + w0 + best % (w1 - w0)
     return out, idx
