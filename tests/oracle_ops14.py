@@ -49,3 +49,36 @@ def check_against_torch(torch, fb_fn, torch_fn, arrays, rtol=1e-6, atol=1e-8):
 def check_gradcheck(fb_fn, arrays):
     xs = fb_inputs(arrays)
     assert fb.gradcheck(fb_fn, xs)
+
+
+def differentiable_ops(*modules):
+    """The names of the differentiable ops that ``modules`` register."""
+    from fastbp.core.registry import Op
+
+    return {
+        v.name for m in modules for v in vars(m).values() if isinstance(v, Op) and v.vjp
+    }
+
+
+def graph_ops(out):
+    """The names of the ops recorded in the graph that produced ``out``."""
+    seen, names, stack = set(), set(), [out]
+    while stack:
+        t = stack.pop()
+        node = t._node if isinstance(t, fb.Tensor) else None
+        if node is None or id(node) in seen:
+            continue
+        seen.add(id(node))
+        names.add(node.op.name)
+        stack.extend(node.inputs)
+    return names
+
+
+def check_rows_reach(rows, ops):
+    """Every op in ``ops`` is recorded by at least one gradcheck row of the table."""
+    reached = set()
+    for row in rows:
+        arrays = row[3](np.random.default_rng(0)) if callable(row[3]) else row[3]
+        arrays = arrays if isinstance(arrays, list) else [arrays]
+        reached |= graph_ops(row[1](*fb_inputs(arrays)))
+    assert ops <= reached, f"ops no gradcheck row reaches: {sorted(ops - reached)}"

@@ -9,11 +9,17 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from oracle_ops14 import check_against_torch, check_gradcheck
+from oracle_ops14 import (
+    check_against_torch,
+    check_gradcheck,
+    check_rows_reach,
+    differentiable_ops,
+)
 
 import fastbp as fb
 import fastbp.nn.functional as F
 from fastbp import nn
+from fastbp.ops import activation
 
 INF, NAN = np.inf, np.nan
 # Points away from every kink (gradcheck) and the kinks, extremes and NaN (oracle).
@@ -150,3 +156,11 @@ def test_inplace_flag_leaves_the_input_alone():
     x = fb.tensor([-1.0, 2.0])
     nn.LeakyReLU(inplace=True)(x)
     assert x.data.tolist() == [-1.0, 2.0]
+
+
+# Read by tests/test_ops.py: the ops whose gradients this file checks.
+GRADCHECKED_OPS = differentiable_ops(activation)
+
+
+def test_every_op_of_the_module_is_gradchecked():
+    check_rows_reach(GRAD_ROWS, GRADCHECKED_OPS)

@@ -8,9 +8,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from oracle_ops14 import check_against_torch, check_gradcheck
+from oracle_ops14 import (
+    check_against_torch,
+    check_gradcheck,
+    check_rows_reach,
+    differentiable_ops,
+)
 
 import fastbp as fb
+from fastbp.ops import elementwise_more, linalg_nd
 
 INF, NAN = np.inf, np.nan
 
@@ -93,6 +99,12 @@ for _name in _ROUNDING:
     ROWS.append((_name, getattr(fb, _name), T(_name), fixed(_HALVES), False))
     ROWS.append((_name + "_int", getattr(fb, _name), T(_name), fixed(np.array([-3, 0, 4])),
                  False))  # fmt: skip
+    # Away from the jumps the finite differences are 0, like the gradient.
+    ROWS.append((_name + "_grad", getattr(fb, _name), T(_name),
+                 fixed(np.array([0.3, -0.7, 1.2, 2.6, -1.9])), True))  # fmt: skip
+ROWS.append(("round_decimals_grad", lambda x: fb.round(x, 2),
+             lambda x: __import__("torch").round(x, decimals=2),
+             fixed(np.array([0.1234, -0.3331, 1.5])), True))  # fmt: skip
 ROWS.append(("round_decimals", lambda x: fb.round(x, 2),
              lambda x: __import__("torch").round(x, decimals=2), r(6), False))  # fmt: skip
 
@@ -221,3 +233,11 @@ def test_dim_keepdim_aliases_on_the_old_reductions():
     assert x.min(1, keepdim=True).shape == (2, 1)
     with pytest.raises(TypeError, match="only one"):
         x.sum(axis=0, dim=1)
+
+
+# Read by tests/test_ops.py: the ops whose gradients this file checks.
+GRADCHECKED_OPS = differentiable_ops(elementwise_more, linalg_nd)
+
+
+def test_every_op_of_the_module_is_gradchecked():
+    check_rows_reach(GRAD_ROWS, GRADCHECKED_OPS)

@@ -11,9 +11,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from oracle_ops14 import check_against_torch, check_gradcheck
+from oracle_ops14 import (
+    check_against_torch,
+    check_gradcheck,
+    check_rows_reach,
+    differentiable_ops,
+)
 
 import fastbp as fb
+from fastbp.ops import reduce_more
 
 INF, NAN = np.inf, np.nan
 RNG = np.random.default_rng(7)
@@ -160,3 +166,11 @@ def test_errors():
         fb.ones(3).var(unbiased=True, correction=0)
     with pytest.raises(ValueError, match="empty"):
         fb.zeros(0).argmax()
+
+
+# Read by tests/test_ops.py: the ops whose gradients this file checks.
+GRADCHECKED_OPS = differentiable_ops(reduce_more)
+
+
+def test_every_op_of_the_module_is_gradchecked():
+    check_rows_reach(GRAD_ROWS, GRADCHECKED_OPS)

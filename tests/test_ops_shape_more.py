@@ -12,10 +12,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from oracle_ops14 import check_against_torch, check_gradcheck
+from oracle_ops14 import (
+    check_against_torch,
+    check_gradcheck,
+    check_rows_reach,
+    differentiable_ops,
+)
 
 import fastbp as fb
 import fastbp.nn.functional as F
+from fastbp.ops import shape_more
 
 INF, NAN = np.inf, np.nan
 RNG = np.random.default_rng(3)
@@ -177,3 +183,11 @@ def test_index_outputs_need_no_grad():
     x = fb.tensor([0.0, 1.0], requires_grad=True)
     assert not x.nonzero().requires_grad
     assert not F.one_hot(fb.tensor([1]), 2).requires_grad
+
+
+# Read by tests/test_ops.py: the ops whose gradients this file checks.
+GRADCHECKED_OPS = differentiable_ops(shape_more)
+
+
+def test_every_op_of_the_module_is_gradchecked():
+    check_rows_reach(GRAD_ROWS, GRADCHECKED_OPS)

@@ -124,8 +124,8 @@ def test_shape_mismatch_names_op_and_shapes():
         a + fb.tensor(np.ones(4))
     with pytest.raises(ValueError, match=r"matmul.*\(2, 3\).*\(2, 3\)"):
         a @ a
-    with pytest.raises(ValueError, match="matmul"):
-        fb.matmul(fb.ones(3), fb.ones(3))
+    with pytest.raises(ValueError, match="matmul"):  # 1-D @ 1-D is a dot product (torch)
+        fb.matmul(fb.ones(3), fb.ones(4))
 
 
 def test_axis_out_of_range_names_op():
