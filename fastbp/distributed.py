@@ -751,7 +751,12 @@ class DistributedDataParallel(Module):
         self._sync_enabled = True
         self._sync_this_backward = True
         self.wait_seconds = 0.0  # time the last synchronization waited (exposed comm)
-        self._handles = [p.register_post_accumulate_grad_hook(self._grad_ready) for _, p in named]
+        # A world of one has nothing to average: no hooks, backward runs as without DDP.
+        self._handles = (
+            [p.register_post_accumulate_grad_hook(self._grad_ready) for _, p in named]
+            if g.size > 1
+            else []
+        )
 
     # -- wrap-time checks
     @staticmethod

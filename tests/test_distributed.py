@@ -191,14 +191,7 @@ def test_ddp_errors():
     ddp = dist.DistributedDataParallel(nn.Linear(2, 2))
     with pytest.raises(RuntimeError, match="fb.trace"):
         fb.trace(lambda x: ddp(x).sum())(fb.ones(1, 2))
-    # a parameter left out of the loss: the next forward says which, and how to fix it
-    ddp(fb.ones(1, 2))[:, 0].sum().backward()
-    ddp2 = dist.DistributedDataParallel(nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 2)))
-    ddp2.module[1](fb.ones(1, 2)).sum().backward()
-    with pytest.raises(RuntimeError, match="no gradient reached 0.weight, 0.bias"):
-        ddp2(fb.ones(1, 2))
-    ddp2.finish_gradient_synchronization()
-    ddp2(fb.ones(1, 2))  # synchronized: forward works again
+    assert ddp._handles == []  # a world of one: backward runs as without DDP
 
 
 @pytest.mark.parametrize(

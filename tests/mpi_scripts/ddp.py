@@ -97,6 +97,18 @@ ddp.finish_gradient_synchronization()
 np.testing.assert_allclose(ddp.module.a.bias.grad, 4.0 / n)
 np.testing.assert_allclose(ddp.module.b.bias.grad, 4.0 / n)
 
+# a parameter left out of the loss on every rank: the next forward says which, and how
+ddp2 = dist.DistributedDataParallel(nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 2)))
+ddp2(fb.ones(1, 2))
+ddp2.module[1](fb.ones(1, 2)).sum().backward()
+try:
+    ddp2(fb.ones(1, 2))
+    raise AssertionError("unfinished reduction accepted")
+except RuntimeError as e:
+    assert "no gradient reached 0.weight, 0.bias" in str(e), e
+ddp2.finish_gradient_synchronization()
+ddp2(fb.ones(1, 2))  # synchronized: forward works again
+
 # fb.trace refuses DDP with a clear error
 ddp = dist.DistributedDataParallel(model_(0))
 try:
