@@ -381,3 +381,32 @@ def test_8_eager_and_traced_steps_agree_on_nan_and_errors(case):
     for p, q in zip(eager_model.parameters(), traced_model.parameters(), strict=True):
         _same(np.isnan(p.grad), np.isnan(q.grad))
         np.testing.assert_array_equal(p.grad, q.grad)
+
+
+# ------------------------------------------- beyond the list: found by the edge-value fuzzers
+
+
+@pytest.mark.parametrize("name", ["maximum", "minimum"])
+def test_beyond_maximum_minimum_with_nan_give_dy_to_both_sides(name):
+    # Element 0 and 1: one side NaN, so the result is NaN and neither side loses: PyTorch
+    # masks out only the loser, so both get dy (before: the NaN side got nothing, or the
+    # other). Element 2: a tie, half each.
+    values = ([nan, 2.0, 1.0], [1.0, nan, 1.0])
+    _, grads = _grads(getattr(fb, name), *values)
+    _same(grads[0], [1.0, 1.0, 0.5])
+    _same(grads[1], [1.0, 1.0, 0.5])
+    if torch is not None:
+        want = _torch_grads(getattr(torch, name), *values)[1]
+        _same(grads[0], want[0])
+        _same(grads[1], want[1])
+
+
+def test_beyond_log_softmax_of_a_row_with_plus_inf_is_nan():
+    x = fb.tensor(np.array([[inf, -inf, 1.0], [0.0, 1.0, -inf]]))
+    out = fb.log_softmax(x, axis=1).data
+    assert np.isnan(out[0]).all()
+    np.testing.assert_allclose(out[1, :2], [-math.log1p(math.e), 1 - math.log1p(math.e)])
+    assert out[1, 2] == -inf
+    if torch is not None:
+        want = torch.log_softmax(torch.tensor(x.data), 1).numpy()
+        np.testing.assert_allclose(out, want, rtol=1e-15)

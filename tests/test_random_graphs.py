@@ -57,7 +57,14 @@ def graphs(draw):
         )
     )
     seed = draw(st.integers(0, 2**32 - 1))
-    return shapes[:n_inputs], steps, seed
+    # Edge values (issue 13): exact zeros (and -0.0) in the inputs, non-contiguous views of
+    # them, and an integer or bool constant operand mixed in (it must promote, not upcast).
+    edges = draw(
+        st.fixed_dictionaries(
+            {"zeros": st.booleans(), "strided": st.booleans(), "int_const": st.booleans()}
+        )
+    )
+    return shapes[:n_inputs], steps, seed, edges
 
 
 def build(steps):
@@ -90,7 +97,43 @@ def build(steps):
 )
 @given(graph=graphs())
 def test_random_graph_gradients_match_finite_differences(graph):
-    shapes, steps, seed = graph
+    shapes, steps, seed, edges = graph
     rng = np.random.default_rng(seed)
-    inputs = [fb.tensor(rng.uniform(-1.5, 1.5, s), requires_grad=True) for s in shapes]
-    assert fb.gradcheck(build(steps), inputs, atol=1e-5, rtol=1e-3)
+    arrays = [rng.uniform(-1.5, 1.5, s) for s in shapes]
+    if edges["zeros"]:  # every op in the tables is smooth at 0
+        for a in arrays:
+            a[rng.random(a.shape) < 0.3] = 0.0
+            a[rng.random(a.shape) < 0.1] = -0.0
+    if edges["strided"]:  # the same values, read through a transposed, strided view
+        arrays = [np.ascontiguousarray(np.repeat(a.T, 2, axis=0))[::2].T for a in arrays]
+    inputs = [fb.from_numpy(a, requires_grad=True) for a in arrays]
+    fn = build(steps)
+    if edges["int_const"]:
+        offset = fb.tensor(rng.integers(-2, 3, shapes[0]), dtype=np.int64)
+        flag = fb.tensor(rng.random(shapes[0]) < 0.5, dtype=np.bool_)
+
+        def fn(*xs, inner=fn):
+            shifted = (xs[0] + offset) * flag + xs[0]  # int and bool promote to float64
+            assert shifted.dtype == np.float64
+            return inner(shifted, *xs[1:])
+
+    assert fb.gradcheck(fn, inputs, atol=1e-5, rtol=1e-3)
+
+
+@settings(max_examples=max(EXAMPLES // 4, 10), deadline=None)
+@given(graph=graphs(), where=st.integers(0, 10_000), value=st.sampled_from([np.nan, np.inf]))
+def test_random_graphs_propagate_nan_and_inf_like_numpy(graph, where, value):
+    """Recording (and backward through) a graph over a NaN or inf input never raises,
+    and its forward equals the same graph evaluated without recording, NaN for NaN."""
+    shapes, steps, seed, _ = graph
+    rng = np.random.default_rng(seed)
+    arrays = [rng.uniform(-1.5, 1.5, s) for s in shapes]
+    first = arrays[0].reshape(-1)
+    if first.size:
+        first[where % first.size] = value
+    with np.errstate(all="ignore"):
+        out = build(steps)(*[fb.tensor(a, requires_grad=True) for a in arrays])
+        out.backward()
+        clean = build(steps)(*[fb.tensor(a) for a in arrays])
+    np.testing.assert_array_equal(out.data, clean.data)
+    assert out.dtype == np.float64

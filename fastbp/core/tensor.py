@@ -649,7 +649,11 @@ class Tensor:
     def max(
         self, axis: Axis = None, keepdims: bool = False, *, dim: Axis = None, keepdim=None
     ) -> Tensor:
-        """Maximum over ``axis``; ties share the gradient equally.
+        """Maximum over ``axis``, with PyTorch's gradient at ties and NaN.
+
+        NaN wins (the result is NaN and dy goes to the NaN elements). Ties share dy evenly
+        over all axes or a tuple of axes (``torch.amax``); over one int ``dim`` it all goes
+        to the first, the index ``torch.max(x, dim)`` returns.
 
         ``dim``/``keepdim`` are accepted as aliases of ``axis``/``keepdims``.
         """
@@ -659,7 +663,11 @@ class Tensor:
     def min(
         self, axis: Axis = None, keepdims: bool = False, *, dim: Axis = None, keepdim=None
     ) -> Tensor:
-        """Minimum over ``axis``; ties share the gradient equally.
+        """Minimum over ``axis``, with PyTorch's gradient at ties and NaN.
+
+        NaN wins (the result is NaN and dy goes to the NaN elements). Ties share dy evenly
+        over all axes or a tuple of axes (``torch.amax``); over one int ``dim`` it all goes
+        to the first, the index ``torch.max(x, dim)`` returns.
 
         ``dim``/``keepdim`` are accepted as aliases of ``axis``/``keepdims``.
         """

@@ -236,23 +236,25 @@ def _minimum_forward(a, b):
     return np.minimum(a, b), (a, b)
 
 
-def _route(first_wins, tie, dy, needs):
-    # The max gate routes dy to the input that won.
+def _route(a_loses, b_loses, tie, dy, needs):
+    # The max gate routes dy to the input that won, as PyTorch does.
     # NOTE: on a tie each input receives half of dy, the average of the two subgradients.
-    share = (first_wins + 0.5 * tie).astype(dy.dtype, copy=False)
-    da = dy * share if needs[0] else None
-    db = dy * (1 - share) if needs[1] else None
+    # Where either side is NaN (the result is NaN) neither loses, so both receive all of dy
+    # (PyTorch masks out only the loser); "first wins" would send NaN's gradient nowhere.
+    half = np.where(tie, dy.dtype.type(0.5), dy.dtype.type(1.0))
+    da = np.where(a_loses, 0, dy * half).astype(dy.dtype, copy=False) if needs[0] else None
+    db = np.where(b_loses, 0, dy * half).astype(dy.dtype, copy=False) if needs[1] else None
     return da, db
 
 
 def _maximum_vjp(saved, dy, needs):
     a, b = saved
-    return _route(a > b, a == b, dy, needs)
+    return _route(a < b, a > b, a == b, dy, needs)
 
 
 def _minimum_vjp(saved, dy, needs):
     a, b = saved
-    return _route(a < b, a == b, dy, needs)
+    return _route(a > b, a < b, a == b, dy, needs)
 
 
 MAXIMUM = defop("maximum", _maximum_forward, _maximum_vjp)

@@ -159,7 +159,15 @@ SOFTMAX = defop("softmax", _softmax_forward, _softmax_vjp)
 
 def _log_softmax_forward(x, axis=-1):
     axes = normalize_axis(axis, x.ndim)
-    out = x - _stable_logsumexp(x, axes)
+    lse = _stable_logsumexp(x, axes)
+    if lse.dtype.kind == "f" and np.isposinf(lse).any():
+        # A slice with +inf is NaN throughout, as in PyTorch (inf - inf before the exp):
+        # x - inf would give -inf for its finite entries instead.
+        out = np.where(np.isposinf(lse), np.nan, x).astype(x.dtype, copy=False)
+        with np.errstate(invalid="ignore"):
+            out -= lse
+    else:
+        out = x - lse
     return out, (out, axes)
 
 
