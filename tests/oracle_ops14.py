@@ -26,6 +26,7 @@ def check_against_torch(torch, fb_fn, torch_fn, arrays, rtol=1e-6, atol=1e-8):
     ts = [torch.tensor(np.ascontiguousarray(a), requires_grad=a.dtype.kind == "f") for a in arrays]
     out = fb_fn(*xs)
     ref = torch_fn(*ts)
+    _check_float32_dtype(torch, fb_fn, torch_fn, arrays)
     got, want = _np(out), _np(ref)
     assert got.shape == want.shape, (got.shape, want.shape)
     if want.dtype.kind == "b":
@@ -46,6 +47,14 @@ def check_against_torch(torch, fb_fn, torch_fn, arrays, rtol=1e-6, atol=1e-8):
         np.testing.assert_allclose(xg, tg, rtol, atol)
 
 
+def _check_float32_dtype(torch, fb_fn, torch_fn, arrays):
+    """With float32 inputs the result has torch's dtype (float32 stays float32)."""
+    small = [a.astype(np.float32) if a.dtype == np.float64 else a for a in arrays]
+    out = fb_fn(*[fb.from_numpy(a) for a in small])
+    ref = torch_fn(*[torch.tensor(np.ascontiguousarray(a)) for a in small])
+    assert str(out.dtype) == str(ref.dtype).replace("torch.", ""), (out.dtype, ref.dtype)
+
+
 def check_gradcheck(fb_fn, arrays):
     xs = fb_inputs(arrays)
     assert fb.gradcheck(fb_fn, xs)
@@ -55,9 +64,7 @@ def differentiable_ops(*modules):
     """The names of the differentiable ops that ``modules`` register."""
     from fastbp.core.registry import Op
 
-    return {
-        v.name for m in modules for v in vars(m).values() if isinstance(v, Op) and v.vjp
-    }
+    return {v.name for m in modules for v in vars(m).values() if isinstance(v, Op) and v.vjp}
 
 
 def graph_ops(out):

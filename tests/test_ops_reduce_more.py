@@ -128,6 +128,7 @@ ROWS = [
 ]  # fmt: skip
 
 
+@pytest.mark.filterwarnings("ignore:var\\(\\)")  # torch warns on var_size1
 @pytest.mark.parametrize("name, fb_fn, torch_fn, arrays, diff", ROWS, ids=[r[0] for r in ROWS])
 def test_matches_torch(name, fb_fn, torch_fn, arrays, diff):
     torch = pytest.importorskip("torch")

@@ -53,7 +53,17 @@ EXP2 = _unary("exp2", np.exp2, lambda x, y: y * np.asarray(np.log(2.0), x.dtype)
 LOG1P = _unary("log1p", np.log1p, lambda x, y: 1 / (1 + x))
 EXPM1 = _unary("expm1", np.expm1, lambda x, y: y + 1)
 RSQRT = _unary("rsqrt", lambda x: 1 / np.sqrt(x), lambda x, y: -0.5 * y * y * y)
-SQUARE = _unary("square", np.square, lambda x, y: 2 * x)
+
+
+def _square_forward(x):
+    return np.square(x), x  # integers stay integers, as in torch.square
+
+
+def _square_vjp(x, dy, needs):
+    return (dy * (2 * x),)
+
+
+SQUARE = defop("square", _square_forward, _square_vjp)
 
 # ----------------------------------------------------------- rounding: gradient 0
 
