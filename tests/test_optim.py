@@ -384,6 +384,7 @@ def test_state_dict_is_plain_data():
             "dampening": 0.0,
             "weight_decay": 0.0,
             "nesterov": False,
+            "maximize": False,
             "params": [0],
         }
     ]

@@ -65,6 +65,10 @@ class FlatBuffers:
         Each parameter's view of ``data`` and ``grad``, in its own shape.
     uniform : int or None
         The number of updates every parameter has had, or None if they differ.
+    group : int
+        The index of the parameter group (``Optimizer.param_groups``) they belong to.
+    names : tuple of str
+        The names of the ``state`` buffers.
     lent : bool
         True while ``grad_views`` stand in for gradient arrays of the user's own (see
         :meth:`Optimizer.zero_grad`).
@@ -84,10 +88,21 @@ class FlatBuffers:
         "counts",
         "uniform",
         "lent",
+        "group",
+        "names",
     )
 
-    def __init__(self, params: list[Tensor], indices: list[int], n_state: int):
+    def __init__(
+        self,
+        params: list[Tensor],
+        indices: list[int],
+        n_state: int,
+        group: int = 0,
+        names: tuple[str, ...] = (),
+    ):
         dtype = params[0].data.dtype
+        self.group = group  # index of its parameter group in Optimizer.param_groups
+        self.names = tuple(names)  # the state buffers' names, as in the state dict
         total = sum(p.data.size for p in params)
         self.params = params
         self.indices = indices  # position of each parameter in the optimizer's list
@@ -169,8 +184,8 @@ def _collect(params: Any, who: str) -> list[Tensor]:
     for i, p in enumerate(items):
         if isinstance(p, dict):
             raise TypeError(
-                f"{who}: parameter groups (dicts) are not supported; pass one iterable of "
-                f"tensors and one set of hyperparameters"
+                f"{who}: params mixes parameter groups (dicts) and tensors; pass either "
+                f"tensors or a list of dicts like {{'params': [...], 'lr': 0.1}}"
             )
         if not isinstance(p, Tensor):
             raise TypeError(f"{who}: params[{i}] is a {type(p).__name__}, not a Tensor")
@@ -262,17 +277,84 @@ class Optimizer:
 
     _state_names: tuple[str, ...] = ()
 
-    def __init__(self, params: Iterable[Tensor], defaults: dict[str, Any]):
-        params = _collect(params, type(self).__name__)
+    def __init__(self, params: Iterable[Tensor] | Iterable[dict], defaults: dict[str, Any]):
+        who = type(self).__name__
         self.defaults = dict(defaults)
-        self.param_groups: list[dict[str, Any]] = [{"params": params, **defaults}]
+        self.param_groups: list[dict[str, Any]] = []
+        self._flats: list[FlatBuffers] = []
+        if isinstance(params, Tensor):
+            _collect(params, who)  # raises the single-Tensor error
+        try:
+            items = list(params)
+        except TypeError:
+            items = params  # _collect names the type
+        if isinstance(items, list) and items and all(isinstance(g, Mapping) for g in items):
+            for group in items:
+                self.add_param_group(group)
+        else:
+            self.add_param_group({"params": items})
+
+    def add_param_group(self, param_group: Mapping[str, Any]) -> None:
+        """Add a group of parameters with its own hyperparameters (others from the defaults).
+
+        As in PyTorch, e.g. to exempt biases from weight decay. Each group gets its own
+        flat buffers (one per dtype), so a step is still one fused update per group.
+        Parameters are numbered across groups in order, as in :meth:`state_dict`.
+
+        Parameters
+        ----------
+        param_group : dict
+            ``{"params": iterable of Tensor, <hyperparameter>: value, ...}``.
+
+        Raises
+        ------
+        TypeError
+            If it is not a dict, or ``params`` is not an iterable of float tensors.
+        ValueError
+            If ``params`` is missing or empty, or a parameter is already in a group.
+
+        Example
+        -------
+        >>> import fastbp as fb
+        >>> from fastbp.optim import SGD
+        >>> w, b = fb.ones(2, requires_grad=True), fb.ones(1, requires_grad=True)
+        >>> opt = SGD([w], lr=0.1, weight_decay=0.01)
+        >>> opt.add_param_group({"params": [b], "weight_decay": 0.0})
+        >>> [g["weight_decay"] for g in opt.param_groups], opt.param_groups[1]["lr"]
+        ([0.01, 0.0], 0.1)
+        """
+        who = f"{type(self).__name__}.add_param_group"
+        if not isinstance(param_group, Mapping):
+            raise TypeError(f"{who}: expected a dict with a 'params' key, got {type(param_group)}")
+        if "params" not in param_group:
+            raise ValueError(f"{who}: the group {sorted(param_group)} has no 'params' key")
+        group = dict(param_group)
+        if isinstance(group["params"], Tensor):  # {"params": w} is a group of one, as in torch
+            group["params"] = [group["params"]]
+        params = _collect(group["params"], type(self).__name__)
+        taken = {id(p) for g in self.param_groups for p in g["params"]}
+        if any(id(p) in taken for p in params):
+            raise ValueError(
+                f"{who}: some parameters appear in more than one parameter group; each "
+                f"tensor may belong to one group only"
+            )
+        for key, value in self.defaults.items():
+            group.setdefault(key, value)
+        group["params"] = params
+        index = len(self.param_groups)
+        base = sum(len(g["params"]) for g in self.param_groups)
         by_dtype: dict[np.dtype, list[int]] = {}
         for i, p in enumerate(params):
             by_dtype.setdefault(p.data.dtype, []).append(i)
-        self._flats = [
-            FlatBuffers([params[i] for i in idx], idx, len(self._state_names))
+        names = self._state_names_for(group)
+        flats = [
+            FlatBuffers([params[i] for i in idx], [base + i for i in idx], len(names), index, names)
             for idx in by_dtype.values()
         ]
+        for flat in flats:
+            self._init_state(group, flat)
+        self.param_groups.append(group)
+        self._flats.extend(flats)
 
     # ---------------------------------------------------------------------- public
     def zero_grad(self, set_to_none: bool = True) -> None:
@@ -343,8 +425,9 @@ class Optimizer:
         """
         if record_call(self.step):
             return
-        group = self.param_groups[0]
+        groups = self.param_groups
         for flat in self._flats:
+            group = groups[flat.group]
             # Bump the version of every parameter this step changes, so that backward
             # through a graph recorded before the step refuses to use the new values.
             for p in flat.params:
@@ -372,7 +455,9 @@ class Optimizer:
             ``{"state": {"<i>": {"step": int, <buffer name>: ndarray or None}},
             "param_groups": [{<hyperparameters>, "params": [0, 1, ...]}]}``, where
             ``i`` is the parameter's position in the list given at construction
-            and only parameters updated at least once appear in ``"state"``.
+            (numbered across parameter groups, as in PyTorch; a str, so that the dict
+            can be saved) and only parameters updated at least once appear in
+            ``"state"``. There is one entry in ``"param_groups"`` per group.
 
         Example
         -------
@@ -385,17 +470,25 @@ class Optimizer:
         """
         state: dict[str, Any] = {}
         for flat in self._flats:
+            group = self.param_groups[flat.group]
             for i, index in enumerate(flat.indices):
                 count = flat.count(i)
                 if count == 0:
                     continue
                 entry: dict[str, Any] = {"step": int(count)}
-                for name, view in zip(self._state_names, flat.state_views[i], strict=True):
-                    entry[name] = self._export_buffer(name, view, flat.params[i].shape)
+                entry.update(self._extra_state(group, count))
+                for name, view in zip(flat.names, flat.state_views[i], strict=True):
+                    entry[name] = self._export_buffer(name, view, flat.params[i].shape, group)
                 state[str(index)] = entry
-        group = {k: v for k, v in self.param_groups[0].items() if k != "params"}
-        group["params"] = list(range(len(self.param_groups[0]["params"])))
-        return {"state": state, "param_groups": [group]}
+        groups = []
+        first = 0
+        for g in self.param_groups:
+            saved = {k: v for k, v in g.items() if k != "params"}
+            saved["params"] = list(range(first, first + len(g["params"])))
+            first += len(g["params"])
+            groups.append(saved)
+        state = dict(sorted(state.items(), key=lambda item: int(item[0])))
+        return {"state": state, "param_groups": groups}
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         """Restore hyperparameters, step counts and buffers saved by :meth:`state_dict`.
@@ -432,29 +525,42 @@ class Optimizer:
                 f"{sorted(state_dict) if isinstance(state_dict, Mapping) else type(state_dict)}"
             )
         groups = state_dict["param_groups"]
-        if len(groups) != 1:
-            raise ValueError(f"{who}: expected 1 parameter group, got {len(groups)}")
-        saved_group = dict(groups[0])
-        saved_params = saved_group.pop("params", [])
-        params = self.param_groups[0]["params"]
-        if len(saved_params) != len(params):
+        if len(groups) != len(self.param_groups):
             raise ValueError(
-                f"{who}: the state dict is for {len(saved_params)} parameters but this "
-                f"optimizer has {len(params)}; build it over the same model.parameters()"
+                f"{who}: the state dict has {len(groups)} parameter groups but this "
+                f"optimizer has {len(self.param_groups)}"
             )
-        expected = set(self.defaults)
-        if set(saved_group) != expected:
-            raise ValueError(
-                f"{who}: hyperparameters {sorted(saved_group)} do not match "
-                f"{type(self).__name__}'s {sorted(expected)}; was it saved from another "
-                f"optimizer type?"
-            )
+        saved_groups = []
+        n_params = 0
+        for k, (saved, own) in enumerate(zip(groups, self.param_groups, strict=True)):
+            saved_group = dict(saved)
+            saved_params = saved_group.pop("params", [])
+            params = own["params"]
+            n_params += len(params)
+            if len(saved_params) != len(params):
+                raise ValueError(
+                    f"{who}: the state dict is for {len(saved_params)} parameters but this "
+                    f"optimizer has {len(params)}"
+                    + (f" in group {k}" if len(groups) > 1 else "")
+                    + "; build it over the same model.parameters()"
+                )
+            expected = set(self.defaults)
+            # Options added since the state dict was saved take their current value.
+            late = {"maximize", "amsgrad"} & (expected - set(saved_group))
+            extra = {x for x in set(saved_group) - expected if x not in own}
+            if extra or expected - set(saved_group) - late:
+                raise ValueError(
+                    f"{who}: hyperparameters {sorted(saved_group)} do not match "
+                    f"{type(self).__name__}'s {sorted(expected)}; was it saved from another "
+                    f"optimizer type?"
+                )
+            saved_groups.append(saved_group)
         pending = []  # (flat, counts, [(i, name, array)]) applied after all checks pass
-        saved_state = state_dict["state"]
-        unknown = [k for k in saved_state if not (str(k).isdigit() and int(k) < len(params))]
+        saved_state = {str(k): v for k, v in state_dict["state"].items()}  # int keys too
+        unknown = [k for k in saved_state if not (k.isdigit() and int(k) < n_params)]
         if unknown:
             raise ValueError(
-                f"{who}: state entries {unknown} do not name parameters 0..{len(params) - 1}"
+                f"{who}: state entries {unknown} do not name parameters 0..{n_params - 1}"
             )
         for flat in self._flats:
             counts = []
@@ -464,9 +570,9 @@ class Optimizer:
                 if entry is None:
                     counts.append(0)
                     continue
-                counts.append(int(entry.get("step", 0)))
+                counts.append(int(np.asarray(entry.get("step", 0))))
                 shape = flat.params[i].shape
-                for name in self._state_names:
+                for name in flat.names:
                     value = entry.get(name)
                     if value is None:
                         continue
@@ -476,20 +582,24 @@ class Optimizer:
                             f"{who}: state '{name}' of parameter {index} has shape "
                             f"{value.shape} but the parameter has shape {shape}"
                         )
-                    copies.append((i, self._state_names.index(name), value))
+                    copies.append((i, flat.names.index(name), value))
             pending.append((flat, counts, copies))
-        self.param_groups[0].update(saved_group)
+        for own, saved_group in zip(self.param_groups, saved_groups, strict=True):
+            own.update(saved_group)
         for flat, counts, copies in pending:
             for s in flat.state:
                 s.fill(0)
+            self._init_state(self.param_groups[flat.group], flat)
             for i, k, value in copies:
                 np.copyto(flat.state_views[i][k], value.reshape(-1), casting="unsafe")
             flat.set_counts(counts)
 
     def __repr__(self) -> str:
-        group = self.param_groups[0]
-        lines = [f"    {k}: {group[k]}" for k in sorted(group) if k != "params"]
-        return f"{type(self).__name__} (\nParameter Group 0\n" + "\n".join(lines) + "\n)"
+        lines = []
+        for i, group in enumerate(self.param_groups):
+            lines.append(f"Parameter Group {i}")
+            lines.extend(f"    {k}: {group[k]}" for k in sorted(group) if k != "params")
+        return f"{type(self).__name__} (\n" + "\n".join(lines) + "\n)"
 
     # ------------------------------------------------------------- the update rule
     #: The update as a jitted loop over flat buffers, ``kernel(data, grad, *state,
@@ -515,8 +625,10 @@ class Optimizer:
         Returns
         -------
         UpdateRule or None
-            None if the optimizer has no update kernel, or the parameters of ``flat``
-            have had different numbers of updates.
+            None if the optimizer has no update kernel, has more than one parameter
+            group, uses an option the kernel does not implement (``maximize``,
+            ``amsgrad``), or the parameters of ``flat`` have had different numbers of
+            updates.
 
         Example
         -------
@@ -527,9 +639,13 @@ class Optimizer:
         >>> rule.fold
         (-0.5, 1.0)
         """
-        if self.update_kernel is None or flat.uniform is None:
+        # A compiled step runs one optimizer of one group (fastbp.jit reads group 0), and the
+        # kernels know neither maximize nor amsgrad: those steps stay eager.
+        if self.update_kernel is None or flat.uniform is None or len(self.param_groups) != 1:
             return None
-        group = self.param_groups[0]
+        group = self.param_groups[flat.group]
+        if not self._kernel_runs(group):
+            return None
         return UpdateRule(
             self.update_kernel,
             (flat.data, flat.grad, *flat.state),
@@ -566,15 +682,33 @@ class Optimizer:
         raise NotImplementedError
 
     def _update(self, group, param, grad, state, count) -> None:
+        if group.get("maximize"):
+            grad = -grad  # a new array: the user's gradient is left alone
         self._apply(param, grad, state, self._scalars(group, count))
 
     def _update_each(self, group, params, grads, states, count) -> None:
         """Update parameter ``i`` from ``grads[i]``, all at step ``count`` (one call each)."""
         scalars = self._scalars(group, count)  # looked up once
+        maximize = group.get("maximize")
         for param, grad, state in zip(params, grads, states, strict=True):
-            self._apply(param, grad, state, scalars)
+            self._apply(param, -grad if maximize else grad, state, scalars)
 
-    def _export_buffer(self, name: str, view: np.ndarray, shape) -> np.ndarray | None:
+    def _state_names_for(self, group: dict[str, Any]) -> tuple[str, ...]:
+        """The state buffers a group's flat buffers hold (fixed when the group is added)."""
+        return self._state_names
+
+    def _init_state(self, group: dict[str, Any], flat: FlatBuffers) -> None:
+        """Fill fresh state buffers (zeros already); Adagrad starts from another value."""
+
+    def _extra_state(self, group: dict[str, Any], count: int) -> dict[str, Any]:
+        """Scalar per-parameter state shown in the state dict besides ``step``."""
+        return {}
+
+    def _kernel_runs(self, group: dict[str, Any]) -> bool:
+        """Whether :attr:`update_kernel` implements this group's options."""
+        return not group.get("maximize")
+
+    def _export_buffer(self, name: str, view: np.ndarray, shape, group=None) -> np.ndarray | None:
         return view.reshape(shape).copy()
 
     def _gather(self, flat: FlatBuffers) -> tuple[list[int], dict[int, np.ndarray]]:
@@ -662,6 +796,8 @@ class SGD(Optimizer):
         L2 penalty coefficient λ.
     nesterov : bool, default False
         Nesterov momentum; needs ``momentum > 0`` and ``dampening == 0``.
+    maximize : bool, default False
+        Maximize the objective (step along the gradient), as in PyTorch.
 
     Raises
     ------
@@ -691,6 +827,8 @@ class SGD(Optimizer):
         dampening: float = 0.0,
         weight_decay: float = 0.0,
         nesterov: bool = False,
+        *,
+        maximize: bool = False,
     ):
         who = "SGD"
         _check_range(who, "learning rate lr", lr, 0.0)
@@ -708,6 +846,7 @@ class SGD(Optimizer):
             "dampening": dampening,
             "weight_decay": weight_decay,
             "nesterov": bool(nesterov),
+            "maximize": bool(maximize),
         }
         super().__init__(params, defaults)
 
@@ -725,7 +864,7 @@ class SGD(Optimizer):
 
     def fold_coefficients(self, group):
         # Without momentum, w ← w − lr·(g + λ·w) = (1 − lr·λ)·w − lr·g.
-        if group["momentum"] != 0:
+        if group["momentum"] != 0 or group.get("maximize") or len(self.param_groups) != 1:
             return None
         lr = float(group["lr"])
         return -lr, 1.0 - lr * float(group["weight_decay"])
@@ -735,9 +874,10 @@ class SGD(Optimizer):
         # always gets a real array of the right size (it does not touch it then).
         _sgd_update(param, grad, state[0], *scalars)
 
-    def _export_buffer(self, name, view, shape):
+    def _export_buffer(self, name, view, shape, group=None):
         # As in PyTorch, plain SGD has no momentum buffer.
-        return None if self.param_groups[0]["momentum"] == 0 else view.reshape(shape).copy()
+        group = self.param_groups[0] if group is None else group
+        return None if group["momentum"] == 0 else view.reshape(shape).copy()
 
 
 class Adam(Optimizer):
@@ -765,6 +905,11 @@ class Adam(Optimizer):
         Added to the denominator for numerical stability.
     weight_decay : float, default 0
         L2 penalty coefficient λ.
+    amsgrad : bool, default False
+        Use the running maximum of ``v`` in the denominator (AMSGrad); runs in NumPy,
+        not the fused kernel. Fixed per group when the group is added.
+    maximize : bool, default False
+        Maximize the objective.
 
     Raises
     ------
@@ -792,6 +937,9 @@ class Adam(Optimizer):
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-8,
         weight_decay: float = 0.0,
+        amsgrad: bool = False,
+        *,
+        maximize: bool = False,
     ):
         who = type(self).__name__
         _check_range(who, "learning rate lr", lr, 0.0)
@@ -805,10 +953,19 @@ class Adam(Optimizer):
             "betas": (float(betas[0]), float(betas[1])),
             "eps": eps,
             "weight_decay": weight_decay,
+            "amsgrad": bool(amsgrad),
+            "maximize": bool(maximize),
         }
         super().__init__(params, defaults)
 
     update_kernel = staticmethod(kernels.optim._adam_loop)
+
+    def _state_names_for(self, group):
+        # The running maximum of v exists only for amsgrad groups (fixed when added).
+        return self._state_names + (("max_exp_avg_sq",) if group.get("amsgrad") else ())
+
+    def _kernel_runs(self, group):
+        return not group.get("maximize") and not group.get("amsgrad")
 
     def _scalars(self, group, count):
         beta1, beta2 = group["betas"]
@@ -823,7 +980,29 @@ class Adam(Optimizer):
         )
 
     def _apply(self, param, grad, state, scalars):
-        _adam_update(param, grad, state[0], state[1], *scalars)
+        if len(state) == 3:
+            _amsgrad_update(param, grad, *state, *scalars)
+        else:
+            _adam_update(param, grad, state[0], state[1], *scalars)
+
+
+def _amsgrad_update(param, grad, exp_avg, exp_avg_sq, max_sq, lr, beta1, beta2, eps, wd, step, dec):
+    """Adam/AdamW with amsgrad (PyTorch's rule), in NumPy over flat buffers.
+
+    NOTE: NumPy, not a Numba kernel: amsgrad is rare and this costs ~2x the fused kernel.
+    """
+    g = grad
+    if wd != 0:
+        if dec:
+            param *= 1.0 - lr * wd
+        else:
+            g = grad + wd * param
+    exp_avg += (1.0 - beta1) * (g - exp_avg)
+    exp_avg_sq *= beta2
+    exp_avg_sq += (1.0 - beta2) * g * g
+    np.maximum(max_sq, exp_avg_sq, out=max_sq)
+    denom = np.sqrt(max_sq) / math.sqrt(1.0 - beta2**step) + eps
+    param -= (lr / (1.0 - beta1**step)) * (exp_avg / denom)
 
 
 class AdamW(Adam):
@@ -843,6 +1022,8 @@ class AdamW(Adam):
     eps : float, default 1e-8
     weight_decay : float, default 1e-2
         Decoupled decay coefficient λ.
+    amsgrad : bool, default False
+    maximize : bool, default False
 
     Raises
     ------
@@ -869,5 +1050,522 @@ class AdamW(Adam):
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-8,
         weight_decay: float = 1e-2,
+        amsgrad: bool = False,
+        *,
+        maximize: bool = False,
     ):
-        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
+        super().__init__(
+            params,
+            lr=lr,
+            betas=betas,
+            eps=eps,
+            weight_decay=weight_decay,
+            amsgrad=amsgrad,
+            maximize=maximize,
+        )
+
+
+# ------------------------------------------------------------ more optimizers (issue 14)
+# RMSprop, Adagrad, Adamax, NAdam and RAdam update the flat buffers with NumPy expressions
+# (each a handful of passes). PyTorch's update rules, step for step; per parameter
+# group hyperparameters are read at every step, like SGD's and Adam's.
+
+
+def _l2(param: np.ndarray, grad: np.ndarray, wd: float) -> np.ndarray:
+    # Coupled weight decay: a new array, never the user's gradient changed in place.
+    return grad + wd * param if wd != 0 else grad
+
+
+class RMSprop(Optimizer):
+    """RMSprop with PyTorch's rule (optionally centered, with momentum).
+
+    Per parameter ``w`` with gradient ``g``::
+
+        g ← g + λ·w
+        v ← α·v + (1 − α)·g²
+        ḡ ← α·ḡ + (1 − α)·g,  d = sqrt(v − ḡ²) + eps   (centered)
+        d = sqrt(v) + eps                                (otherwise)
+        b ← μ·b + g/d,  w ← w − lr·b                     (momentum μ > 0)
+        w ← w − lr·g/d                                   (otherwise)
+
+    Parameters
+    ----------
+    params : iterable of Tensor or of dicts (parameter groups)
+    lr : float, default 1e-2
+    alpha : float, default 0.99
+    eps : float, default 1e-8
+    weight_decay : float, default 0
+    momentum : float, default 0
+    centered : bool, default False
+    maximize : bool, default False
+
+    Raises
+    ------
+    ValueError
+        For an out-of-range hyperparameter.
+
+    Example
+    -------
+    >>> import fastbp as fb
+    >>> from fastbp.optim import RMSprop
+    >>> w = fb.tensor([1.0], requires_grad=True)
+    >>> opt = RMSprop([w], lr=0.01)
+    >>> opt.zero_grad(); (w * w).sum().backward(); opt.step()
+    >>> round(float(w.data[0]), 4)  # 1 - 0.01 * 2 / sqrt(0.01 * 4)
+    0.9
+    """
+
+    # All three buffers always exist, so that momentum or centered can be turned on later.
+    _state_names = ("square_avg", "momentum_buffer", "grad_avg")
+
+    def __init__(
+        self,
+        params: Iterable[Tensor],
+        lr: float = 1e-2,
+        alpha: float = 0.99,
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        momentum: float = 0.0,
+        centered: bool = False,
+        *,
+        maximize: bool = False,
+    ):
+        who = "RMSprop"
+        _check_range(who, "learning rate lr", lr, 0.0)
+        _check_range(who, "alpha", alpha, 0.0)
+        _check_range(who, "eps", eps, 0.0)
+        _check_range(who, "weight_decay", weight_decay, 0.0)
+        _check_range(who, "momentum", momentum, 0.0)
+        defaults = {
+            "lr": lr,
+            "alpha": alpha,
+            "eps": eps,
+            "weight_decay": weight_decay,
+            "momentum": momentum,
+            "centered": bool(centered),
+            "maximize": bool(maximize),
+        }
+        super().__init__(params, defaults)
+
+    def _scalars(self, group, count):
+        return (
+            float(group["lr"]),
+            float(group["alpha"]),
+            float(group["eps"]),
+            float(group["weight_decay"]),
+            float(group["momentum"]),
+            bool(group["centered"]),
+        )
+
+    def _apply(self, param, grad, state, scalars):
+        lr, alpha, eps, wd, momentum, centered = scalars
+        square_avg, buf, grad_avg = state
+        g = _l2(param, grad, wd)
+        square_avg *= alpha
+        square_avg += (1.0 - alpha) * g * g
+        if centered:
+            grad_avg += (1.0 - alpha) * (g - grad_avg)
+            avg = np.sqrt(square_avg - grad_avg * grad_avg)
+        else:
+            avg = np.sqrt(square_avg)
+        avg += eps
+        if momentum > 0:
+            buf *= momentum
+            buf += g / avg
+            param -= lr * buf
+        else:
+            param -= lr * (g / avg)
+
+    def _export_buffer(self, name, view, shape, group=None):
+        group = self.param_groups[0] if group is None else group
+        if name == "momentum_buffer" and group["momentum"] == 0:
+            return None
+        if name == "grad_avg" and not group["centered"]:
+            return None
+        return view.reshape(shape).copy()
+
+
+class Adagrad(Optimizer):
+    """Adagrad with PyTorch's rule (learning-rate decay, initial accumulator).
+
+    At step ``t`` (1, 2, ...)::
+
+        g ← g + λ·w
+        s ← s + g²
+        w ← w − lr / (1 + (t − 1)·lr_decay) · g / (sqrt(s) + eps)
+
+    Parameters
+    ----------
+    params : iterable of Tensor or of dicts (parameter groups)
+    lr : float, default 1e-2
+    lr_decay : float, default 0
+    weight_decay : float, default 0
+    initial_accumulator_value : float, default 0
+        The starting value of ``s``.
+    eps : float, default 1e-10
+    maximize : bool, default False
+
+    Raises
+    ------
+    ValueError
+        For an out-of-range hyperparameter.
+
+    Example
+    -------
+    >>> import fastbp as fb
+    >>> from fastbp.optim import Adagrad
+    >>> w = fb.tensor([1.0], requires_grad=True)
+    >>> opt = Adagrad([w], lr=0.5)
+    >>> opt.zero_grad(); (w * w).sum().backward(); opt.step()
+    >>> round(float(w.data[0]), 4)  # 1 - 0.5 * 2 / 2
+    0.5
+    """
+
+    _state_names = ("sum",)
+
+    def __init__(
+        self,
+        params: Iterable[Tensor],
+        lr: float = 1e-2,
+        lr_decay: float = 0.0,
+        weight_decay: float = 0.0,
+        initial_accumulator_value: float = 0.0,
+        eps: float = 1e-10,
+        *,
+        maximize: bool = False,
+    ):
+        who = "Adagrad"
+        _check_range(who, "learning rate lr", lr, 0.0)
+        _check_range(who, "lr_decay", lr_decay, 0.0)
+        _check_range(who, "weight_decay", weight_decay, 0.0)
+        _check_range(who, "initial_accumulator_value", initial_accumulator_value, 0.0)
+        _check_range(who, "eps", eps, 0.0)
+        defaults = {
+            "lr": lr,
+            "lr_decay": lr_decay,
+            "eps": eps,
+            "weight_decay": weight_decay,
+            "initial_accumulator_value": initial_accumulator_value,
+            "maximize": bool(maximize),
+        }
+        super().__init__(params, defaults)
+
+    def _init_state(self, group, flat):
+        flat.state[0].fill(group["initial_accumulator_value"])
+
+    def _scalars(self, group, count):
+        clr = float(group["lr"]) / (1.0 + count * float(group["lr_decay"]))
+        return clr, float(group["eps"]), float(group["weight_decay"])
+
+    def _apply(self, param, grad, state, scalars):
+        clr, eps, wd = scalars
+        g = _l2(param, grad, wd)
+        total = state[0]
+        total += g * g
+        param -= clr * (g / (np.sqrt(total) + eps))
+
+
+class Adamax(Optimizer):
+    """Adamax (Adam with the infinity norm), PyTorch's rule.
+
+    At step ``t``::
+
+        g ← g + λ·w
+        m ← β1·m + (1 − β1)·g
+        u ← max(β2·u, |g| + eps)
+        w ← w − lr/(1 − β1ᵗ) · m/u
+
+    Parameters
+    ----------
+    params : iterable of Tensor or of dicts (parameter groups)
+    lr : float, default 2e-3
+    betas : (float, float), default (0.9, 0.999)
+    eps : float, default 1e-8
+    weight_decay : float, default 0
+    maximize : bool, default False
+
+    Raises
+    ------
+    ValueError
+        For an out-of-range hyperparameter.
+
+    Example
+    -------
+    >>> import fastbp as fb
+    >>> from fastbp.optim import Adamax
+    >>> w = fb.tensor([1.0], requires_grad=True)
+    >>> opt = Adamax([w], lr=0.1)
+    >>> opt.zero_grad(); (w * w).sum().backward(); opt.step()
+    >>> round(float(w.data[0]), 4)
+    0.9
+    """
+
+    _state_names = ("exp_avg", "exp_inf")
+
+    def __init__(
+        self,
+        params: Iterable[Tensor],
+        lr: float = 2e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        *,
+        maximize: bool = False,
+    ):
+        defaults = _adam_like_defaults("Adamax", lr, betas, eps, weight_decay)
+        defaults["maximize"] = bool(maximize)
+        super().__init__(params, defaults)
+
+    def _scalars(self, group, count):
+        beta1, beta2 = group["betas"]
+        step = count + 1
+        clr = float(group["lr"]) / (1.0 - float(beta1) ** step)
+        return clr, float(beta1), float(beta2), float(group["eps"]), float(group["weight_decay"])
+
+    def _apply(self, param, grad, state, scalars):
+        clr, beta1, beta2, eps, wd = scalars
+        exp_avg, exp_inf = state
+        g = _l2(param, grad, wd)
+        exp_avg += (1.0 - beta1) * (g - exp_avg)
+        exp_inf *= beta2
+        np.maximum(exp_inf, np.abs(g) + eps, out=exp_inf)
+        param -= clr * (exp_avg / exp_inf)
+
+
+def _adam_like_defaults(who, lr, betas, eps, weight_decay) -> dict[str, Any]:
+    _check_range(who, "learning rate lr", lr, 0.0)
+    _check_pair(who, "betas", betas)
+    _check_range(who, "beta1", betas[0], 0.0, 1.0)
+    _check_range(who, "beta2", betas[1], 0.0, 1.0)
+    _check_range(who, "eps", eps, 0.0)
+    _check_range(who, "weight_decay", weight_decay, 0.0)
+    return {
+        "lr": lr,
+        "betas": (float(betas[0]), float(betas[1])),
+        "eps": eps,
+        "weight_decay": weight_decay,
+    }
+
+
+class NAdam(Optimizer):
+    """NAdam (Adam with Nesterov momentum and momentum decay), PyTorch's rule.
+
+    At step ``t``, with ``μₜ = β1·(1 − ½·0.96^(t·ψ))`` (``ψ = momentum_decay``)::
+
+        g ← g + λ·w                (or w ← w − lr·λ·w if decoupled_weight_decay)
+        m ← β1·m + (1 − β1)·g,  v ← β2·v + (1 − β2)·g²
+        d = sqrt(v/(1 − β2ᵗ)) + eps
+        w ← w − lr·(1 − μₜ)/(1 − Πᵢ≤ₜ μᵢ) · g/d − lr·μₜ₊₁/(1 − Πᵢ≤ₜ₊₁ μᵢ) · m/d
+
+    Parameters
+    ----------
+    params : iterable of Tensor or of dicts (parameter groups)
+    lr : float, default 2e-3
+    betas : (float, float), default (0.9, 0.999)
+    eps : float, default 1e-8
+    weight_decay : float, default 0
+    momentum_decay : float, default 4e-3
+    decoupled_weight_decay : bool, default False
+    maximize : bool, default False
+
+    Raises
+    ------
+    ValueError
+        For an out-of-range hyperparameter.
+
+    Example
+    -------
+    >>> import fastbp as fb
+    >>> from fastbp.optim import NAdam
+    >>> w = fb.tensor([1.0], requires_grad=True)
+    >>> opt = NAdam([w], lr=0.1)
+    >>> opt.zero_grad(); (w * w).sum().backward(); opt.step()
+    >>> float(w.data[0]) < 1.0
+    True
+    """
+
+    _state_names = ("exp_avg", "exp_avg_sq")
+
+    def __init__(
+        self,
+        params: Iterable[Tensor],
+        lr: float = 2e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        momentum_decay: float = 4e-3,
+        decoupled_weight_decay: bool = False,
+        *,
+        maximize: bool = False,
+    ):
+        defaults = _adam_like_defaults("NAdam", lr, betas, eps, weight_decay)
+        _check_range("NAdam", "momentum_decay", momentum_decay, 0.0)
+        defaults.update(
+            momentum_decay=momentum_decay,
+            decoupled_weight_decay=bool(decoupled_weight_decay),
+            maximize=bool(maximize),
+        )
+        super().__init__(params, defaults)
+
+    @staticmethod
+    def _mu(beta1: float, psi: float, t: int) -> float:
+        return beta1 * (1.0 - 0.5 * 0.96 ** (t * psi))
+
+    def _mu_product(self, group, steps: int) -> float:
+        # The product of μ₁..μₜ depends on the step number only (PyTorch keeps it as
+        # state 'mu_product'; here it is recomputed, so uneven counts need no extra buffer).
+        # NOTE: PyTorch holds it in a float32 scalar tensor whatever the parameters' dtype;
+        # the product is rounded the same way so that float64 runs agree with it exactly.
+        beta1, psi = float(group["betas"][0]), float(group["momentum_decay"])
+        # Cached per (beta1, psi): products[t] is the product up to step t.
+        products = self.__dict__.setdefault("_mu_products", {}).setdefault((beta1, psi), [1.0])
+        while len(products) <= steps:
+            t = len(products)
+            mu = np.float32(self._mu(beta1, psi, t))
+            products.append(float(np.float32(np.float32(products[-1]) * mu)))
+        return products[steps]
+
+    def _extra_state(self, group, count):
+        return {"mu_product": self._mu_product(group, count)}
+
+    def _scalars(self, group, count):
+        beta1, beta2 = (float(b) for b in group["betas"])
+        psi = float(group["momentum_decay"])
+        step = count + 1
+        mu, mu_next = self._mu(beta1, psi, step), self._mu(beta1, psi, step + 1)
+        product = self._mu_product(group, step)
+        return (
+            float(group["lr"]),
+            beta1,
+            beta2,
+            float(group["eps"]),
+            float(group["weight_decay"]),
+            bool(group["decoupled_weight_decay"]),
+            1.0 - beta2**step,
+            mu,
+            mu_next,
+            product,
+            product * mu_next,
+        )
+
+    def _apply(self, param, grad, state, scalars):
+        lr, beta1, beta2, eps, wd, decoupled, bc2, mu, mu_next, prod, prod_next = scalars
+        exp_avg, exp_avg_sq = state
+        g = grad
+        if wd != 0:
+            if decoupled:
+                param *= 1.0 - lr * wd
+            else:
+                g = grad + wd * param
+        exp_avg += (1.0 - beta1) * (g - exp_avg)
+        exp_avg_sq *= beta2
+        exp_avg_sq += (1.0 - beta2) * g * g
+        denom = np.sqrt(exp_avg_sq / bc2) + eps
+        param -= (lr * (1.0 - mu) / (1.0 - prod)) * (g / denom)
+        param -= (lr * mu_next / (1.0 - prod_next)) * (exp_avg / denom)
+
+
+class RAdam(Optimizer):
+    """RAdam (rectified Adam), PyTorch's rule.
+
+    At step ``t``, with ``ρ∞ = 2/(1 − β2) − 1`` and ``ρₜ = ρ∞ − 2t·β2ᵗ/(1 − β2ᵗ)``::
+
+        g ← g + λ·w                (or w ← w − lr·λ·w if decoupled_weight_decay)
+        m ← β1·m + (1 − β1)·g,  v ← β2·v + (1 − β2)·g²
+        m̂ = m/(1 − β1ᵗ)
+        w ← w − lr·m̂·r·sqrt(1 − β2ᵗ)/(sqrt(v) + eps)   if ρₜ > 5, with
+            r = sqrt((ρₜ − 4)(ρₜ − 2)ρ∞ / ((ρ∞ − 4)(ρ∞ − 2)ρₜ))
+        w ← w − lr·m̂                                    otherwise
+
+    Parameters
+    ----------
+    params : iterable of Tensor or of dicts (parameter groups)
+    lr : float, default 1e-3
+    betas : (float, float), default (0.9, 0.999)
+    eps : float, default 1e-8
+    weight_decay : float, default 0
+    decoupled_weight_decay : bool, default False
+    maximize : bool, default False
+
+    Raises
+    ------
+    ValueError
+        For an out-of-range hyperparameter.
+
+    Example
+    -------
+    >>> import fastbp as fb
+    >>> from fastbp.optim import RAdam
+    >>> w = fb.tensor([1.0], requires_grad=True)
+    >>> opt = RAdam([w], lr=0.1)
+    >>> opt.zero_grad(); (w * w).sum().backward(); opt.step()
+    >>> round(float(w.data[0]), 4)  # early steps are plain momentum SGD: 1 - 0.1 * 2
+    0.8
+    """
+
+    _state_names = ("exp_avg", "exp_avg_sq")
+
+    def __init__(
+        self,
+        params: Iterable[Tensor],
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        decoupled_weight_decay: bool = False,
+        *,
+        maximize: bool = False,
+    ):
+        defaults = _adam_like_defaults("RAdam", lr, betas, eps, weight_decay)
+        defaults.update(
+            decoupled_weight_decay=bool(decoupled_weight_decay), maximize=bool(maximize)
+        )
+        super().__init__(params, defaults)
+
+    def _scalars(self, group, count):
+        beta1, beta2 = (float(b) for b in group["betas"])
+        step = count + 1
+        bc1, bc2 = 1.0 - beta1**step, 1.0 - beta2**step
+        rho_inf = 2.0 / (1.0 - beta2) - 1.0
+        rho_t = rho_inf - 2.0 * step * beta2**step / bc2
+        rect = None
+        if rho_t > 5.0:
+            rect = math.sqrt(
+                (rho_t - 4.0)
+                * (rho_t - 2.0)
+                * rho_inf
+                / ((rho_inf - 4.0) * (rho_inf - 2.0) * rho_t)
+            )
+        return (
+            float(group["lr"]),
+            beta1,
+            beta2,
+            float(group["eps"]),
+            float(group["weight_decay"]),
+            bool(group["decoupled_weight_decay"]),
+            bc1,
+            bc2,
+            rect,
+        )
+
+    def _apply(self, param, grad, state, scalars):
+        lr, beta1, beta2, eps, wd, decoupled, bc1, bc2, rect = scalars
+        exp_avg, exp_avg_sq = state
+        g = grad
+        if wd != 0:
+            if decoupled:
+                param *= 1.0 - lr * wd
+            else:
+                g = grad + wd * param
+        exp_avg += (1.0 - beta1) * (g - exp_avg)
+        exp_avg_sq *= beta2
+        exp_avg_sq += (1.0 - beta2) * g * g
+        corrected = exp_avg / bc1
+        if rect is None:
+            param -= corrected * lr
+        else:
+            adaptive = math.sqrt(bc2) / (np.sqrt(exp_avg_sq) + eps)
+            param -= corrected * lr * adaptive * rect
+
+
+__all__ += ["RMSprop", "Adagrad", "Adamax", "NAdam", "RAdam"]
