@@ -6,6 +6,8 @@ PyTorch's conventions at the kinks and at NaN are kept (they are tested against 
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from scipy.special import erf
 
@@ -63,29 +65,37 @@ CELU = _activation(
     lambda x, y, alpha=1.0: np.where(x <= 0, np.exp(np.minimum(x, 0) / alpha), 1.0),
 )
 
-_SQRT_2_OVER_PI = np.sqrt(2 / np.pi)
+# Python floats, not np.float64: those would promote float32 arrays to float64 (NEP 50).
+_SQRT_2_OVER_PI = math.sqrt(2 / math.pi)
+_SQRT_2 = math.sqrt(2.0)
+_SQRT_2PI = math.sqrt(2 * math.pi)
 
 
-def _gelu(x, approximate="none"):
-    if approximate == "tanh":
-        return 0.5 * x * (1 + np.tanh(_SQRT_2_OVER_PI * (x + 0.044715 * x**3)))
-    return 0.5 * x * (1 + erf(x / np.sqrt(2)))
+def _gelu_forward(x, approximate="none"):
+    # Keep Φ(x) (or the tanh term) for the backward pass: erf is the costly part.
+    with np.errstate(over="ignore", invalid="ignore"):
+        if approximate == "tanh":
+            t = np.tanh(_SQRT_2_OVER_PI * (x + 0.044715 * x**3))
+            return 0.5 * x * (1 + t), (x, t, approximate)
+        cdf = 0.5 * (1 + erf(x / _SQRT_2))
+        return x * cdf, (x, cdf, approximate)
 
 
-def _gelu_grad(x, y, approximate="none"):
-    if approximate == "tanh":
-        inner = _SQRT_2_OVER_PI * (x + 0.044715 * x**3)
-        t = np.tanh(inner)
-        dinner = _SQRT_2_OVER_PI * (1 + 3 * 0.044715 * x * x)
-        return 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * dinner
-    return 0.5 * (1 + erf(x / np.sqrt(2))) + x * np.exp(-0.5 * x * x) / np.sqrt(2 * np.pi)
+def _gelu_vjp(saved, dy, needs):
+    x, s, approximate = saved
+    with np.errstate(over="ignore", invalid="ignore"):
+        if approximate == "tanh":
+            dinner = _SQRT_2_OVER_PI * (1 + 3 * 0.044715 * x * x)
+            return (dy * (0.5 * (1 + s) + 0.5 * x * (1 - s * s) * dinner),)
+        # d/dx x·Φ(x) = Φ(x) + x·φ(x).
+        return (dy * (s + x * np.exp(-0.5 * x * x) / _SQRT_2PI),)
 
 
-GELU = _activation("gelu", _gelu, _gelu_grad)
+GELU = defop("gelu", _gelu_forward, _gelu_vjp)
 SILU = _activation(
     "silu",
     lambda x: x * _sigmoid(x),
-    lambda x, y: _sigmoid(x) * (1 + x * (1 - _sigmoid(x))),
+    lambda x, y: (lambda s: s * (1 + x * (1 - s)))(_sigmoid(x)),
 )
 
 
