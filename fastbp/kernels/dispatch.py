@@ -18,7 +18,7 @@ array([[2., 0.]])
 
 from __future__ import annotations
 
-import sys
+import weakref
 
 import numpy as np
 
@@ -44,19 +44,46 @@ def _suits(first: np.ndarray, *rest: np.ndarray) -> bool:
 # ------------------------------------------------------------------ buffer reuse
 # A fresh large output costs a page fault per 4 KiB page on every step (glibc returns
 # big blocks to the OS when they are freed), which at batch 128 is a tenth of the
-# step. Outputs of 128 KiB and more therefore come from a small pool, and a pooled
-# array is handed out again only when nothing but the pool refers to it: not the
-# engine, not ``.grad``, not a view (a view holds its base). Every kernel overwrites
-# its whole output, so reuse cannot change a result.
+# step. Outputs of 128 KiB and more therefore get their memory from a small pool of
+# blocks, and a block is lent to one array at a time. The array handed out is built
+# on the block (a ``bytearray``, not an ndarray), so NumPy makes that array the
+# ``base`` of every view taken of it, and of every view of those views: the array
+# lives exactly as long as anything can reach the block. When it dies (the engine
+# dropped the gradient, ``.grad`` was cleared), a weak-reference callback puts the
+# block back on the free list. Whether a block is free is thus a fact fastbp records
+# from Python's object lifetime, not a guess from ``sys.getrefcount`` (whose exact
+# count is a CPython detail). Every kernel overwrites its whole output, so reuse
+# cannot change a result.
+#
+# Memory held: at most ``_POOL_PER_SIZE`` idle blocks per byte size and ``_POOL_SIZES``
+# sizes; a block coming back to a full list is freed. ``release_buffers()`` frees the
+# idle blocks now, ``buffer_stats()`` says what is lent and what is idle.
 
 _POOL_MIN_BYTES = 128 * 1024
-_POOL_PER_SHAPE = 6
-_POOL_SHAPES = 32  # beyond this many shapes (varying batch sizes...) start afresh
-_pool: dict[tuple, list[np.ndarray]] = {}
+_POOL_PER_SIZE = 6
+_POOL_SIZES = 32  # beyond this many sizes (varying batch sizes...) start afresh
+_free: dict[int, list[bytearray]] = {}  # byte size -> idle blocks
+_lent: dict[int, tuple] = {}  # id(weak reference) -> (weak reference, block): lent blocks
+
+
+def _give_back(ref: weakref.ref) -> None:
+    """Weak-reference callback: the array died, so nothing can reach its block any more."""
+    entry = _lent.pop(id(ref), None)
+    if entry is None:  # lent before release_buffers(): freed with the array
+        return
+    block = entry[1]
+    blocks = _free.get(len(block))
+    if blocks is None:
+        if len(_free) >= _POOL_SIZES:
+            _free.clear()  # bounded memory: forget the idle blocks of other sizes
+        blocks = _free[len(block)] = []
+    if len(blocks) < _POOL_PER_SIZE:
+        blocks.append(block)
 
 
 def _output(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray | None:
-    """A free pooled array for a large output, or None to let the kernel allocate."""
+    """A writable C-contiguous array for a large output, on a pooled block, or None to let
+    the kernel allocate (under 128 KiB a fresh allocation costs no page faults)."""
     if len(shape) == 2:  # the usual case, without a loop
         size = shape[0] * shape[1] * dtype.itemsize
     else:
@@ -65,20 +92,55 @@ def _output(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray | None:
             size *= n
     if size < _POOL_MIN_BYTES:
         return None
-    key = (shape, dtype)
-    arrays = _pool.get(key)
-    if arrays is None:
-        if len(_pool) >= _POOL_SHAPES:
-            _pool.clear()  # bounded memory; arrays still in use stay alive with their users
-        arrays = _pool[key] = []
-    for a in arrays:
-        # Referrers when free: the pool's list, the loop variable, getrefcount's argument.
-        if sys.getrefcount(a) == 3:
-            return a
-    a = np.empty(shape, dtype)
-    if len(arrays) < _POOL_PER_SHAPE:
-        arrays.append(a)
-    return a
+    blocks = _free.get(size)
+    block = blocks.pop() if blocks else bytearray(size)
+    out = np.ndarray(shape, dtype, buffer=block)
+    ref = weakref.ref(out, _give_back)
+    _lent[id(ref)] = (ref, block)
+    return out
+
+
+def buffer_stats() -> dict[str, int]:
+    """What the output pool holds: blocks lent out and idle, and their bytes.
+
+    Returns
+    -------
+    dict
+        ``lent``, ``lent_bytes``: blocks some array still uses; ``idle``, ``idle_bytes``:
+        free blocks kept for the next large output.
+
+    Example
+    -------
+    >>> stats = buffer_stats()
+    >>> sorted(stats)
+    ['idle', 'idle_bytes', 'lent', 'lent_bytes']
+    """
+    idle = [len(block) for blocks in _free.values() for block in blocks]
+    return {
+        "lent": len(_lent),
+        "lent_bytes": sum(len(entry[1]) for entry in _lent.values()),
+        "idle": len(idle),
+        "idle_bytes": sum(idle),
+    }
+
+
+def release_buffers() -> None:
+    """Free every idle pooled block now; blocks still lent are freed with their arrays.
+
+    The pool keeps at most a few idle blocks per output size between steps (that is
+    its point: no page faults next step). Call this after training, or before a phase
+    that needs the memory, to hand them back to the allocator.
+
+    Example
+    -------
+    >>> release_buffers()
+    >>> buffer_stats()["idle"]
+    0
+    """
+    _free.clear()
+    # Lent blocks are forgotten too: their weak references die with the entries, so no
+    # callback brings them back, and each block is freed with the last array using it.
+    _lent.clear()
 
 
 def _elementwise(kernel, a: np.ndarray, b: np.ndarray) -> np.ndarray:
