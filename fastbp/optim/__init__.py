@@ -1569,3 +1569,5 @@ class RAdam(Optimizer):
 
 
 __all__ += ["RMSprop", "Adagrad", "Adamax", "NAdam", "RAdam"]
+
+from . import lr_scheduler  # noqa: E402  (uses only param_groups: no import cycle)
