@@ -184,6 +184,8 @@ def test_kernel_wrappers_reject_non_float():
 
 
 @pytest.mark.parametrize("module", ["fastbp.kernels.conv", "fastbp.nn.functional_conv",
+                                    "fastbp.nn.functional_norm", "fastbp.nn.norm",
+                                    "fastbp.examples.mnist_cnn",
                                     "fastbp.nn.conv", "fastbp.ops.pool"])  # fmt: skip
 def test_docstring_examples_run(module):
     result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)

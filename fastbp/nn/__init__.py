@@ -76,3 +76,14 @@ __all__ += [  # issue 15
     "Conv1d", "Conv2d", "MaxPool1d", "MaxPool2d", "AvgPool1d", "AvgPool2d",
     "AdaptiveAvgPool2d", "AdaptiveMaxPool2d",
 ]  # fmt: skip
+
+from .norm import (  # noqa: E402  (issue 15: normalisation and dropout modules)
+    BatchNorm1d,
+    BatchNorm2d,
+    Dropout,
+    Dropout2d,
+    GroupNorm,
+    LayerNorm,
+)
+
+__all__ += ["BatchNorm1d", "BatchNorm2d", "LayerNorm", "GroupNorm", "Dropout", "Dropout2d"]

@@ -556,3 +556,9 @@ def one_hot(tensor: Any, num_classes: int = -1) -> Tensor:
 from ..ops import shape_more as _shape_ops  # noqa: E402
 
 __all__ += ["pad", "one_hot"]
+
+
+# ---- normalisation and dropout (issue 15; implemented in functional_norm.py) ------------------
+from .functional_norm import batch_norm, dropout, dropout2d, group_norm, layer_norm  # noqa: E402
+
+__all__ += ["batch_norm", "layer_norm", "group_norm", "dropout", "dropout2d"]
