@@ -164,3 +164,25 @@ GRADCHECKED_OPS = differentiable_ops(activation)
 
 def test_every_op_of_the_module_is_gradchecked():
     check_rows_reach(GRAD_ROWS, GRADCHECKED_OPS)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_gelu_kernels_match_their_numpy_twins(dtype):
+    from fastbp.kernels.gelu import (
+        gelu_backward,
+        gelu_backward_numpy,
+        gelu_forward,
+        gelu_forward_numpy,
+    )
+
+    x = np.concatenate([EDGES, SMOOTH, np.random.default_rng(2).normal(0, 4, 50)]).astype(dtype)
+    x = x.reshape(8, 9)[:, ::2]  # a non-contiguous view
+    dy = np.random.default_rng(3).standard_normal(x.shape).astype(dtype)
+    (out, cdf), (want_out, want_cdf) = gelu_forward(x), gelu_forward_numpy(x)
+    rtol = 1e-6 if dtype == np.float32 else 1e-13
+    assert out.dtype == cdf.dtype == dtype
+    np.testing.assert_allclose(out, want_out, rtol=rtol, atol=rtol)
+    np.testing.assert_allclose(cdf, want_cdf, rtol=rtol, atol=rtol)
+    got = gelu_backward(x, cdf, dy)
+    assert got.dtype == dtype
+    np.testing.assert_allclose(got, gelu_backward_numpy(x, want_cdf, dy), rtol=rtol, atol=rtol)

@@ -68,6 +68,8 @@ def test_every_kernel_has_a_numpy_twin_with_the_same_signature():
         "scale_rows",
         "sgd_update",
         "adam_update",
+        "gelu_forward",
+        "gelu_backward",
     }
     for name, (kernel, twin) in kernels.KERNELS.items():
         assert kernel.__name__ == name and twin.__name__ == f"{name}_numpy"
@@ -77,7 +79,17 @@ def test_every_kernel_has_a_numpy_twin_with_the_same_signature():
 
 @pytest.mark.parametrize(
     "module",
-    ["__init__", "_jit", "_guards", "_simd_math", "activations", "linear", "losses", "optim"],
+    [
+        "__init__",
+        "_jit",
+        "_guards",
+        "_simd_math",
+        "activations",
+        "gelu",
+        "linear",
+        "losses",
+        "optim",
+    ],
 )
 def test_docstring_examples_run(module):
     name = "fastbp.kernels" if module == "__init__" else f"fastbp.kernels.{module}"

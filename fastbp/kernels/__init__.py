@@ -37,7 +37,7 @@ Example
 >>> db
 array([3., 0.])
 >>> sorted(KERNELS)[:3]
-['adam_update', 'bias_grad', 'linear_backward']
+['adam_update', 'bias_grad', 'gelu_backward']
 """
 
 from __future__ import annotations
@@ -56,6 +56,7 @@ from .activations import (
     sigmoid_backward_bias_numpy,
     sigmoid_backward_numpy,
 )
+from .gelu import gelu_backward, gelu_backward_numpy, gelu_forward, gelu_forward_numpy
 from .linear import (
     bias_grad,
     bias_grad_numpy,
@@ -91,6 +92,8 @@ KERNELS: dict[str, tuple[Callable[..., Any], Callable[..., Any]]] = {
     "scale_rows": (scale_rows, scale_rows_numpy),
     "sgd_update": (sgd_update, sgd_update_numpy),
     "adam_update": (adam_update, adam_update_numpy),
+    "gelu_forward": (gelu_forward, gelu_forward_numpy),
+    "gelu_backward": (gelu_backward, gelu_backward_numpy),
 }
 
 __all__ = [
@@ -100,6 +103,10 @@ __all__ = [
     "adam_update_numpy",
     "bias_grad",
     "bias_grad_numpy",
+    "gelu_backward",
+    "gelu_backward_numpy",
+    "gelu_forward",
+    "gelu_forward_numpy",
     "linear_backward",
     "linear_backward_numpy",
     "linear_forward",

@@ -9,9 +9,11 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.special import erf
 
 from ..core.registry import defop
+from ..kernels import gelu as gelu_kernels
+
+_KERNEL_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 SELU_ALPHA = 1.6732632423543772848170429916717
 SELU_SCALE = 1.0507009873554804934193349852946
@@ -67,8 +69,6 @@ CELU = _activation(
 
 # Python floats, not np.float64: those would promote float32 arrays to float64 (NEP 50).
 _SQRT_2_OVER_PI = math.sqrt(2 / math.pi)
-_SQRT_2 = math.sqrt(2.0)
-_SQRT_2PI = math.sqrt(2 * math.pi)
 
 
 def _gelu_forward(x, approximate="none"):
@@ -77,8 +77,11 @@ def _gelu_forward(x, approximate="none"):
         if approximate == "tanh":
             t = np.tanh(_SQRT_2_OVER_PI * (x + 0.044715 * x**3))
             return 0.5 * x * (1 + t), (x, t, approximate)
-        cdf = 0.5 * (1 + erf(x / _SQRT_2))
-        return x * cdf, (x, cdf, approximate)
+        if x.dtype in _KERNEL_DTYPES:
+            out, cdf = gelu_kernels.gelu_forward(x)
+        else:
+            out, cdf = gelu_kernels.gelu_forward_numpy(x)
+        return out, (x, cdf, approximate)
 
 
 def _gelu_vjp(saved, dy, needs):
@@ -87,11 +90,19 @@ def _gelu_vjp(saved, dy, needs):
         if approximate == "tanh":
             dinner = _SQRT_2_OVER_PI * (1 + 3 * 0.044715 * x * x)
             return (dy * (0.5 * (1 + s) + 0.5 * x * (1 - s * s) * dinner),)
-        # d/dx x·Φ(x) = Φ(x) + x·φ(x).
-        return (dy * (s + x * np.exp(-0.5 * x * x) / _SQRT_2PI),)
+        # d/dx x·Φ(x) = Φ(x) + x·φ(x), in one pass when the dtype suits the kernel.
+        if x.dtype in _KERNEL_DTYPES and dy.dtype == x.dtype:
+            return (gelu_kernels.gelu_backward(x, s, dy),)
+        return (gelu_kernels.gelu_backward_numpy(x, s, dy),)
 
 
-GELU = defop("gelu", _gelu_forward, _gelu_vjp)
+GELU = defop(
+    "gelu",
+    _gelu_forward,
+    _gelu_vjp,
+    kernel=gelu_kernels.gelu_forward,
+    twin=gelu_kernels.gelu_forward_numpy,
+)
 SILU = _activation(
     "silu",
     lambda x: x * _sigmoid(x),
