@@ -163,6 +163,11 @@ for _op, _f in [("and", lambda a, b: a & b), ("or", lambda a, b: a | b),
     ROWS.append((f"int_{_op}", _f, _f, fixed(np.array([5, 3, -1]), np.array([1, 6, 4])), False))
     ROWS.append((f"logical_{_op}", getattr(fb, f"logical_{_op}"), T(f"logical_{_op}"),
                  fixed(np.array([0.0, 2.0, NAN, 0.0]), np.array([1.0, 0.0, 1.0, 0.0])), False))  # noqa: E501  # fmt: skip
+ROWS.append(("bitwise_methods", lambda a, b: a.bitwise_and(b).bitwise_or(a.bitwise_not()).bitwise_xor(b),  # noqa: E501
+             lambda a, b: a.bitwise_and(b).bitwise_or(a.bitwise_not()).bitwise_xor(b),
+             fixed(np.array([5, 3, -1]), np.array([1, 6, 4])), False))  # fmt: skip
+ROWS.append(("where_method", lambda x: x.where(x > 0, -x * 2), lambda x: x.where(x > 0, -x * 2),
+             r(6), True))  # fmt: skip
 ROWS.append(("bool_invert", lambda a: ~a, lambda a: ~a, fixed(_B1), False))
 ROWS.append(("int_invert", lambda a: ~a, lambda a: ~a, fixed(np.array([0, 5, -3])), False))
 ROWS.append(("logical_not", fb.logical_not, T("logical_not"), fixed(_EDGE), False))

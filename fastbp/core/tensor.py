@@ -873,6 +873,37 @@ class Tensor:
     def __invert__(self):
         return self._bitwise(None, np.invert)
 
+    def bitwise_and(self, other: Any) -> Tensor:
+        """``self & other`` on bool or integer tensors."""
+        return self & other
+
+    def bitwise_or(self, other: Any) -> Tensor:
+        """``self | other`` on bool or integer tensors."""
+        return self | other
+
+    def bitwise_xor(self, other: Any) -> Tensor:
+        """``self ^ other`` on bool or integer tensors."""
+        return self ^ other
+
+    def bitwise_not(self) -> Tensor:
+        """``~self`` on bool or integer tensors."""
+        return ~self
+
+    def where(self, condition: Any, other: Any) -> Tensor:
+        """``self`` where ``condition`` holds, else ``other`` (torch's ``Tensor.where``).
+
+        Example
+        -------
+        >>> import fastbp as fb
+        >>> x = fb.tensor([-1.0, 2.0])
+        >>> x.where(x > 0, 0.0)
+        tensor([0., 2.])
+        """
+        condition = np.asarray(condition.data if isinstance(condition, Tensor) else condition)
+        if condition.dtype != bool:
+            raise TypeError(f"where: condition must be bool, got dtype {condition.dtype}")
+        return apply(OPS["where"], (self, self._operand(other)), condition=condition)
+
     def logical_and(self, other: Any) -> Tensor:
         """Elementwise logical and of the truth values (a bool tensor)."""
         return apply(OPS["ufunc_test"], (self, self._operand(other)), ufunc=np.logical_and)
