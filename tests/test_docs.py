@@ -5,12 +5,26 @@
   working directory. A block opened with ```` ```python skip ```` is not run (used only
   where running it would take minutes, and the page says why). A page containing
   ``<!-- fastbp-docs: needs-mnist -->`` is skipped when ``$FASTBP_DATA`` does not hold MNIST.
+* Shown outputs are checked. A block is parsed with :mod:`ast` and run statement by
+  statement, capturing each statement's stdout, and two forms are asserted:
+
+  - a top-level ``print(...)`` statement whose last line ends in a comment: the comment is
+    the printed text, e.g. ``print(x.grad, y.grad)  # -4.0 -4.0``;
+  - a ```` ```text ```` block right after a Python block (only blank lines between): the
+    whole block's printed text.
+
+  Both compare after normalising whitespace (every run of spaces, tabs and newlines is one
+  space; the ends are stripped), and ``...`` in the expected text matches any text (with
+  the spaces either side of it), so ``# 2.0595...`` checks four decimals. Any other comment
+  is prose and not checked: a value a reader should trust is shown by a ``print`` (and an
+  explanation goes on its own line).
 * Every fastbp module's docstring examples run under :mod:`doctest`.
 * ``mkdocs build --strict`` succeeds (skipped when MkDocs is not installed).
 """
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import doctest
 import importlib
@@ -22,6 +36,7 @@ import re
 import subprocess
 import sys
 import textwrap
+import tokenize
 from pathlib import Path
 
 import pytest
@@ -60,6 +75,102 @@ def python_blocks(text: str) -> list[tuple[int, str, bool]]:
     return blocks
 
 
+def shown_outputs(text: str) -> dict[int, str]:
+    """``{first code line of a Python block: the ```text block shown right after it}``."""
+    shown = {}
+    matches = list(FENCE.finditer(text))
+    for block, after in zip(matches, matches[1:], strict=False):
+        words, next_words = block.group("info").split(), after.group("info").split()
+        if (
+            words
+            and words[0] in ("python", "py")
+            and next_words[:1] == ["text"]
+            and not text[block.end() : after.start()].strip()
+        ):
+            shown[text.count("\n", 0, block.start()) + 2] = textwrap.dedent(after.group("body"))
+    return shown
+
+
+class OutputMismatch(AssertionError):
+    """A page shows an output that its code does not print."""
+
+
+def _normalised(text: str) -> str:
+    return " ".join(text.split())
+
+
+def output_matches(expected: str, printed: str) -> bool:
+    """True if ``printed`` is ``expected`` up to whitespace, ``...`` (and a space either
+    side of it) matching any text."""
+    parts = [re.escape(part) for part in re.split(r" ?\.\.\. ?", _normalised(expected))]
+    return re.fullmatch(".*?".join(parts), _normalised(printed), re.DOTALL) is not None
+
+
+def _print_comments(code: str, tree: ast.Module) -> dict[int, str]:
+    """``{index of a top-level print statement: the comment ending its last line}``."""
+    comments = {}
+    for token in tokenize.generate_tokens(io.StringIO(code).readline):
+        if token.type == tokenize.COMMENT:
+            comments[token.start[0]] = (token.start[1], token.string[1:].strip())
+    found = {}
+    for i, stmt in enumerate(tree.body):
+        call = stmt.value if isinstance(stmt, ast.Expr) else None
+        if not (
+            isinstance(call, ast.Call)
+            and isinstance(call.func, ast.Name)
+            and call.func.id == "print"
+        ):
+            continue
+        comment = comments.get(stmt.end_lineno)
+        if comment is not None and comment[0] >= stmt.end_col_offset:
+            found[i] = comment[1]
+    return found
+
+
+def run_block(code: str, namespace: dict, filename: str, line: int) -> str:
+    """Run one block statement by statement; check its ``print(...)  # output`` lines.
+
+    Returns the block's whole printed text. Raises :class:`OutputMismatch` naming the page line
+    of a print whose output differs from its comment; other exceptions propagate.
+    """
+    tree = ast.parse(code, filename)
+    expected = _print_comments(code, tree)
+    ast.increment_lineno(tree, line - 1)
+    printed = []
+    for i, stmt in enumerate(tree.body):
+        out = io.StringIO()
+        module = ast.Module(body=[stmt], type_ignores=[])
+        with contextlib.redirect_stdout(out):
+            exec(compile(module, filename, "exec"), namespace)
+        printed.append(out.getvalue())
+        if i in expected and not output_matches(expected[i], out.getvalue()):
+            raise OutputMismatch(
+                f"{filename}:{stmt.end_lineno}: the comment shows {expected[i]!r} but the "
+                f"statement printed {out.getvalue().rstrip()!r}"
+            )
+    return "".join(printed)
+
+
+def run_page(text: str, where: str) -> None:
+    """Run a page's Python blocks in one namespace, asserting every output it shows."""
+    namespace: dict[str, object] = {"__name__": "__docs__"}
+    shown = shown_outputs(text)
+    for line, code, skipped in python_blocks(text):
+        if skipped:
+            continue
+        try:
+            printed = run_block(code, namespace, where, line)
+        except OutputMismatch:
+            raise
+        except BaseException as exc:
+            pytest.fail(f"the code block at {where}:{line} raised {type(exc).__name__}: {exc}")
+        if line in shown and not output_matches(shown[line], printed):
+            raise OutputMismatch(
+                f"{where}:{line}: the block printed {printed.rstrip()!r}, but the page shows "
+                f"{shown[line].rstrip()!r} after it"
+            )
+
+
 def test_fence_parser():
     page = (
         "text\n```python\na = 1\n```\n\n```bash\nls\n```\n"
@@ -70,6 +181,63 @@ def test_fence_parser():
         (11, "b = a + 1\n", False),
         (14, "slow()\n", True),
     ]
+
+
+def test_output_matching_convention():
+    assert output_matches("-4.0 -4.0 3.0", "-4.0 -4.0 3.0\n")
+    assert output_matches("[ 1. -2.  4.] None", "[ 1. -2. 4.]\nNone\n")  # whitespace runs
+    assert output_matches("2.0595...", "2.0595697")
+    assert output_matches("['abs', 'add', ...]", "['abs', 'add', 'exp']")
+    assert output_matches("a ... c", "a c")  # ``...`` may match nothing
+    assert not output_matches("2.0595...", "2.0596")
+    assert not output_matches("-4.0 -4.0", "-4.0 -4.0 3.0")  # the whole output, not a prefix
+    assert not output_matches("(1+2)", "3")  # regex characters are literal
+
+
+PAGE_SHOWING = """
+```python
+x = 2  # a prose comment: never checked
+print(x * 3)  # 6
+for i in range(2):
+    print(i)  # inside a loop: not a top-level print, not checked
+```
+
+```python
+print("a", "b")
+print([1.5, 2.5])
+```
+
+```text
+a b
+[1.5, ...]
+```
+"""
+
+
+def test_shown_outputs_are_asserted():
+    assert shown_outputs(PAGE_SHOWING) == {10: "a b\n[1.5, ...]\n"}
+    run_page(PAGE_SHOWING, "fake.md")  # right outputs: passes
+
+
+@pytest.mark.parametrize(
+    "wrong, message",
+    [
+        (("print(x * 3)  # 6", "print(x * 3)  # 7"), "fake.md:4: the comment shows '7'"),
+        (("[1.5, ...]", "[2.5, ...]"), "fake.md:10: the block printed"),
+        (("print(x * 3)  # 6", "print(x * 3, end='')  # 6.0"), "statement printed '6'"),
+    ],
+    ids=["comment", "text-block", "value"],
+)
+def test_a_wrong_shown_output_fails(wrong, message):
+    page = PAGE_SHOWING.replace(*wrong)
+    assert page != PAGE_SHOWING
+    with pytest.raises(OutputMismatch, match=re.escape(message)):
+        run_page(page, "fake.md")
+
+
+def test_a_failing_block_names_its_page_line():
+    with pytest.raises(pytest.fail.Exception, match="fake.md:2 raised ZeroDivisionError"):
+        run_page("```python\n1 / 0\n```\n", "fake.md")
 
 
 @pytest.fixture
@@ -108,16 +276,7 @@ def test_page_code_blocks_run(page: Path, tmp_path, monkeypatch):
         # The page runs in a temporary directory: a relative path must still find the data.
         monkeypatch.setenv("FASTBP_DATA", str(Path(data).resolve()))
     monkeypatch.chdir(tmp_path)
-    namespace: dict[str, object] = {"__name__": "__docs__"}
-    for line, code, _ in blocks:
-        where = f"{page.relative_to(ROOT)}:{line}"
-        compiled = compile("\n" * (line - 1) + code, str(page), "exec")
-        out = io.StringIO()
-        try:
-            with contextlib.redirect_stdout(out):
-                exec(compiled, namespace)
-        except BaseException as exc:
-            pytest.fail(f"the code block at {where} raised {type(exc).__name__}: {exc}")
+    run_page(text, str(page.relative_to(ROOT)))
 
 
 # --------------------------------------------------------------------------- doctests
