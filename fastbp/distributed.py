@@ -701,7 +701,8 @@ class DistributedDataParallel(Module):
         Target bucket size in MiB (torch's default 25). Smaller buckets start
         communicating earlier in backward; larger ones send fewer messages.
     broadcast_buffers : bool
-        Also broadcast the module's buffers (``named_buffers()``, if it has any).
+        Broadcast rank 0's buffers (``named_buffers()``, e.g. BatchNorm's running
+        statistics) at wrap time and before each forward in training mode, as torch.
 
     Raises
     ------
@@ -736,10 +737,11 @@ class DistributedDataParallel(Module):
         self._check_same_parameters(g, [(n, p.data.shape, p.data.dtype) for n, p in named])
         for _, p in module.named_parameters():
             broadcast(p, src=0)
-        if broadcast_buffers and hasattr(module, "named_buffers"):
-            for _, b in module.named_buffers():
-                broadcast(b, src=0)
         self.bucket_cap_mb = bucket_cap_mb
+        self.broadcast_buffers = broadcast_buffers
+        if broadcast_buffers:
+            for b in self._buffers_to_sync():
+                broadcast(b, src=0)
         self._named = named
         self.buckets = self._make_buckets(named, int(bucket_cap_mb * 2**20))
         self._where: dict[int, tuple[_Bucket, int]] = {}
@@ -815,7 +817,16 @@ class DistributedDataParallel(Module):
                 "in the loss, call ddp.finish_gradient_synchronization() after backward."
             )
         self._sync_this_backward = self._sync_enabled
+        if self.broadcast_buffers and self.training and world_size() > 1:
+            # As torch: rank 0's buffers (e.g. BatchNorm's running statistics, which each
+            # rank updates from its own shard) are the ones every rank uses and keeps.
+            for buf in self._buffers_to_sync():
+                broadcast(buf, src=0)
         return self.module(*args, **kwargs)
+
+    def _buffers_to_sync(self) -> list:
+        named = getattr(self.module, "named_buffers", None)
+        return [] if named is None else [b for _, b in named() if b is not None]
 
     @contextlib.contextmanager
     def no_sync(self) -> Iterator[None]:

@@ -109,6 +109,24 @@ except RuntimeError as e:
 ddp2.finish_gradient_synchronization()
 ddp2(fb.ones(1, 2))  # synchronized: forward works again
 
+# buffers (BatchNorm's running statistics): rank 0's are broadcast before each forward
+if hasattr(nn, "BatchNorm1d"):
+    fb.manual_seed(0)
+    ddp = dist.DistributedDataParallel(nn.Sequential(nn.Linear(20, 8), nn.BatchNorm1d(8)))
+    for step in range(3):
+        x, y = data(step)
+        ddp(fb.from_numpy(x[r * B : (r + 1) * B])).sum().backward()
+    mean = next(b for n_, b in ddp.module.named_buffers() if n_.endswith("running_mean"))
+    theirs = mean.data.copy()
+    dist.broadcast(theirs, 0)
+    assert not np.array_equal(theirs, mean.data) or r == 0  # updated from each rank's shard
+    # the same batch everywhere: after rank 0's statistics are broadcast, all update alike
+    ddp(fb.from_numpy(x[:8]))
+    for _, b in ddp.module.named_buffers():
+        theirs = np.array(b.data, copy=True)
+        dist.broadcast(theirs, 0)
+        np.testing.assert_array_equal(theirs, b.data)
+
 # fb.trace refuses DDP with a clear error
 ddp = dist.DistributedDataParallel(model_(0))
 try:
