@@ -230,3 +230,79 @@ def test_conv_module_errors():
         nn.Conv2d(3, 4, 3, groups=2)
     with pytest.raises(ValueError, match="Conv2d: padding_mode"):
         nn.Conv2d(2, 4, 3, padding_mode="reflect")
+
+
+# ---- transposed convolution and embedding -----------------------------------------------------
+
+# (x shape, weight shape, stride, padding, output_padding, groups, dilation)
+CONVT_TABLE = [
+    ((2, 4, 3, 4), (4, 3, 3, 2), 2, 1, 1, 1, 1),
+    ((1, 4, 3, 3), (4, 1, 2, 3), (1, 2), (0, 1), (0, 1), 2, (2, 1)),  # groups, batch 1
+    ((2, 2, 2, 2), (2, 3, 1, 1), 1, 0, 0, 1, 1),  # 1x1 kernel
+    ((2, 3, 3, 3), (3, 3, 3, 3), 1, 1, 0, 3, 1),  # depthwise, kernel = input size
+]
+
+
+@pytest.mark.parametrize("case", CONVT_TABLE)
+def test_conv_transpose2d_matches_torch_and_gradcheck(case):
+    torch = pytest.importorskip("torch")
+    x_shape, w_shape, stride, padding, out_pad, groups, dilation = case
+    rng = np.random.default_rng(7)
+    arrays = [rng.standard_normal(x_shape), rng.standard_normal(w_shape),
+              rng.standard_normal(w_shape[1] * groups)]  # fmt: skip
+    ours = [fb.tensor(a, requires_grad=True) for a in arrays]
+    theirs = [torch.tensor(a, requires_grad=True) for a in arrays]
+    args = (stride, padding, out_pad, groups, dilation)
+    y = F.conv_transpose2d(*ours, *args)
+    ty = torch.nn.functional.conv_transpose2d(*theirs, *args)
+    dy = rng.standard_normal(tuple(ty.shape))
+    (y * fb.tensor(dy)).sum().backward()
+    (ty * torch.tensor(dy)).sum().backward()
+    np.testing.assert_allclose(y.data, ty.detach().numpy(), atol=1e-10)
+    for a, t in zip(ours, theirs, strict=True):
+        np.testing.assert_allclose(a.grad, t.grad.numpy(), atol=1e-10)
+    assert fb.gradcheck(lambda *a: F.conv_transpose2d(*a, *args), ours)
+
+
+def test_conv_transpose2d_module_and_errors():
+    torch = pytest.importorskip("torch")
+    layer = nn.ConvTranspose2d(4, 6, 3, stride=2, padding=1, output_padding=1, groups=2)
+    ref = torch.nn.ConvTranspose2d(4, 6, 3, stride=2, padding=1, output_padding=1, groups=2)
+    assert layer.weight.shape == tuple(ref.weight.shape)
+    bound = 1 / np.sqrt(3 * 9)  # PyTorch's fan_in for the transposed layout
+    assert np.abs(layer.weight.data).max() <= bound
+    with torch.no_grad():
+        ref.weight.copy_(torch.tensor(layer.weight.data))
+        ref.bias.copy_(torch.tensor(layer.bias.data))
+    x = np.random.default_rng(8).standard_normal((2, 4, 5, 5)).astype(np.float32)
+    np.testing.assert_allclose(layer(x).data, ref(torch.tensor(x)).detach().numpy(), atol=1e-5)
+    with pytest.raises(ValueError, match="output_padding"):
+        F.conv_transpose2d(np.zeros((1, 1, 3, 3)), np.zeros((1, 1, 3, 3)), output_padding=1)
+    with pytest.raises(ValueError, match="expects 2 input channels"):
+        F.conv_transpose2d(np.zeros((1, 1, 3, 3)), np.zeros((2, 1, 3, 3)))
+    with pytest.raises(ValueError, match="empty output"):
+        F.conv_transpose2d(np.zeros((1, 1, 1, 1)), np.zeros((1, 1, 1, 1)), padding=1)
+
+
+def test_embedding_vs_torch_repeated_indices_and_padding_idx():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(9)
+    w = rng.standard_normal((6, 3))
+    idx = np.array([[1, 2, 1], [5, 1, 0]])
+    ours, theirs = fb.tensor(w, requires_grad=True), torch.tensor(w, requires_grad=True)
+    y = F.embedding(idx, ours, padding_idx=1)
+    ty = torch.nn.functional.embedding(torch.tensor(idx), theirs, padding_idx=1)
+    dy = rng.standard_normal(y.shape)
+    (y * fb.tensor(dy)).sum().backward()
+    (ty * torch.tensor(dy)).sum().backward()
+    np.testing.assert_array_equal(y.data, ty.detach().numpy())
+    np.testing.assert_allclose(ours.grad, theirs.grad.numpy(), atol=1e-12)
+    assert fb.gradcheck(lambda t: F.embedding(idx, t), [fb.tensor(w, requires_grad=True)])
+    fb.manual_seed(0)
+    layer = nn.Embedding(6, 3, padding_idx=2)
+    np.testing.assert_array_equal(layer.weight.data[2], 0)
+    assert layer(np.array([2, 3])).shape == (2, 3)
+    with pytest.raises(IndexError, match="embedding: index out of range"):
+        F.embedding(np.array([6]), w)
+    with pytest.raises(TypeError, match="indices must be integers"):
+        F.embedding(np.array([0.5]), w)

@@ -68,13 +68,15 @@ from .conv import (  # noqa: E402  (issue 15: convolution and pooling modules)
     AvgPool2d,
     Conv1d,
     Conv2d,
+    ConvTranspose2d,
+    Embedding,
     MaxPool1d,
     MaxPool2d,
 )
 
 __all__ += [  # issue 15
     "Conv1d", "Conv2d", "MaxPool1d", "MaxPool2d", "AvgPool1d", "AvgPool2d",
-    "AdaptiveAvgPool2d", "AdaptiveMaxPool2d",
+    "AdaptiveAvgPool2d", "AdaptiveMaxPool2d", "ConvTranspose2d", "Embedding",
 ]  # fmt: skip
 
 from .norm import (  # noqa: E402  (issue 15: normalisation and dropout modules)

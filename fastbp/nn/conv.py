@@ -25,6 +25,8 @@ __all__ = [
     "AvgPool2d",
     "Conv1d",
     "Conv2d",
+    "ConvTranspose2d",
+    "Embedding",
     "MaxPool1d",
     "MaxPool2d",
 ]
@@ -391,3 +393,118 @@ class AdaptiveMaxPool2d(_Pool):
     def forward(self, input: Tensor | np.ndarray) -> Any:
         """Pool ``input`` to ``output_size``."""
         return Fc.adaptive_max_pool2d(input, self.output_size, self.return_indices)
+
+
+class ConvTranspose2d(_ConvNd):
+    """Transposed 2-D convolution, PyTorch's ``nn.ConvTranspose2d`` (see ``F.conv_transpose2d``).
+
+    Parameters
+    ----------
+    in_channels, out_channels : int
+    kernel_size : int or (int, int)
+    stride : int or (int, int), default 1
+    padding : int or (int, int), default 0
+    output_padding : int or (int, int), default 0
+    groups : int, default 1
+    bias : bool, default True
+    dilation : int or (int, int), default 1
+    padding_mode : {'zeros'}
+    dtype : dtype, default np.float32
+
+    Attributes
+    ----------
+    weight : Parameter
+        Shape (in_channels, out_channels / groups, kH, kW); PyTorch draws its init bound from
+        ``fan_in = out_channels / groups * kH * kW``, and so does fastbp.
+
+    Example
+    -------
+    >>> import fastbp as fb
+    >>> from fastbp import nn
+    >>> nn.ConvTranspose2d(8, 4, 2, stride=2)(fb.zeros(1, 8, 7, 7)).shape
+    (1, 4, 14, 14)
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: Any,
+        stride: Any = 1,
+        padding: Any = 0,
+        output_padding: Any = 0,
+        groups: int = 1,
+        bias: bool = True,
+        dilation: Any = 1,
+        padding_mode: str = "zeros",
+        dtype: Any = np.float32,
+    ) -> None:
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation,
+                         groups, bias, padding_mode, dtype)  # fmt: skip
+        # The transposed layout: (in, out / groups, kH, kW).
+        self.weight = Parameter(
+            np.empty((in_channels, out_channels // groups, *self.kernel_size), dtype=dtype)
+        )
+        self.output_padding = Fc._tuple("ConvTranspose2d", "output_padding", output_padding, 2, 0)
+        self.reset_parameters()
+
+    def forward(self, input: Tensor | np.ndarray) -> Tensor:
+        """Apply the transposed convolution."""
+        return Fc.conv_transpose2d(input, self.weight, self.bias, self.stride, self.padding,
+                                   self.output_padding, self.groups, self.dilation)  # fmt: skip
+
+
+class Embedding(Module):
+    """A lookup table of ``num_embeddings`` vectors, PyTorch's ``nn.Embedding``.
+
+    Parameters
+    ----------
+    num_embeddings, embedding_dim : int
+    padding_idx : int, optional
+        Its row starts at zero and never receives a gradient.
+    dtype : dtype, default np.float32
+
+    Attributes
+    ----------
+    weight : Parameter
+        Shape (num_embeddings, embedding_dim), drawn from N(0, 1) with the generator seeded by
+        :func:`fastbp.manual_seed`.
+
+    Example
+    -------
+    >>> import numpy as np
+    >>> from fastbp import nn
+    >>> nn.Embedding(10, 3, padding_idx=0)(np.array([[0, 4], [9, 9]])).shape
+    (2, 2, 3)
+    """
+
+    def __init__(
+        self,
+        num_embeddings: int,
+        embedding_dim: int,
+        padding_idx: int | None = None,
+        dtype: Any = np.float32,
+    ) -> None:
+        super().__init__()
+        from ..core.tensor import default_generator
+
+        self.num_embeddings, self.embedding_dim = int(num_embeddings), int(embedding_dim)
+        if padding_idx is not None:
+            if not -num_embeddings <= padding_idx < num_embeddings:
+                raise ValueError(
+                    f"Embedding: padding_idx must be within num_embeddings ({num_embeddings})"
+                )
+            padding_idx = int(padding_idx) % num_embeddings
+        self.padding_idx = padding_idx
+        values = default_generator().standard_normal((num_embeddings, embedding_dim))
+        if padding_idx is not None:
+            values[padding_idx] = 0
+        self.weight = Parameter(values.astype(dtype))
+
+    def forward(self, input: Any) -> Tensor:
+        """Look up the rows named by the integer ``input``."""
+        return Fc.embedding(input, self.weight, self.padding_idx)
+
+    def extra_repr(self) -> str:
+        text = f"{self.num_embeddings}, {self.embedding_dim}"
+        return text if self.padding_idx is None else text + f", padding_idx={self.padding_idx}"

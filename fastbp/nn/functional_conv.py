@@ -20,7 +20,7 @@ import numpy as np
 
 from ..core.engine import apply
 from ..core.tensor import Tensor, as_tensor
-from ..ops.conv import CONV2D
+from ..ops.conv import CONV2D, CONV_TRANSPOSE2D, EMBEDDING
 from ..ops.pool import (
     ADAPTIVE_AVG_POOL2D,
     ADAPTIVE_MAX_POOL2D,
@@ -37,6 +37,8 @@ __all__ = [
     "avg_pool2d",
     "conv1d",
     "conv2d",
+    "conv_transpose2d",
+    "embedding",
     "max_pool1d",
     "max_pool2d",
 ]
@@ -620,3 +622,148 @@ def adaptive_max_pool2d(
         return y
     idx = apply(ADAPTIVE_MAX_POOL2D_INDICES, (x,), out_size=size)
     return y, _from_2d(idx, 2, unbatched)
+
+
+def conv_transpose2d(
+    input: Any,
+    weight: Any,
+    bias: Any = None,
+    stride: IntOrPair = 1,
+    padding: IntOrPair = 0,
+    output_padding: IntOrPair = 0,
+    groups: int = 1,
+    dilation: IntOrPair = 1,
+) -> Tensor:
+    """Transposed 2-D convolution (the gradient of :func:`conv2d` with respect to its input).
+
+    Parameters
+    ----------
+    input : Tensor or array_like
+        Shape (N, C_in, H, W) or (C_in, H, W).
+    weight : Tensor or array_like
+        Shape (C_in, C_out / groups, kH, kW) (PyTorch's layout for transposed convolutions).
+    bias : Tensor or array_like, optional
+        Shape (C_out,).
+    stride, padding, dilation : int or (int, int)
+    output_padding : int or (int, int), default 0
+        Extra rows / columns at the bottom / right; smaller than the stride or the dilation.
+    groups : int, default 1
+
+    Returns
+    -------
+    Tensor
+        Shape (N, C_out, OH, OW), ``OH = (H-1)*sH - 2*pH + dH*(kH-1) + opH + 1``.
+
+    Raises
+    ------
+    ValueError
+        On a wrong rank, channels that do not match the weight or ``groups``, an output padding
+        not smaller than the stride or dilation, or an empty output.
+
+    Example
+    -------
+    >>> import numpy as np, fastbp as fb, fastbp.nn.functional as F
+    >>> F.conv_transpose2d(np.ones((1, 1, 2, 2)), np.ones((1, 1, 2, 2)), stride=2).data[0, 0]
+    array([[1., 1., 1., 1.],
+           [1., 1., 1., 1.],
+           [1., 1., 1., 1.],
+           [1., 1., 1., 1.]])
+    """
+    op = "conv_transpose2d"
+    x, unbatched = _batched(op, as_tensor(input), 2)
+    w = as_tensor(weight)
+    if w.ndim != 4:
+        raise ValueError(
+            f"{op}: expected a 4-D weight (in_channels, out_channels/groups, kH, kW), got "
+            f"shape {w.shape}"
+        )
+    if not isinstance(groups, (int, np.integer)) or isinstance(groups, bool) or groups < 1:
+        raise ValueError(f"{op}: groups must be a positive int, got {groups!r}")
+    channels = x.shape[1]
+    if w.shape[0] != channels or channels % groups:
+        raise ValueError(
+            f"{op}: weight of shape {w.shape} expects {w.shape[0]} input channels divisible by "
+            f"groups={groups}, got input of shape {x.shape}"
+        )
+    stride_ = _tuple(op, "stride", stride, 2, 1)
+    pads = _tuple(op, "padding", padding, 2, 0)
+    dilation_ = _tuple(op, "dilation", dilation, 2, 1)
+    extra = _tuple(op, "output_padding", output_padding, 2, 0)
+    if any(e >= max(s, d) for e, s, d in zip(extra, stride_, dilation_, strict=True)):
+        raise ValueError(
+            f"{op}: output_padding {extra} must be smaller than the stride {stride_} or the "
+            f"dilation {dilation_}"
+        )
+    kernel = w.shape[2:]
+    out = tuple(
+        (n - 1) * s - 2 * p + d * (k - 1) + e + 1
+        for n, s, p, d, k, e in zip(
+            x.shape[2:], stride_, pads, dilation_, kernel, extra, strict=True
+        )  # fmt: skip
+    )
+    if min(out) <= 0:
+        raise ValueError(
+            f"{op}: input of shape {x.shape} with weight {w.shape}, stride {stride_} and padding "
+            f"{pads} gives an empty output {out}; use less padding"
+        )
+    inputs = [x, w]
+    out_channels = w.shape[1] * groups
+    if bias is not None:
+        b = as_tensor(bias)
+        if b.shape != (out_channels,):
+            raise ValueError(f"{op}: bias must have shape ({out_channels},), got {b.shape}")
+        inputs.append(b)
+    y = apply(CONV_TRANSPOSE2D, tuple(inputs), stride=stride_, padding=pads, dilation=dilation_,
+              groups=int(groups), out_size=out)  # fmt: skip
+    return y.reshape(*y.shape[1:]) if unbatched else y
+
+
+def embedding(input: Any, weight: Any, padding_idx: int | None = None) -> Tensor:
+    """Look up rows of ``weight`` by integer ``input``; repeated indices accumulate gradients.
+
+    Parameters
+    ----------
+    input : Tensor or array_like of int
+        Indices, any shape.
+    weight : Tensor or array_like
+        Shape (num_embeddings, embedding_dim).
+    padding_idx : int, optional
+        A row that receives no gradient (negative counts from the end).
+
+    Returns
+    -------
+    Tensor
+        Shape ``input.shape + (embedding_dim,)``.
+
+    Raises
+    ------
+    IndexError
+        If an index is out of range.
+    TypeError
+        If ``input`` is not integer.
+
+    Example
+    -------
+    >>> import numpy as np, fastbp as fb, fastbp.nn.functional as F
+    >>> w = fb.tensor(np.arange(6.0).reshape(3, 2), requires_grad=True)
+    >>> F.embedding(np.array([2, 0, 2]), w).sum().backward()
+    >>> w.grad.tolist()
+    [[1.0, 1.0], [0.0, 0.0], [2.0, 2.0]]
+    """
+    indices = np.asarray(getattr(input, "data", input))
+    w = as_tensor(weight)
+    if indices.dtype.kind not in "iu":
+        raise TypeError(f"embedding: indices must be integers, got dtype {indices.dtype}")
+    if w.ndim != 2:
+        raise ValueError(f"embedding: weight must be 2-D (num, dim), got shape {w.shape}")
+    num = w.shape[0]
+    if indices.size and (indices.min() < 0 or indices.max() >= num):
+        raise IndexError(
+            f"embedding: index out of range for a weight of {num} rows (indices from "
+            f"{indices.min()} to {indices.max()})"
+        )
+    if padding_idx is not None:
+        if not -num <= padding_idx < num:
+            raise ValueError(f"embedding: padding_idx must be within the {num} rows")
+        padding_idx = int(padding_idx) % num
+    return apply(EMBEDDING, (w,), indices=indices.astype(np.int64), padding_idx=padding_idx)
