@@ -209,3 +209,36 @@ def test_pool_modules():
                                torch.nn.AvgPool1d(3, 2)(torch.tensor(x1)))  # fmt: skip
     values, indices = nn.MaxPool2d(2, return_indices=True)(x)
     assert indices.data.dtype == np.int64 and values.shape == (2, 3, 3, 3)
+
+
+INTERP_TABLE = [
+    {"size": (8, 3)},
+    {"scale_factor": 2},
+    {"scale_factor": (1.5, 0.7)},
+    {"size": (9, 4), "mode": "bilinear"},
+    {"size": (3, 11), "mode": "bilinear", "align_corners": True},
+    {"scale_factor": 2.5, "mode": "bilinear"},
+    {"size": (1, 1), "mode": "bilinear", "align_corners": True},
+    {"size": (5, 7), "mode": "bilinear"},  # same size: the identity
+]
+
+
+@pytest.mark.parametrize("kwargs", INTERP_TABLE)
+def test_interpolate_matches_torch_and_gradcheck(kwargs):
+    torch = pytest.importorskip("torch")
+    x = np.random.default_rng(10).standard_normal((2, 3, 5, 7))
+    _torch_pair(torch, F.interpolate, torch.nn.functional.interpolate, x, **kwargs)
+    t = fb.tensor(x[:1, :1], requires_grad=True)
+    assert fb.gradcheck(lambda v: F.interpolate(v, **kwargs), [t])
+
+
+def test_interpolate_errors():
+    x = np.zeros((1, 1, 4, 4))
+    with pytest.raises(ValueError, match="exactly one of size and scale_factor"):
+        F.interpolate(x)
+    with pytest.raises(ValueError, match="mode must be"):
+        F.interpolate(x, size=2, mode="bicubic")
+    with pytest.raises(ValueError, match="align_corners only applies"):
+        F.interpolate(x, size=2, align_corners=True)
+    with pytest.raises(ValueError, match="only 4-D inputs"):
+        F.interpolate(np.zeros((1, 4)), size=2)

@@ -496,13 +496,14 @@ from .functional_conv import (  # noqa: E402
     conv2d,
     conv_transpose2d,
     embedding,
+    interpolate,
     max_pool1d,
     max_pool2d,
 )
 
 __all__ += [
     "conv1d", "conv2d", "max_pool1d", "max_pool2d", "avg_pool1d", "avg_pool2d",
-    "adaptive_avg_pool2d", "adaptive_max_pool2d", "conv_transpose2d", "embedding",
+    "adaptive_avg_pool2d", "adaptive_max_pool2d", "conv_transpose2d", "embedding", "interpolate",
 ]  # fmt: skip
 
 

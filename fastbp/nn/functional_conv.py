@@ -28,6 +28,7 @@ from ..ops.pool import (
     AVG_POOL2D,
     MAX_POOL2D,
     MAX_POOL2D_INDICES,
+    SEPARABLE2D,
 )
 
 __all__ = [
@@ -39,6 +40,7 @@ __all__ = [
     "conv2d",
     "conv_transpose2d",
     "embedding",
+    "interpolate",
     "max_pool1d",
     "max_pool2d",
 ]
@@ -767,3 +769,94 @@ def embedding(input: Any, weight: Any, padding_idx: int | None = None) -> Tensor
             raise ValueError(f"embedding: padding_idx must be within the {num} rows")
         padding_idx = int(padding_idx) % num
     return apply(EMBEDDING, (w,), indices=indices.astype(np.int64), padding_idx=padding_idx)
+
+
+def _resample_matrix(size: int, out: int, mode: str, align_corners: bool, scale: float | None):
+    """(out, size) matrix mapping one axis of the input to the output (PyTorch's coordinates)."""
+    a = np.zeros((out, size))
+    rows = np.arange(out)
+    # PyTorch maps with 1/scale_factor when one is given, else with size/out.
+    ratio = 1.0 / scale if scale is not None else size / out
+    if mode == "nearest":
+        a[rows, np.minimum(np.floor(rows * ratio).astype(np.int64), size - 1)] = 1.0
+        return a
+    if align_corners:
+        src = rows * ((size - 1) / (out - 1)) if out > 1 else np.zeros(out)
+    else:
+        src = np.maximum((rows + 0.5) * ratio - 0.5, 0.0)
+    lo = np.minimum(np.floor(src).astype(np.int64), size - 1)
+    hi = np.minimum(lo + 1, size - 1)
+    frac = src - lo
+    np.add.at(a, (rows, lo), 1.0 - frac)
+    np.add.at(a, (rows, hi), frac)
+    return a
+
+
+def interpolate(
+    input: Any,
+    size: int | Sequence[int] | None = None,
+    scale_factor: float | Sequence[float] | None = None,
+    mode: str = "nearest",
+    align_corners: bool | None = None,
+) -> Tensor:
+    """Resize an (N, C, H, W) input by nearest-neighbour or bilinear interpolation.
+
+    Both modes are linear and separable, so the op is ``A_h @ x @ A_wᵀ`` (two BLAS products
+    forward, two backward) with PyTorch's source coordinates.
+
+    Parameters
+    ----------
+    input : Tensor or array_like
+        Shape (N, C, H, W), floating point.
+    size : int or (int, int), optional
+        Output (OH, OW); exactly one of ``size`` and ``scale_factor``.
+    scale_factor : float or (float, float), optional
+        ``OH = floor(H * scale)``.
+    mode : {'nearest', 'bilinear'}
+    align_corners : bool, optional
+        Bilinear only: map the corner pixels' centres onto each other (default False).
+
+    Returns
+    -------
+    Tensor
+
+    Raises
+    ------
+    ValueError
+        On a wrong rank, an unknown mode, ``align_corners`` with ``'nearest'``, or both/neither
+        of ``size`` and ``scale_factor``.
+
+    Example
+    -------
+    >>> import numpy as np, fastbp as fb, fastbp.nn.functional as F
+    >>> F.interpolate(np.array([[[[0.0, 1.0]]]]), size=(1, 4), mode="bilinear").data
+    array([[[[0.  , 0.25, 0.75, 1.  ]]]])
+    """
+    op = "interpolate"
+    x = as_tensor(input)
+    if x.ndim != 4:
+        raise ValueError(f"{op}: only 4-D inputs (N, C, H, W) are supported, got shape {x.shape}")
+    if mode not in ("nearest", "bilinear"):
+        raise ValueError(f"{op}: mode must be 'nearest' or 'bilinear', got {mode!r}")
+    if mode == "nearest" and align_corners is not None:
+        raise ValueError(f"{op}: align_corners only applies to mode='bilinear'")
+    if (size is None) == (scale_factor is None):
+        raise ValueError(f"{op}: give exactly one of size and scale_factor")
+    h, w = x.shape[2:]
+    scales: tuple[float | None, float | None] = (None, None)
+    if size is not None:
+        out = _tuple(op, "size", size, 2, 1)
+    else:
+        sf = (scale_factor, scale_factor) if np.isscalar(scale_factor) else tuple(scale_factor)
+        if len(sf) != 2 or min(sf) <= 0:
+            raise ValueError(
+                f"{op}: scale_factor must be positive (one or two), got {scale_factor}"
+            )
+        scales = (float(sf[0]), float(sf[1]))
+        out = (int(np.floor(h * scales[0])), int(np.floor(w * scales[1])))
+        if min(out) < 1:
+            raise ValueError(f"{op}: scale_factor {scale_factor} gives an empty output {out}")
+    corners = bool(align_corners)
+    a_h = _resample_matrix(h, out[0], mode, corners, scales[0])
+    a_w = _resample_matrix(w, out[1], mode, corners, scales[1])
+    return apply(SEPARABLE2D, (x,), a_h=a_h, a_w=a_w)

@@ -30,6 +30,7 @@ __all__ = [
     "AVG_POOL2D",
     "MAX_POOL2D",
     "MAX_POOL2D_INDICES",
+    "SEPARABLE2D",
     "adaptive_bounds",
 ]
 
@@ -203,3 +204,20 @@ ADAPTIVE_MAX_POOL2D_INDICES = defop(
     lambda x, *, out_size: (_adaptive_max(x, out_size)[1], None),
     None,
 )
+
+
+# ---- separable linear resampling (interpolate) -------------------------------------------------
+
+
+def _separable_forward(x, *, a_h, a_w):
+    _check_float("interpolate", x)
+    return np.matmul(np.matmul(a_h.astype(x.dtype), x), a_w.T.astype(x.dtype)), (a_h, a_w)
+
+
+def _separable_vjp(saved, dy, needs):
+    a_h, a_w = saved
+    return (np.matmul(np.matmul(a_h.T.astype(dy.dtype), dy), a_w.astype(dy.dtype)),)
+
+
+# ``y = A_h @ x @ A_wᵀ`` per (n, c) plane: nearest and bilinear resizing are both of this form.
+SEPARABLE2D = defop("resample2d", _separable_forward, _separable_vjp)
