@@ -560,8 +560,111 @@ from ..ops import shape_more as _shape_ops  # noqa: E402
 
 __all__ += ["pad", "one_hot"]
 
-
 # ---- normalisation and dropout (issue 15; implemented in functional_norm.py) ------------------
 from .functional_norm import batch_norm, dropout, dropout2d, group_norm, layer_norm  # noqa: E402
 
 __all__ += ["batch_norm", "layer_norm", "group_norm", "dropout", "dropout2d"]
+
+# ---- losses (issue 14; implemented in functional_loss.py) -------------------------------------
+from .functional_loss import (  # noqa: E402
+    binary_cross_entropy,
+    binary_cross_entropy_with_logits,
+    cross_entropy_general,
+    huber_loss,
+    kl_div,
+    l1_loss,
+    nll_loss,
+    smooth_l1_loss,
+)
+
+_fused_cross_entropy = cross_entropy
+
+
+def cross_entropy(  # noqa: F811  (extends the fused one above, which it calls)
+    input: Any,  # noqa: A002
+    target: Any,
+    weight: Any = None,
+    size_average: Any = None,
+    ignore_index: int = -100,
+    reduce: Any = None,
+    reduction: str = "mean",
+    label_smoothing: float = 0.0,
+) -> Tensor:
+    """Softmax cross-entropy with PyTorch's options (``torch.nn.functional.cross_entropy``).
+
+    The plain call, ``(N, C)`` logits and ``(N,)`` integer labels in range, without
+    ``weight`` or ``label_smoothing``, runs the fused kernel (see the fused op's notes
+    in :mod:`fastbp.ops.loss`). Everything else is built from ``log_softmax``:
+
+    * ``weight`` (``(C,)``): ``loss_i = weight[t_i]·(−log p_i[t_i])``; ``'mean'`` divides
+      by the sum of the weights of the counted targets;
+    * ``ignore_index``: those targets count for nothing (0 loss, 0 gradient);
+    * ``label_smoothing`` ε: mixes the target with the uniform distribution;
+    * probability targets: a float target of the input's shape;
+    * ``(N, C, d1, ...)`` logits with ``(N, d1, ...)`` targets (class axis 1), and
+      ``(C,)`` logits with a scalar target.
+
+    Parameters
+    ----------
+    input : Tensor
+        Logits.
+    target : array_like of int, or float Tensor / array of the input's shape
+    weight : array_like, optional
+    size_average, reduce : None
+        Deprecated in PyTorch; must be None. (A string here is read as ``reduction``,
+        which fastbp's earlier signature took third.)
+    ignore_index : int, default -100
+    reduction : {'mean', 'sum', 'none'}, default 'mean'
+    label_smoothing : float, default 0
+
+    Returns
+    -------
+    Tensor
+
+    Raises
+    ------
+    ValueError
+        For mismatched shapes, a bad reduction or label_smoothing outside [0, 1].
+    IndexError
+        For a label outside ``[0, C)`` that is not ``ignore_index``.
+
+    Example
+    -------
+    >>> import numpy as np, fastbp as fb
+    >>> import fastbp.nn.functional as F
+    >>> x = fb.zeros(2, 3, requires_grad=True)
+    >>> loss = F.cross_entropy(x, np.array([0, -100]), weight=np.array([2.0, 1.0, 1.0]))
+    >>> round(float(loss), 4), x.grad is None
+    (1.0986, True)
+    """
+    if isinstance(weight, str):  # the old positional reduction
+        weight, reduction = None, weight
+    if size_average is not None or reduce is not None:
+        raise TypeError(
+            "cross_entropy: size_average and reduce are deprecated in PyTorch and not "
+            "supported; use reduction='mean'|'sum'|'none'"
+        )
+    shape = tuple(getattr(input, "shape", np.shape(input)))
+    t = target.data if isinstance(target, Tensor) else np.asarray(target)
+    general = (
+        weight is not None
+        or label_smoothing
+        or len(shape) > 2  # (N, C, d1, ...)
+        or (len(shape) == 1 and t.ndim == 0)  # (C,) logits and one label
+        or (t.dtype.kind == "f" and t.shape == shape)  # class probabilities
+        or (t.dtype.kind in "iu" and bool((t == ignore_index).any()))
+    )
+    if not general:  # today's fused path, unchanged (it also reports bad labels)
+        return _fused_cross_entropy(input, target, reduction)
+    return cross_entropy_general(input, target, weight, ignore_index, reduction, label_smoothing)
+
+
+__all__ += [
+    "nll_loss",
+    "binary_cross_entropy",
+    "binary_cross_entropy_with_logits",
+    "l1_loss",
+    "smooth_l1_loss",
+    "huber_loss",
+    "kl_div",
+]
