@@ -14,15 +14,28 @@ import math
 import os
 import urllib.request
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
 
 from fastbp.serialization import _atomic_open
 
-__all__ = ["load_mnist", "read_idx", "write_idx", "DataLoader", "MIRRORS", "SHA256"]
+__all__ = [
+    "load_mnist",
+    "read_idx",
+    "write_idx",
+    "DataLoader",
+    "MIRRORS",
+    "SHA256",
+    "Dataset",
+    "TensorDataset",
+    "Subset",
+    "random_split",
+    "default_collate",
+]
 
 _log = logging.getLogger(__name__)
 
@@ -490,29 +503,54 @@ def load_mnist(
 
 
 class DataLoader:
-    """Iterate over ``(x, y)`` in mini-batches, reshuffled every epoch.
+    """Iterate over a dataset in mini-batches, as ``torch.utils.data.DataLoader``.
 
-    Each ``iter()`` is one epoch that yields every sample exactly once. With ``shuffle`` a
-    new permutation is drawn per epoch from one ``np.random.default_rng(seed)`` generator, so
-    epochs differ from each other but the whole sequence is reproducible for a given seed.
+    Two forms:
+
+    * ``DataLoader(x, y, batch_size, shuffle=True, seed=None, drop_last=False)``: the fast
+      path over in-memory arrays. Each batch is ``x[idx], y[idx]`` (views when not
+      shuffled), with one NumPy fancy-index per array and batch.
+    * ``DataLoader(dataset, batch_size=1, shuffle=False, sampler=None, batch_sampler=None,
+      collate_fn=None, drop_last=False, generator=None)``: PyTorch's form over any
+      map-style dataset (``__getitem__`` and ``__len__``). Samples are combined by
+      ``collate_fn`` (default :func:`default_collate`: NumPy arrays stacked along a new
+      first axis, tuples/dicts collated field by field). A :class:`TensorDataset` of
+      arrays with the default collate takes the fast path.
+
+    Each ``iter()`` is one epoch that yields every sample exactly once. With ``shuffle``
+    a new permutation is drawn per epoch from one generator (``np.random.default_rng(
+    seed)``, or ``generator``), so epochs differ but the run is reproducible.
 
     Parameters
     ----------
-    x, y : ArrayLike
-        Inputs and targets; the first axis indexes samples and must have equal length.
-    batch_size : int
-        Samples per batch (the last batch may be smaller unless ``drop_last``).
+    x : ArrayLike or Dataset
+        Inputs (with ``y``), or a map-style dataset (without ``y``).
+    y : ArrayLike, optional
+        Targets, same length as ``x``.
+    batch_size : int, default 1 (required with arrays)
     shuffle : bool, optional
-        Shuffle every epoch. Default True. If False, batches are views into ``x`` and ``y``.
+        Default True with arrays (fastbp's earlier behaviour), False with a dataset
+        (PyTorch's).
     seed : int or None, optional
         Seed for the shuffling generator; None draws fresh OS entropy.
-    drop_last : bool, optional
-        Drop the final incomplete batch. Default False.
+    drop_last : bool, default False
+        Drop the final incomplete batch.
+    sampler : iterable of int, optional
+        The order of sample indices (excludes ``shuffle``).
+    batch_sampler : iterable of lists of int, optional
+        Yields each batch's indices (excludes batch_size, shuffle, sampler, drop_last).
+    collate_fn : callable, optional
+        Turns a list of samples into a batch.
+    generator : numpy.random.Generator, optional
+        The shuffling generator (instead of ``seed``).
+    num_workers : int, default 0
+        Only 0 is supported (batches are made in the calling thread).
 
     Raises
     ------
     ValueError
-        If ``x`` and ``y`` differ in length, either is 0-d, or ``batch_size < 1``.
+        If ``x`` and ``y`` differ in length, either is 0-d, ``batch_size < 1``, or
+        options conflict as in PyTorch.
     TypeError
         If ``batch_size`` is not an int.
 
@@ -522,17 +560,41 @@ class DataLoader:
     >>> loader = DataLoader(np.arange(10), np.arange(10), batch_size=4, seed=0)
     >>> len(loader), [len(xb) for xb, yb in loader]
     (3, [4, 4, 2])
+    >>> ds = TensorDataset(np.arange(6), np.arange(6) * 10)
+    >>> [yb.tolist() for _, yb in DataLoader(ds, batch_size=4)]
+    [[0, 10, 20, 30], [40, 50]]
     """
 
     def __init__(
         self,
         x: ArrayLike,
-        y: ArrayLike,
-        batch_size: int,
-        shuffle: bool = True,
+        y: ArrayLike | None = None,
+        batch_size: int | None = 1,
+        shuffle: bool | None = None,
         seed: int | None = None,
         drop_last: bool = False,
+        *,
+        sampler: Any = None,
+        batch_sampler: Any = None,
+        collate_fn: Any = None,
+        generator: np.random.Generator | None = None,
+        num_workers: int = 0,
     ) -> None:
+        if num_workers != 0:
+            raise ValueError(
+                f"DataLoader: num_workers={num_workers} is not supported; batches are built "
+                f"in the calling thread (num_workers=0)"
+            )
+        self._rng = generator if generator is not None else np.random.default_rng(seed)
+        self.drop_last = drop_last
+        self.dataset = None
+        if y is None and not isinstance(x, np.ndarray):
+            self._init_dataset(x, batch_size, shuffle, sampler, batch_sampler, collate_fn)
+            return
+        self.shuffle = True if shuffle is None else shuffle
+        self._init_arrays(x, y, batch_size)
+
+    def _init_arrays(self, x: ArrayLike, y: ArrayLike, batch_size: Any) -> None:
         self.x = np.asarray(x)
         self.y = np.asarray(y)
         if self.x.ndim == 0 or self.y.ndim == 0:
@@ -545,28 +607,77 @@ class DataLoader:
                 f"DataLoader: x has {len(self.x)} samples (shape {self.x.shape}) but y has "
                 f"{len(self.y)} (shape {self.y.shape}); pass inputs and targets of equal length."
             )
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
+        self.batch_size = _check_batch_size(batch_size)
+        self._fast = True
+
+    def _init_dataset(self, dataset, batch_size, shuffle, sampler, batch_sampler, collate_fn):
+        if not (hasattr(dataset, "__getitem__") and hasattr(dataset, "__len__")):
             raise TypeError(
-                f"DataLoader: batch_size must be an int, got {type(batch_size).__name__} "
-                f"{batch_size!r}."
+                f"DataLoader: expected arrays x, y or a map-style dataset (with __getitem__ "
+                f"and __len__), got {type(dataset).__name__}"
             )
-        if batch_size < 1:
-            raise ValueError(f"DataLoader: batch_size must be >= 1, got {batch_size}.")
-        self.batch_size = int(batch_size)
-        self.shuffle = shuffle
-        self.drop_last = drop_last
-        self._rng = np.random.default_rng(seed)
+        self.dataset = dataset
+        self.shuffle = bool(shuffle)
+        if sampler is not None and self.shuffle:
+            raise ValueError("DataLoader: sampler option is mutually exclusive with shuffle")
+        if batch_sampler is not None:
+            if batch_size != 1 or self.shuffle or sampler is not None or self.drop_last:
+                raise ValueError(
+                    "DataLoader: batch_sampler option is mutually exclusive with batch_size, "
+                    "shuffle, sampler, and drop_last"
+                )
+            self.batch_size = None
+        else:
+            self.batch_size = _check_batch_size(batch_size)
+        self.sampler = sampler
+        self.batch_sampler = batch_sampler
+        self.collate_fn = default_collate if collate_fn is None else collate_fn
+        # A TensorDataset of arrays collated by default is the array fast path.
+        self._fast = (
+            isinstance(dataset, TensorDataset)
+            and len(dataset.tensors) == 2
+            and sampler is None
+            and batch_sampler is None
+            and collate_fn is None
+        )
+        if self._fast:
+            self.x, self.y = dataset.tensors
 
     def __len__(self) -> int:
         """Number of batches per epoch."""
-        n = len(self.x)
+        if self.dataset is not None and self.batch_sampler is not None:
+            return len(self.batch_sampler)
+        n = len(self.x) if self._fast else len(self._indices_len())
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
-    def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    def _indices_len(self):
+        return self.sampler if self.sampler is not None else range(len(self.dataset))
+
+    def __iter__(self) -> Iterator[Any]:
         # Drawn here rather than inside the generator so the epoch's order is fixed when
         # iter() is called, not when the first batch is requested.
-        order = self._rng.permutation(len(self.x)) if self.shuffle else None
-        return self._batches(order)
+        if self._fast:
+            order = self._rng.permutation(len(self.x)) if self.shuffle else None
+            return self._batches(order)
+        return self._dataset_batches()
+
+    def _dataset_batches(self) -> Iterator[Any]:
+        if self.batch_sampler is not None:
+            for idx in self.batch_sampler:
+                yield self.collate_fn([self.dataset[i] for i in idx])
+            return
+        if self.sampler is not None:
+            order = list(self.sampler)
+        elif self.shuffle:
+            order = self._rng.permutation(len(self.dataset)).tolist()
+        else:
+            order = range(len(self.dataset))
+        bs = self.batch_size
+        for start in range(0, len(order), bs):
+            idx = order[start : start + bs]
+            if self.drop_last and len(idx) < bs:
+                return
+            yield self.collate_fn([self.dataset[i] for i in idx])
 
     def _batches(self, order: np.ndarray | None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         bs = self.batch_size
@@ -577,3 +688,166 @@ class DataLoader:
             else:
                 idx = order[start:stop]
                 yield self.x[idx], self.y[idx]
+
+
+# ------------------------------------------------------------------ datasets (issue 14)
+
+
+def _check_batch_size(batch_size: Any) -> int:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
+        raise TypeError(
+            f"DataLoader: batch_size must be an int, got {type(batch_size).__name__} "
+            f"{batch_size!r}."
+        )
+    if batch_size < 1:
+        raise ValueError(f"DataLoader: batch_size must be >= 1, got {batch_size}.")
+    return int(batch_size)
+
+
+class Dataset:
+    """A map-style dataset: subclasses implement ``__getitem__(i)`` and ``__len__``.
+
+    Example
+    -------
+    >>> class Squares(Dataset):
+    ...     def __len__(self): return 4
+    ...     def __getitem__(self, i): return i * i
+    >>> [Squares()[i] for i in range(4)]
+    [0, 1, 4, 9]
+    """
+
+    def __getitem__(self, index: int) -> Any:
+        raise NotImplementedError(f"{type(self).__name__} must implement __getitem__")
+
+    def __len__(self) -> int:
+        raise NotImplementedError(f"{type(self).__name__} must implement __len__")
+
+
+class TensorDataset(Dataset):
+    """Samples are ``(a[i], b[i], ...)`` of arrays (or Tensors) with equal first dims.
+
+    Raises
+    ------
+    ValueError
+        If no array is given or their first dims differ.
+
+    Example
+    -------
+    >>> import numpy as np
+    >>> ds = TensorDataset(np.zeros((3, 2)), np.arange(3))
+    >>> len(ds), ds[2][1]
+    (3, np.int64(2))
+    """
+
+    def __init__(self, *tensors: Any):
+        if not tensors:
+            raise ValueError("TensorDataset: give at least one array")
+        arrays = tuple(np.asarray(getattr(t, "data", t)) for t in tensors)
+        sizes = {a.shape[0] if a.ndim else None for a in arrays}
+        if len(sizes) != 1 or None in sizes:
+            raise ValueError(
+                f"TensorDataset: size mismatch between tensors: first dims "
+                f"{[a.shape[:1] for a in arrays]}"
+            )
+        self.tensors = arrays
+
+    def __getitem__(self, index: int) -> tuple:
+        return tuple(a[index] for a in self.tensors)
+
+    def __len__(self) -> int:
+        return len(self.tensors[0])
+
+
+class Subset(Dataset):
+    """The samples of ``dataset`` at ``indices``, in that order.
+
+    Example
+    -------
+    >>> import numpy as np
+    >>> s = Subset(TensorDataset(np.arange(5) * 10), [4, 0])
+    >>> len(s), s[0][0]
+    (2, np.int64(40))
+    """
+
+    def __init__(self, dataset: Any, indices: Sequence[int]):
+        self.dataset = dataset
+        self.indices = list(indices)
+
+    def __getitem__(self, index: int) -> Any:
+        return self.dataset[self.indices[index]]
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
+def random_split(
+    dataset: Any,
+    lengths: Sequence[int | float],
+    generator: np.random.Generator | int | None = None,
+) -> list[Subset]:
+    """Split ``dataset`` into non-overlapping random :class:`Subset` s of ``lengths``.
+
+    Fractions summing to 1 are accepted, as in PyTorch (the remainder is dealt one by
+    one to the first subsets).
+
+    Parameters
+    ----------
+    dataset : Dataset
+    lengths : sequence of int or float
+    generator : numpy.random.Generator or int seed, optional
+
+    Raises
+    ------
+    ValueError
+        If the lengths do not add up to the dataset's length (or the fractions to 1).
+
+    Example
+    -------
+    >>> import numpy as np
+    >>> a, b = random_split(TensorDataset(np.arange(10)), [0.7, 0.3], generator=0)
+    >>> len(a), len(b), sorted(a.indices + b.indices) == list(range(10))
+    (7, 3, True)
+    """
+    n = len(dataset)
+    if lengths and all(isinstance(x, float) for x in lengths) and math.isclose(sum(lengths), 1):
+        counts = [int(math.floor(n * f)) for f in lengths]
+        for i in range(n - sum(counts)):
+            counts[i % len(counts)] += 1
+        lengths = counts
+    if sum(lengths) != n:
+        raise ValueError(
+            f"random_split: sum of input lengths {list(lengths)} does not equal the length "
+            f"of the dataset ({n})"
+        )
+    rng = (
+        generator
+        if isinstance(generator, np.random.Generator)
+        else np.random.default_rng(generator)
+    )
+    order = rng.permutation(n).tolist()
+    out, start = [], 0
+    for length in lengths:
+        out.append(Subset(dataset, order[start : start + int(length)]))
+        start += int(length)
+    return out
+
+
+def default_collate(batch: list[Any]) -> Any:
+    """Combine samples into a batch: arrays and numbers stacked on a new first axis;
+    tuples, lists and dicts collated field by field; strings kept as a list.
+
+    Example
+    -------
+    >>> import numpy as np
+    >>> x, y = default_collate([(np.zeros(2), 1), (np.ones(2), 0)])
+    >>> x.shape, y
+    ((2, 2), array([1, 0]))
+    """
+    first = batch[0]
+    if isinstance(first, tuple | list):
+        return type(first)(default_collate(list(field)) for field in zip(*batch, strict=True))
+    if isinstance(first, dict):
+        return {k: default_collate([b[k] for b in batch]) for k in first}
+    if isinstance(first, str | bytes):
+        return list(batch)
+    return np.stack([np.asarray(getattr(b, "data", b)) for b in batch])
