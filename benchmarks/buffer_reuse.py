@@ -1,13 +1,14 @@
 """Interleaved A/B of the kernels' output pool (issue 13 item 11): eager training steps.
 
 Variants, switched in one process between rounds so that the machine's load falls on
-all of them alike: ``refcount`` (the former pool: a pooled array is free when
-``sys.getrefcount`` says 3), ``lease`` (the current pool: blocks lent to one array and
-given back by a weak-reference callback when it dies) and ``none`` (no pool: every
-output a fresh ``np.empty``). ``--mallopt`` first sets glibc's M_MMAP_THRESHOLD and
-M_TRIM_THRESHOLD to 64 MiB through ctypes (process-wide) and so measures "no pool, glibc
-keeps freed memory". Besides the median step time, each row gives the minor page faults
-per step (``getrusage``), which the machine's load does not blur.
+all of them alike: ``refcount`` (the former ``dispatch`` module, read from git at 33842c1:
+a pooled array, dx and dw, is free when ``sys.getrefcount`` says 3), ``lease`` (the
+current pool: blocks lent to one array and given back by a weak-reference callback when it
+dies; dx only) and ``none`` (no pool: every output a fresh ``np.empty``). ``--mallopt``
+first sets glibc's M_MMAP_THRESHOLD and M_TRIM_THRESHOLD to 64 MiB through ctypes
+(process-wide) and so measures "no pool, glibc keeps freed memory". Besides the median
+step time, each row gives the minor page faults per step (``getrusage``), which the
+machine's load does not blur.
 
 Run pinned::
 
@@ -24,38 +25,52 @@ import statistics
 import sys
 import time
 
-import numpy as np
-
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
 from mlp_systems import CONFIGS, make_fastbp  # noqa: E402
 
 from fastbp.kernels import dispatch  # noqa: E402
 
-_old_pool: dict = {}
+
+def _former_dispatch():
+    """``fastbp/kernels/dispatch.py`` as of commit 33842c1 (the sys.getrefcount pool)."""
+    import importlib.util
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    source = subprocess.run(
+        ["git", "show", "33842c1:fastbp/kernels/dispatch.py"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    path = root / "benchmarks" / "_former_dispatch.py"  # fastbp.kernels' relative imports
+    spec = importlib.util.spec_from_loader("fastbp.kernels._former_dispatch", loader=None)
+    module = importlib.util.module_from_spec(spec)
+    module.__package__ = "fastbp.kernels"
+    exec(compile(source, str(path), "exec"), module.__dict__)
+    return module
 
 
-def refcount_output(shape, dtype):
-    """The former ``dispatch._output`` (sys.getrefcount == 3 means free)."""
-    size = dtype.itemsize
-    for n in shape:
-        size *= n
-    if size < 128 * 1024:
-        return None
-    arrays = _old_pool.setdefault((shape, dtype), [])
-    for a in arrays:
-        if sys.getrefcount(a) == 3:
-            return a
-    a = np.empty(shape, dtype)
-    if len(arrays) < 6:
-        arrays.append(a)
-    return a
-
-
-def none_output(shape, dtype):
+def _none_output(shape, dtype):
     return None
 
 
-VARIANTS = {"refcount": refcount_output, "lease": dispatch._output, "none": none_output}
+def use(variant: str, former) -> None:
+    """Point the ops at the variant's dispatch module."""
+    import fastbp.ops.elementwise
+    import fastbp.ops.linalg
+    import fastbp.ops.loss
+
+    module = former if variant == "refcount" else dispatch
+    dispatch._output = _none_output if variant == "none" else _lease_output
+    for ops in (fastbp.ops.elementwise, fastbp.ops.linalg, fastbp.ops.loss):
+        ops.dispatch = module
+
+
+_lease_output = dispatch._output
+VARIANTS = ("refcount", "lease", "none")
 
 
 def main() -> None:
@@ -72,6 +87,8 @@ def main() -> None:
         assert libc.mallopt(m_mmap_threshold, 64 << 20) == 1
         assert libc.mallopt(m_trim_threshold, 64 << 20) == 1
     variants = args.variants.split(",")
+    assert set(variants) <= set(VARIANTS), variants
+    former = _former_dispatch()
     for config in args.configs.split(","):
         batch, sizes = CONFIGS[config]
         step = make_fastbp(batch, sizes)
@@ -79,7 +96,7 @@ def main() -> None:
         faults: dict[str, list[float]] = {v: [] for v in variants}
         for _ in range(args.rounds):
             for v in variants:
-                dispatch._output = VARIANTS[v]
+                use(v, former)
                 for _ in range(5):  # warm: the pool fills, the old variant's arrays go
                     step()
                 f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
@@ -97,7 +114,7 @@ def main() -> None:
                 f"(min {min(t):8.1f}, rounds {len(t)})  "
                 f"minor page faults/step {statistics.median(faults[v]):7.1f}"
             )
-        dispatch._output = VARIANTS["lease"]
+        use("lease", former)
 
 
 if __name__ == "__main__":

@@ -42,9 +42,12 @@ def _suits(first: np.ndarray, *rest: np.ndarray) -> bool:
 
 
 # ------------------------------------------------------------------ buffer reuse
-# A fresh large output costs a page fault per 4 KiB page on every step (glibc returns
-# big blocks to the OS when they are freed), which at batch 128 is a tenth of the
-# step. Outputs of 128 KiB and more therefore get their memory from a small pool of
+# A fresh large output can cost a page fault per 4 KiB page on every step: glibc maps
+# blocks over its mmap threshold and gives them back to the OS when they are freed. Its
+# threshold adapts (a freed block up to 32 MiB raises it), so at batch 128 the faults
+# are gone after the first step, but at batch 1024 (4 MiB gradients) a step without the
+# pool took ~2000 faults (benchmarks/buffer_reuse.py). Outputs of 128 KiB and more that
+# the backward walk consumes (dx, dz) therefore get their memory from a small pool of
 # blocks, and a block is lent to one array at a time. The array handed out is built
 # on the block (a ``bytearray``, not an ndarray), so NumPy makes that array the
 # ``base`` of every view taken of it, and of every view of those views: the array
@@ -62,8 +65,8 @@ def _suits(first: np.ndarray, *rest: np.ndarray) -> bool:
 _POOL_MIN_BYTES = 128 * 1024
 _POOL_PER_SIZE = 6
 _POOL_SIZES = 32  # beyond this many sizes (varying batch sizes...) start afresh
-_free: dict[int, list[bytearray]] = {}  # byte size -> idle blocks
-_lent: dict[int, tuple] = {}  # id(weak reference) -> (weak reference, block): lent blocks
+_free: dict[int, list[tuple[bytearray, int]]] = {}  # byte size -> idle (block, offset)
+_lent: dict[int, tuple] = {}  # id(weak reference) -> (weak ref, block, offset, byte size)
 
 
 def _give_back(ref: weakref.ref) -> None:
@@ -71,14 +74,14 @@ def _give_back(ref: weakref.ref) -> None:
     entry = _lent.pop(id(ref), None)
     if entry is None:  # lent before release_buffers(): freed with the array
         return
-    block = entry[1]
-    blocks = _free.get(len(block))
+    _, block, offset, size = entry
+    blocks = _free.get(size)
     if blocks is None:
         if len(_free) >= _POOL_SIZES:
             _free.clear()  # bounded memory: forget the idle blocks of other sizes
-        blocks = _free[len(block)] = []
+        blocks = _free[size] = []
     if len(blocks) < _POOL_PER_SIZE:
-        blocks.append(block)
+        blocks.append((block, offset))
 
 
 def _output(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray | None:
@@ -93,10 +96,16 @@ def _output(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray | None:
     if size < _POOL_MIN_BYTES:
         return None
     blocks = _free.get(size)
-    block = blocks.pop() if blocks else bytearray(size)
-    out = np.ndarray(shape, dtype, buffer=block)
+    if blocks:
+        block, offset = blocks.pop()
+    else:
+        # 64 bytes spare so the array can start on a cache line, as NumPy's own do not
+        # promise but BLAS and the vectorised kernels prefer.
+        block = bytearray(size + 64)
+        offset = -np.frombuffer(block, np.uint8).ctypes.data % 64
+    out = np.ndarray(shape, dtype, buffer=block, offset=offset)
     ref = weakref.ref(out, _give_back)
-    _lent[id(ref)] = (ref, block)
+    _lent[id(ref)] = (ref, block, offset, size)
     return out
 
 
@@ -115,7 +124,7 @@ def buffer_stats() -> dict[str, int]:
     >>> sorted(stats)
     ['idle', 'idle_bytes', 'lent', 'lent_bytes']
     """
-    idle = [len(block) for blocks in _free.values() for block in blocks]
+    idle = [len(block) for blocks in _free.values() for block, _ in blocks]
     return {
         "lent": len(_lent),
         "lent_bytes": sum(len(entry[1]) for entry in _lent.values()),
@@ -197,7 +206,11 @@ def linear_backward(
             need_dw,
             need_db,
             _output(x.shape, dtype) if need_dx else None,
-            _output(w.shape, dtype) if need_dw else None,
+            # Not dw: a weight gradient becomes ``.grad``, and the engine keeps as ``.grad``
+            # only an array that owns its memory (else it copies). A pooled dw would cost
+            # that copy every step; a fresh one costs nothing below glibc's 32 MiB
+            # mmap threshold (freed blocks stay in the heap) and page faults above it.
+            None,
             None,
         )
     return linear.linear_backward_numpy(x, w, dy, need_dx, need_dw, need_db)
