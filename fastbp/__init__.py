@@ -158,3 +158,6 @@ from .serialization import load, save
 from . import autograd, data, nn, optim, viz  # isort: skip
 
 __version__ = "0.1.0"
+
+# torch interop (issue 14): weights to and from PyTorch state dicts
+from .interop import load_torch_state_dict, to_torch_state_dict  # noqa: E402
