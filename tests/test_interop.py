@@ -81,3 +81,15 @@ def test_errors_name_the_key():
     assert not np.array_equal(before, ours[0].weight.data)
     with pytest.raises(TypeError, match="mapping"):
         fb.load_torch_state_dict(ours, 3)
+
+
+def test_port_from_torch_example_losses_agree(capsys):
+    from fastbp.examples import port_from_torch
+
+    t, f = port_from_torch.run(steps=20, verbose=False)
+    assert len(t) == len(f) == 20
+    np.testing.assert_allclose(f, t, rtol=1e-10, atol=1e-12)
+    assert t[-1] < t[0]  # it does train
+    worst = port_from_torch.main(["--steps", "5"])
+    out = capsys.readouterr().out
+    assert "largest loss difference over 5 steps" in out and worst < 1e-10
