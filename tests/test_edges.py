@@ -410,3 +410,18 @@ def test_beyond_log_softmax_of_a_row_with_plus_inf_is_nan():
     if torch is not None:
         want = torch.log_softmax(torch.tensor(x.data), 1).numpy()
         np.testing.assert_allclose(out, want, rtol=1e-15)
+
+
+# ------------------------------------------------------------ relu at NaN (beyond the list)
+def test_relu_and_linear_relu_pass_the_gradient_at_nan_inputs_as_torch():
+    x = fb.tensor(np.array([[np.nan, 1.0, -1.0]]), requires_grad=True)
+    fb.relu(x).sum().backward()
+    np.testing.assert_array_equal(x.grad, [[1.0, 1.0, 0.0]])  # torch.relu: the same
+    from fastbp import nn
+
+    layer = nn.Linear(2, 3, dtype=np.float64)
+    layer.weight.data[...] = [[1.0, 0.0, -1.0], [0.0, 1.0, 0.0]]
+    layer.bias.data[...] = 0
+    h = fb.tensor(np.array([[np.nan, 2.0]]), requires_grad=True)
+    nn.Sequential(layer, nn.ReLU())(h).sum().backward()  # the fused linear_relu record
+    np.testing.assert_array_equal(layer.bias.grad, [1.0, 1.0, 1.0])

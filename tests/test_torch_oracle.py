@@ -126,7 +126,7 @@ _DIVERGES = {
 }
 # relu's backward kernel (fastbp.kernels.activations) tests ``out > 0``, so a NaN input gets
 # gradient 0 where PyTorch passes dy (``not out <= 0``): reported, not fixed here.
-_KNOWN_BUGS = {("relu", "nan")}
+_KNOWN_BUGS: set[tuple[str, str]] = set()  # (op, edge) pairs known to differ from torch
 
 
 class _EdgeFastbp(FastbpNamespace):
@@ -181,7 +181,7 @@ def test_edge_values_match_pytorch(op, edge):
         np.testing.assert_allclose(ours.grad, theirs.grad.numpy(), rtol=1e-12, atol=1e-15)
     except AssertionError:
         if (op, edge) in _KNOWN_BUGS:
-            pytest.xfail("relu's backward kernel drops the gradient at NaN inputs")
+            pytest.xfail(f"{op} at {edge}: a known difference from torch")
         raise
     assert (op, edge) not in _KNOWN_BUGS, "fixed: remove it from _KNOWN_BUGS"
 

@@ -63,7 +63,8 @@ def _relu_backward_loop(x, dy, out):
     for i in range(rows):
         for j in range(cols):
             # A product with the 0/1 mask, not a select: NaN/inf in dy propagate as in NumPy.
-            out[i, j] = dy[i, j] * (one if x[i, j] > zero else zero)
+            # NOTE: "not x <= 0" rather than "x > 0": at a NaN input dy passes, as in torch.
+            out[i, j] = dy[i, j] * (zero if x[i, j] <= zero else one)
 
 
 @kernel_jit()
@@ -97,7 +98,7 @@ def _relu_backward_bias_loop(x, dy, dz, db):
         # each vectorises cleanly, and the row of dz is still in L1 when it is summed. db gets
         # rows added in order, as NumPy's dz.sum(0) does.
         for j in range(cols):
-            dz_row[j] = dy_row[j] * (one if x_row[j] > zero else zero)
+            dz_row[j] = dy_row[j] * (zero if x_row[j] <= zero else one)  # NaN passes dy
         for j in range(cols):
             db[j] += dz_row[j]
 
@@ -125,7 +126,7 @@ def _sigmoid_backward_bias_loop(y, dy, dz, db):
 
 
 def relu_backward(x: np.ndarray, dy: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """Gradient through ReLU: ``dy * (x > 0)`` (the gradient at exactly 0 is 0).
+    """Gradient through ReLU: ``dy * (x > 0)`` (the gradient at exactly 0 is 0; at NaN, dy passes).
 
     Parameters
     ----------
@@ -185,7 +186,7 @@ def relu_backward_numpy(x: np.ndarray, dy: np.ndarray, out: np.ndarray | None = 
     >>> relu_backward_numpy(np.array([[-1.0, 2.0]]), np.array([[3.0, 3.0]]))
     array([[0., 3.]])
     """
-    return np.multiply(dy, x > 0, out=out)
+    return np.multiply(dy, ~(x <= 0), out=out)  # NaN inputs pass dy, as in torch
 
 
 def sigmoid_backward(y: np.ndarray, dy: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
@@ -341,7 +342,7 @@ def relu_backward_bias_numpy(
     >>> relu_backward_bias_numpy(np.array([[1.0, -1.0]]), np.ones((1, 2)))
     (array([[1., 0.]]), array([1., 0.]))
     """
-    dz = np.multiply(dy, x > 0, out=dz_out)
+    dz = np.multiply(dy, ~(x <= 0), out=dz_out)
     return dz, dz.sum(axis=0, out=db_out)
 
 
