@@ -199,8 +199,11 @@ def conv1d(
         Shape (C_out, C_in / groups, k).
     bias : Tensor or array_like, optional
         Shape (C_out,).
-    stride, padding, dilation, groups
-        As in :func:`conv2d`, for one spatial axis (``padding`` may be 'same' or 'valid').
+    stride : int or (int,), default 1
+    padding : int, (int,), 'valid' or 'same', default 0
+    dilation : int or (int,), default 1
+    groups : int, default 1
+        As in :func:`conv2d`, for one spatial axis.
 
     Returns
     -------
@@ -646,10 +649,13 @@ def conv_transpose2d(
         Shape (C_in, C_out / groups, kH, kW) (PyTorch's layout for transposed convolutions).
     bias : Tensor or array_like, optional
         Shape (C_out,).
-    stride, padding, dilation : int or (int, int)
+    stride : int or (int, int), default 1
+    padding : int or (int, int), default 0
+        Removed from each side of the output.
     output_padding : int or (int, int), default 0
         Extra rows / columns at the bottom / right; smaller than the stride or the dilation.
     groups : int, default 1
+    dilation : int or (int, int), default 1
 
     Returns
     -------
