@@ -1,8 +1,9 @@
 """Train a small convolutional network on MNIST with fastbp.
 
 The network is two 3x3 convolutions (1->32->64 channels, padding 1), each followed by ReLU and
-2x2 max-pooling, then Linear 3136->128, ReLU, Linear 128->10. The default recipe (SGD, lr 0.05
-with cosine decay, momentum 0.9, batch 64, 4 epochs) reaches about 99.2% test accuracy::
+2x2 max-pooling, then dropout 0.25, Linear 3136->128, ReLU, dropout 0.5, Linear 128->10. The
+default recipe is SGD (lr 0.05 with cosine decay, momentum 0.9, batch 64) for 4 epochs; without
+the two dropout layers the same recipe measured 99.16% test accuracy (seed 0)::
 
     python -m fastbp.examples.mnist_cnn
     python -m fastbp.examples.mnist_cnn --epochs 1 --save cnn.npz
@@ -84,7 +85,7 @@ def images(x: np.ndarray) -> np.ndarray:
 
 
 def build_model(seed: int | None = None, num_classes: int = 10) -> nn.Sequential:
-    """The CNN: conv3x3(32)-ReLU-pool2, conv3x3(64)-ReLU-pool2, Linear(128)-ReLU, Linear.
+    """The CNN: two conv3x3-ReLU-pool2 blocks (32, 64), dropout, Linear-ReLU, dropout, Linear.
 
     Parameters
     ----------
@@ -112,9 +113,11 @@ def build_model(seed: int | None = None, num_classes: int = 10) -> nn.Sequential
         nn.Conv2d(32, 64, 3, padding=1),
         nn.ReLU(),
         nn.MaxPool2d(2),
+        nn.Dropout(0.25),
         nn.Flatten(),
         nn.Linear(64 * 7 * 7, 128),
         nn.ReLU(),
+        nn.Dropout(0.5),
         nn.Linear(128, num_classes),
     )
 
