@@ -55,6 +55,11 @@ def _cross_entropy_inputs(rng: np.random.Generator, rows: int, cols: int) -> tup
     return logits, rng.integers(0, cols, size=rows)
 
 
+def _gelu_backward_inputs(rng: np.random.Generator, rows: int, cols: int) -> tuple[Any, ...]:
+    x, dy = _activation_inputs(rng, rows, cols)
+    return x, rng.uniform(0.0, 1.0, (rows, cols)).astype(DTYPE), dy
+
+
 def _scale_rows_inputs(rng: np.random.Generator, rows: int, cols: int) -> tuple[Any, ...]:
     return rng.standard_normal((rows, cols)).astype(DTYPE), np.full(rows, 1.0 / rows, DTYPE)
 
@@ -86,6 +91,8 @@ INPUTS: dict[str, Callable[[np.random.Generator, int, int], tuple[Any, ...]]] = 
     "scale_rows": _scale_rows_inputs,
     "sgd_update": _sgd_inputs,
     "adam_update": _adam_inputs,
+    "gelu_forward": lambda rng, rows, cols: _activation_inputs(rng, rows, cols)[:1],
+    "gelu_backward": _gelu_backward_inputs,
 }
 
 

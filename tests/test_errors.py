@@ -38,7 +38,7 @@ CASES = [
      ["maximum", "(2,)", "(3,)"]),
     ("matmul inner", lambda: fb.ones(2, 3) @ fb.ones(2, 3), ValueError,
      ["matmul", "(2, 3)", "transpose"]),
-    ("matmul 1-D", lambda: fb.ones(3) @ fb.ones(3), ValueError, ["matmul", "2-D"]),
+    ("matmul 1-D", lambda: fb.ones(3) @ fb.ones(4), ValueError, ["matmul", "(3,)", "(4,)"]),
     ("Linear features", lambda: nn.Linear(4, 2)(fb.zeros(3, 5)), ValueError,
      ["Linear(in_features=4", "4 features", "(3, 5)", "previous layer"]),
     ("Linear 1-D input", lambda: nn.Linear(4, 2)(fb.zeros(4)), ValueError,

@@ -181,3 +181,24 @@ def test_the_cache_is_an_lru_of_settable_size():
         assert traced.recordings == 4 and len(traced.programs) == 2
     with pytest.raises(ValueError, match="cache_size"):
         fb.trace(lambda x: x, cache_size=0)
+
+
+def test_an_update_rule_that_stops_compiling_replays():
+    fb.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 3))
+    opt = optim.Adam(model.parameters(), lr=0.01)
+
+    @fb.trace
+    def step(x, y):
+        opt.zero_grad()
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        return loss
+
+    step(X, Y)
+    step(X, Y)
+    opt.param_groups[0]["maximize"] = True  # no compiled rule for it
+    before = float(step(X, Y))
+    assert "no compiled rule" in step.compiled[1] or not step.compiled[0]
+    assert np.isfinite(before)

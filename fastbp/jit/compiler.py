@@ -147,6 +147,8 @@ class CompiledStep:
             arrays.extend([p.view for p in self.params])
             arrays.extend([grad_views[p.slot] for p in self.params])
             rule = self.optimizer.update_rule(flat)
+            if rule is None:  # e.g. maximize turned on since the step was compiled
+                return self._replay("the optimizer's update has no compiled rule now")
             arrays.extend(rule.arrays)
             arrays.extend(rule.scalars)
             if self.folded:
@@ -483,7 +485,7 @@ class _Writer:
                 params.append(_Param(t, flat.data_views[i], i))
                 header.append(f"param{k}")
             header += [f"grad{k}" for k in range(len(params))]
-            rule = self.optimizer.update_rule(flat)
+            rule = self.optimizer.update_rule(flat)  # not None: checked in _call
             count = len(rule.arrays) + len(rule.scalars)
             header += [f"opt{i}" for i in range(count)]
             if self.folded:
