@@ -72,6 +72,8 @@ def guard(inputs, saved, out: np.ndarray) -> tuple:
             continue
         for t in inputs:
             if t.data is item:
+                if item.ndim == 0 and not item.flags.writeable:
+                    break  # a cached Python-scalar constant: nobody can write it
                 print_ = item.tobytes() if item.size <= SAMPLES else fingerprint(item)
                 guards.append((t, t._version, item, print_))
                 break
