@@ -51,6 +51,7 @@ from .functions import (
     bitwise_or,
     bitwise_xor,
     broadcast_to,
+    cat,
     ceil,
     chunk,
     clamp,

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from .core.args import axis_args
 from .core.engine import apply
 from .core.tensor import Axis, Tensor, as_tensor
 from .ops import elementwise as ew
@@ -21,7 +22,7 @@ __all__ = [
     "add", "sub", "mul", "div", "pow", "neg", "matmul",
     "exp", "log", "sqrt", "tanh", "sigmoid", "relu", "abs", "clip",
     "sum", "mean", "max", "min", "maximum", "minimum", "where",
-    "reshape", "transpose", "concatenate", "stack",
+    "reshape", "transpose", "concatenate", "cat", "stack",
     "softmax", "log_softmax", "logsumexp",
 ]  # fmt: skip
 
@@ -237,8 +238,10 @@ def transpose(x: Any, axes: Sequence[int] | None = None) -> Tensor:
     return as_tensor(x).transpose(*(() if axes is None else (tuple(axes),)))
 
 
-def concatenate(tensors: Sequence[Any], axis: int = 0) -> Tensor:
-    """Join tensors along an existing axis.
+def concatenate(
+    tensors: Sequence[Any], axis: int | None = None, *, dim: int | None = None
+) -> Tensor:
+    """Join tensors along an existing axis (``dim`` is PyTorch's name for ``axis``).
 
     Example
     -------
@@ -248,11 +251,25 @@ def concatenate(tensors: Sequence[Any], axis: int = 0) -> Tensor:
     """
     if len(tensors) == 0:
         raise ValueError("concatenate: need at least one tensor")
+    axis = axis_args("concatenate", axis, None, dim)[0]
+    axis = 0 if axis is None else axis
     return apply(shape_ops.CONCATENATE, tuple(as_tensor(t) for t in tensors), axis=axis)
 
 
-def stack(tensors: Sequence[Any], axis: int = 0) -> Tensor:
-    """Join same-shaped tensors along a new axis.
+def cat(tensors: Sequence[Any], dim: int = 0) -> Tensor:
+    """PyTorch's name for :func:`concatenate`: join tensors along the existing axis ``dim``.
+
+    Example
+    -------
+    >>> import fastbp as fb
+    >>> fb.cat([fb.ones(2, 3), fb.zeros(2, 1)], dim=1).shape
+    (2, 4)
+    """
+    return concatenate(tensors, dim)
+
+
+def stack(tensors: Sequence[Any], axis: int | None = None, *, dim: int | None = None) -> Tensor:
+    """Join same-shaped tensors along a new axis (``dim`` is PyTorch's name for ``axis``).
 
     Example
     -------
@@ -262,11 +279,13 @@ def stack(tensors: Sequence[Any], axis: int = 0) -> Tensor:
     """
     if len(tensors) == 0:
         raise ValueError("stack: need at least one tensor")
+    axis = axis_args("stack", axis, None, dim)[0]
+    axis = 0 if axis is None else axis
     return apply(shape_ops.STACK, tuple(as_tensor(t) for t in tensors), axis=axis)
 
 
-def softmax(x: Any, axis: int = -1) -> Tensor:
-    """Softmax along ``axis``, computed stably (shifted by the maximum).
+def softmax(x: Any, axis: int | None = None, *, dim: int | None = None) -> Tensor:
+    """Softmax along ``axis`` (or PyTorch's ``dim``), computed stably (shifted by the maximum).
 
     Example
     -------
@@ -274,11 +293,13 @@ def softmax(x: Any, axis: int = -1) -> Tensor:
     >>> fb.softmax(fb.tensor([1000.0, 1000.0]))
     tensor([0.5, 0.5])
     """
+    axis = axis_args("softmax", axis, None, dim)[0]
+    axis = -1 if axis is None else axis
     return apply(reduce.SOFTMAX, (as_tensor(x),), axis=axis)
 
 
-def log_softmax(x: Any, axis: int = -1) -> Tensor:
-    """``log(softmax(x))`` along ``axis``, computed without overflow or log(0).
+def log_softmax(x: Any, axis: int | None = None, *, dim: int | None = None) -> Tensor:
+    """``log(softmax(x))`` along ``axis`` (or ``dim``), computed without overflow or log(0).
 
     Example
     -------
@@ -286,11 +307,20 @@ def log_softmax(x: Any, axis: int = -1) -> Tensor:
     >>> fb.log_softmax(fb.tensor([0.0, 1000.0]))
     tensor([-1000.,     0.])
     """
+    axis = axis_args("log_softmax", axis, None, dim)[0]
+    axis = -1 if axis is None else axis
     return apply(reduce.LOG_SOFTMAX, (as_tensor(x),), axis=axis)
 
 
-def logsumexp(x: Any, axis: Axis = None, keepdims: bool = False) -> Tensor:
-    """``log(sum(exp(x)))`` over ``axis``, stable for large inputs.
+def logsumexp(
+    x: Any,
+    axis: Axis = None,
+    keepdims: bool = False,
+    *,
+    dim: Axis = None,
+    keepdim: bool | None = None,
+) -> Tensor:
+    """``log(sum(exp(x)))`` over ``axis`` (or ``dim``), stable for large inputs.
 
     Example
     -------
@@ -299,6 +329,7 @@ def logsumexp(x: Any, axis: Axis = None, keepdims: bool = False) -> Tensor:
     >>> float(fb.logsumexp(fb.tensor(np.array([1000.0, 1000.0]))))
     1000.6931471805599
     """
+    axis, keepdims = axis_args("logsumexp", axis, keepdims, dim, keepdim)
     return apply(reduce.LOGSUMEXP, (as_tensor(x),), axis=axis, keepdims=keepdims)
 
 
