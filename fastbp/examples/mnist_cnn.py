@@ -2,12 +2,12 @@
 
 The network is two 3x3 convolutions (1->32->64 channels, padding 1), each followed by ReLU and
 2x2 max-pooling, then dropout 0.25, Linear 3136->128, ReLU, dropout 0.5, Linear 128->10. The
-default recipe is SGD (lr 0.05 with cosine decay, momentum 0.9, batch 64) for 4 epochs; without
-the two dropout layers the same recipe measured 99.16% test accuracy (seed 0)::
+default recipe is SGD (lr 0.05 with cosine decay, momentum 0.9, batch 64) for 5 epochs;
+it measured 99.27% test accuracy (seed 0, about 70 s per epoch on one core)::
 
     python -m fastbp.examples.mnist_cnn
     python -m fastbp.examples.mnist_cnn --epochs 1 --save cnn.npz
-    python -m fastbp.examples.mnist_cnn --epochs 4 --resume cnn.npz --plot curves.png
+    python -m fastbp.examples.mnist_cnn --epochs 5 --resume cnn.npz --plot curves.png
 
 It follows :mod:`fastbp.examples.mnist_mlp` and reuses its pieces (data loading, the per-epoch
 loaders seeded with ``seed + epoch``, the training loop, evaluation, progress bar, learning-rate
@@ -193,7 +193,7 @@ def _build_parser() -> argparse.ArgumentParser:
         prog="python -m fastbp.examples.mnist_cnn",
         description="Train a small CNN on MNIST with fastbp.",
     )
-    p.add_argument("--epochs", type=_non_negative_int, default=4, help="total epochs [4]")
+    p.add_argument("--epochs", type=_non_negative_int, default=5, help="total epochs [5]")
     p.add_argument("--batch-size", type=_positive_int, default=None, help="mini-batch size [64]")
     p.add_argument("--lr", type=float, default=None, help="learning rate [0.05]")
     p.add_argument("--momentum", type=float, default=None, help="SGD momentum [0.9]")
