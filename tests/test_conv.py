@@ -13,6 +13,9 @@ import fastbp.nn.functional as F
 from fastbp import nn
 from fastbp.kernels import conv as kconv
 
+# Ops this file gradchecks (read by tests/test_ops.py's coverage check).
+GRADCHECKED_OPS = {"conv2d", "conv_transpose2d", "embedding"}
+
 # (x shape, weight shape, stride, padding, dilation, groups)
 CONV2D_TABLE = [
     ((2, 3, 5, 5), (4, 3, 3, 3), 1, 0, 1, 1),

@@ -12,6 +12,9 @@ import fastbp.nn.functional as F
 from fastbp import nn
 from fastbp.nn import init
 
+# Ops this file gradchecks (read by tests/test_ops.py's coverage check).
+GRADCHECKED_OPS = {"mse_loss"}
+
 
 def f64(a, requires_grad=True):
     return fb.tensor(np.asarray(a, dtype=np.float64), requires_grad=requires_grad)

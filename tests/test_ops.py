@@ -103,7 +103,10 @@ def test_gradient_matches_finite_differences(fn, inputs):
     assert fb.gradcheck(fn, inputs)
 
 
-OTHER_TABLES = ["test_ops_math", "test_ops_reduce_more", "test_ops_shape_more", "test_activations"]
+OTHER_TABLES = [
+    "test_ops_math", "test_ops_reduce_more", "test_ops_shape_more", "test_activations",
+    "test_conv", "test_pool", "test_nn",
+]  # fmt: skip
 
 
 def test_every_registered_op_is_covered_by_the_table():

@@ -10,6 +10,15 @@ import fastbp.nn.functional as F
 from fastbp import nn
 from fastbp.kernels import conv as kconv
 
+# Ops this file gradchecks (read by tests/test_ops.py's coverage check).
+GRADCHECKED_OPS = {
+    "max_pool2d",
+    "avg_pool2d",
+    "adaptive_avg_pool2d",
+    "adaptive_max_pool2d",
+    "resample2d",
+}
+
 # (x shape, kernel, stride, padding, dilation, ceil_mode)
 MAX_TABLE = [
     ((2, 3, 6, 6), 2, None, 0, 1, False),
