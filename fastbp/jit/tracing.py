@@ -129,7 +129,7 @@ class _Recorder:
     def record_object(self, obj: Any) -> None:
         """Snapshot a module's attributes: a later call with other ones records again."""
         if id(obj) not in self.watched:
-            self.watched[id(obj)] = _Snapshot(obj)
+            self.watched[id(obj)] = _Snapshot.of_object(obj)
 
     def backward_finished(self, root: Tensor) -> None:
         """Remember the gradients backward left, to see NumPy work on them before step()."""
@@ -542,17 +542,25 @@ def _signature(args: tuple[Any, ...]) -> tuple:
 class _Snapshot:
     """What an object's attributes (or a function's global names) referred to, by identity.
 
-    Checked at every replay, so it compares identities only: a module whose ``training``
-    flag, layers or parameters were rebound, or a global optimizer swapped for another,
-    makes the trace record again rather than replay a stale program.
+    Checked at every replay, so it compares identities only, with C-level loops: a module
+    whose ``training`` flag, layers or parameters were rebound, or a global optimizer
+    swapped for another, makes the trace record again rather than replay a stale program.
     """
 
-    __slots__ = ("namespace", "keys", "values")
+    __slots__ = ("namespace", "keys", "values", "cells", "cell_values", "whole")
 
-    def __init__(self, obj: Any = None, namespace: dict | None = None, keys=None):
-        self.namespace = vars(obj) if namespace is None else namespace
-        self.keys = list(self.namespace) if keys is None else keys
-        self.values = [self.namespace.get(k) for k in self.keys]
+    def __init__(self, namespace: dict, keys: list | None = None):
+        self.namespace = namespace  # re-read at each check
+        self.whole = keys is None
+        self.keys = list(namespace) if keys is None else keys
+        self.values = list(map(namespace.get, self.keys))
+        self.cells: tuple = ()
+        self.cell_values: list = []
+
+    @classmethod
+    def of_object(cls, obj: Any) -> _Snapshot:
+        """The attributes of ``obj`` (its ``__dict__``)."""
+        return cls(vars(obj))
 
     @classmethod
     def of_names(cls, fn: Callable[..., Any]) -> _Snapshot | None:
@@ -560,29 +568,29 @@ class _Snapshot:
         code = getattr(fn, "__code__", None)
         if code is None:
             return None
-        cells = dict(zip(code.co_freevars, fn.__closure__ or (), strict=True))
-        namespace = {k: c.cell_contents for k, c in cells.items() if _filled(c)}
-        namespace.update({k: fn.__globals__[k] for k in code.co_names if k in fn.__globals__})
-        snapshot = cls(namespace=namespace)
-        snapshot.namespace = (fn, cells)  # re-read at each check
+        names = [k for k in code.co_names if k in fn.__globals__]
+        snapshot = cls(fn.__globals__, names)
+        snapshot.cells = tuple(c for c in fn.__closure__ or () if _filled(c))
+        snapshot.cell_values = [c.cell_contents for c in snapshot.cells]
         return snapshot
 
     def same(self) -> bool:
-        if type(self.namespace) is tuple:  # a function's names
-            fn, cells = self.namespace
-            now = [
-                cells[k].cell_contents
-                if k in cells and _filled(cells[k])
-                else fn.__globals__.get(k)
-                for k in self.keys
-            ]
-            return all(map(operator.is_, now, self.values))
+        if self.cells:
+            try:
+                now = list(map(_CONTENTS, self.cells))
+            except ValueError:  # a cell emptied since (the enclosing name deleted)
+                return False
+            if not all(map(operator.is_, now, self.cell_values)):
+                return False
         d = self.namespace
-        return len(d) == len(self.keys) and all(
-            map(operator.is_, map(d.get, self.keys), self.values)
-        )
+        # An object's attributes: one added or removed is a change. (A function's globals
+        # hold other names too: only the ones it reads are compared.)
+        if self.whole and len(d) != len(self.keys):
+            return False
+        return all(map(operator.is_, map(d.get, self.keys), self.values))
 
 
+_CONTENTS = operator.attrgetter("cell_contents")
 _EMPTY = object()
 
 
