@@ -411,7 +411,10 @@ class OneCycleLR(LRScheduler):
     pct_start : float, default 0.3
     anneal_strategy : {"cos", "linear"}, default "cos"
     cycle_momentum : bool, default True
-    base_momentum, max_momentum : float, default 0.85, 0.95
+    base_momentum : float, default 0.85
+        The momentum (or Adam's beta1) at the peak learning rate.
+    max_momentum : float, default 0.95
+        The momentum at the start and end of the cycle.
     div_factor : float, default 25
     final_div_factor : float, default 1e4
     three_phase : bool, default False
