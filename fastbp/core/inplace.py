@@ -38,12 +38,12 @@ def _refuse_leaf(t, name: str) -> None:
     )
 
 
-def _records(t, other) -> bool:
-    """Whether an in-place op on ``t`` with ``other`` must be recorded (raises for a leaf)."""
+def _records(t, other, where: str) -> bool:
+    """Whether an in-place op on ``t`` with ``other`` must be recorded; refuses a leaf."""
     if not state.grad_enabled:
         return False
     if t.requires_grad and t._node is None:
-        return True  # refused by the caller, with its name
+        _refuse_leaf(t, where)
     return t.requires_grad or (other is not None and other.requires_grad)
 
 
@@ -102,9 +102,7 @@ def update(t, name: str, other: Any, where: str) -> Any:
     tensor([2., 3.])
     """
     operand = t._operand(other)
-    if _records(t, operand):
-        if t._node is None and t.requires_grad:
-            _refuse_leaf(t, where)
+    if _records(t, operand, where):
         result = apply(OPS[name], (_snapshot(t), operand))
         _check_shape(t, result.shape, where)
         return _take_over(t, result)
@@ -134,9 +132,7 @@ def fill(t, values: Any, where: str) -> Any:
     tensor([0.5, 0.5, 0.5])
     """
     operand = t._operand(values)
-    if _records(t, operand):
-        if t._node is None and t.requires_grad:
-            _refuse_leaf(t, where)
+    if _records(t, operand, where):
         zeroed = apply(OPS["mul"], (_snapshot(t), t._operand(0)))
         result = apply(OPS["add"], (zeroed, operand))
         _check_shape(t, result.shape, where)
@@ -158,9 +154,7 @@ def clamp(t, low, high, where: str) -> Any:
     """
     if low is None and high is None:
         raise ValueError(f"{where}: give at least one of min and max")
-    if _records(t, None):
-        if t._node is None and t.requires_grad:
-            _refuse_leaf(t, where)
+    if _records(t, None, where):
         return _take_over(t, apply(OPS["clip"], (_snapshot(t),), low=low, high=high))
     np.clip(t.data, low, high, out=t.data)
     t._version += 1
