@@ -38,10 +38,8 @@ SIZES = (784, 512, 256, 10)
 BATCH = 128
 
 
-def _median_time(fn, steps: int, comm) -> float:
-    """Median seconds per call over ``steps`` calls, ranks started together each round."""
-    for _ in range(max(3, steps // 10)):
-        fn()
+def _timed_steps(fn, steps: int, comm) -> list[float]:
+    """Seconds of each of ``steps`` calls, the ranks started together each time."""
     times = []
     for _ in range(steps):
         if comm is not None:
@@ -49,13 +47,33 @@ def _median_time(fn, steps: int, comm) -> float:
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
-    # The slowest rank sets the pace: take each round's maximum over ranks.
+    return times
+
+
+def _slowest(times: list[float], comm) -> np.ndarray:
+    """Each call's time on the slowest rank: the slowest rank sets the pace."""
     times = np.array(times)
     if comm is not None:
         from mpi4py import MPI
 
         comm.Allreduce(MPI.IN_PLACE, times, op=MPI.MAX)
-    return float(np.median(times))
+    return times
+
+
+def _interleaved(variants: dict, steps: int, comm, block: int = 10) -> dict[str, float]:
+    """Median step time of each variant, run in turns of ``block`` steps.
+
+    Turns keep a slow spell of the machine (another job on a core) from landing on one
+    variant only: every variant sees the same mix of quiet and busy moments.
+    """
+    for fn in variants.values():  # warm-up: first calls compile kernels, allocate buffers
+        for _ in range(max(3, block)):
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    for _ in range(max(1, steps // block)):
+        for name, fn in variants.items():
+            times[name] += _timed_steps(fn, block, comm)
+    return {name: float(np.median(_slowest(t, comm))) for name, t in times.items()}
 
 
 def worker(steps: int) -> dict:
@@ -99,10 +117,7 @@ def worker(steps: int) -> dict:
         return step
 
     plain = model()
-    results = {"ranks": n, "steps": steps}
-    results["compute"] = _median_time(step_fn(plain, plain.parameters()), steps, comm)
     ddp = dist.DistributedDataParallel(model(), bucket_cap_mb=0.25)
-    results["buckets"] = [round(b.nbytes / 2**20, 3) for b in ddp.buckets]
     waits = []
     ddp_step = step_fn(ddp, ddp.parameters())
 
@@ -110,10 +125,7 @@ def worker(steps: int) -> dict:
         ddp_step()
         waits.append(ddp.wait_seconds)
 
-    results["ddp"] = _median_time(ddp_timed, steps, comm)
-    results["ddp_wait"] = float(np.median(waits))
     one = dist.DistributedDataParallel(model(), bucket_cap_mb=25)
-    results["ddp-1-bucket"] = _median_time(step_fn(one, one.parameters()), steps, comm)
     after_net = model()
     params = list(after_net.parameters())
     flat = np.empty(sum(p.data.size for p in params), np.float32)
@@ -126,16 +138,26 @@ def worker(steps: int) -> dict:
         for p, lo, hi in zip(params, offsets[:-1], offsets[1:], strict=True):
             p.grad[...] = flat[lo:hi].reshape(p.grad.shape)
 
-    results["after"] = _median_time(step_fn(after_net, params, reduce_after), steps, comm)
+    variants = {
+        "compute": step_fn(plain, plain.parameters()),
+        "ddp": ddp_timed,
+        "ddp-1-bucket": step_fn(one, one.parameters()),
+        "after": step_fn(after_net, params, reduce_after),
+    }
+    results = {"ranks": n, "steps": steps, **_interleaved(variants, steps, comm)}
+    results["buckets"] = [round(b.nbytes / 2**20, 3) for b in ddp.buckets]
+    results["ddp_wait"] = float(np.median(waits))
     results["param_bytes"] = int(flat.nbytes)
-    for name, size in (("allreduce_4B", 1), ("allreduce_64KiB", 16384)):
-        buf = np.ones(size, np.float32)
-        results[name] = _median_time(lambda b=buf: dist.all_reduce(b), steps, comm)
-    results["allreduce_params"] = _median_time(lambda: dist.all_reduce(flat), steps, comm)
-    big = np.ones(2**21, np.float32)
-    results["allreduce_8MiB"] = _median_time(
-        lambda: dist.all_reduce(big), max(10, steps // 10), comm
-    )
+    last = np.ones(ddp.buckets[-1].nbytes // 4, np.float32)  # the bucket backward finishes last
+    big, one_float, small = (np.ones(k, np.float32) for k in (2**21, 1, 16384))
+    reductions = {
+        "allreduce_4B": lambda: dist.all_reduce(one_float),
+        "allreduce_64KiB": lambda: dist.all_reduce(small),
+        "allreduce_params": lambda: dist.all_reduce(flat),
+        "allreduce_last_bucket": lambda: dist.all_reduce(last),
+        "allreduce_8MiB": lambda: dist.all_reduce(big),
+    }
+    results.update(_interleaved(reductions, max(20, steps // 3), comm))
     return results if r == 0 else {}
 
 
@@ -161,16 +183,22 @@ def run(ranks: int, steps: int) -> dict:
 
 
 def table(results: list[dict]) -> str:
-    """Markdown tables: throughput, the time split, overlap, all-reduce cost."""
-    base = results[0]
+    """Markdown tables: throughput, the time split, overlap, all-reduce cost.
+
+    The speedup of a run with N ranks is against the one-rank plain step (``compute``)
+    of the 1-rank run measured just before it (``--repeat`` alternates them).
+    """
     rows = [
         "| ranks | compute step | DDP step | DDP 1 bucket | all-reduce after backward | "
         "steps/s (DDP) | samples/s | speedup vs 1 rank |",
         "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
+    base = results[0]
     for res in results:
+        if res["ranks"] == 1:
+            base = res
         n = res["ranks"]
-        speed = n * base["ddp"] / res["ddp"]
+        speed = n * base["compute"] / res["ddp"]
         rows.append(
             f"| {n} | {res['compute'] * 1e3:.2f} ms | {res['ddp'] * 1e3:.2f} ms | "
             f"{res['ddp-1-bucket'] * 1e3:.2f} ms | {res['after'] * 1e3:.2f} ms | "
@@ -178,17 +206,20 @@ def table(results: list[dict]) -> str:
         )
     rows += [
         "",
-        "| ranks | compute | exposed comm (DDP - compute) | DDP wait in finish | hidden comm "
-        "| all-reduce of the gradients alone | 1 float | 64 KiB | 8 MiB |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| ranks | compute | exposed comm (DDP - compute) | DDP wait after backward | hidden "
+        "comm | all-reduce: gradients | last bucket | 1 float | 64 KiB | 8 MiB |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for res in results:
+        if res["ranks"] == 1:
+            continue
         exposed = max(0.0, res["ddp"] - res["compute"])
         hidden = max(0.0, res["allreduce_params"] - exposed)
         rows.append(
             f"| {res['ranks']} | {res['compute'] * 1e3:.2f} ms | {exposed * 1e3:.2f} ms | "
             f"{res['ddp_wait'] * 1e3:.2f} ms | {hidden * 1e3:.2f} ms | "
-            f"{res['allreduce_params'] * 1e3:.2f} ms | {res['allreduce_4B'] * 1e6:.0f} us | "
+            f"{res['allreduce_params'] * 1e3:.2f} ms | "
+            f"{res['allreduce_last_bucket'] * 1e3:.2f} ms | {res['allreduce_4B'] * 1e6:.0f} us | "
             f"{res['allreduce_64KiB'] * 1e6:.0f} us | {res['allreduce_8MiB'] * 1e3:.2f} ms |"
         )
     last = results[-1]
@@ -203,10 +234,33 @@ def table(results: list[dict]) -> str:
     return "\n".join(rows)
 
 
+def summary(results: list[dict]) -> str:
+    """The medians over repeats: one line per quantity, for the README."""
+    ones = [r for r in results if r["ranks"] == 1]
+    lines = []
+    for n in sorted({r["ranks"] for r in results} - {1}):
+        runs = list(zip(ones, [r for r in results if r["ranks"] == n], strict=True))
+        speed = [n * one["compute"] / r["ddp"] for one, r in runs]
+        keys = ("compute", "ddp", "after", "ddp-1-bucket")
+        med = {k: float(np.median([r[k] for _, r in runs])) for k in keys}
+        one_c = float(np.median([one["compute"] for one, _ in runs]))
+        lines.append(
+            f"{n} ranks over {len(runs)} repeats: speedup median {np.median(speed):.2f}x "
+            f"(runs: {', '.join(f'{v:.2f}' for v in speed)}); medians: 1-rank step "
+            f"{one_c * 1e3:.2f} ms, compute {med['compute'] * 1e3:.2f} ms, DDP "
+            f"{med['ddp'] * 1e3:.2f} ms, 1 bucket {med['ddp-1-bucket'] * 1e3:.2f} ms, "
+            f"all-reduce after backward {med['after'] * 1e3:.2f} ms"
+        )
+    return "\n".join(lines)
+
+
 def main(argv=None) -> list[dict]:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--ranks", type=int, nargs="+", default=[1, 2])
     p.add_argument("--steps", type=int, default=300)
+    p.add_argument(
+        "--repeat", type=int, default=1, help="run the --ranks sequence this many times, in turn"
+    )
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker:
@@ -214,8 +268,11 @@ def main(argv=None) -> list[dict]:
         if res:
             print("RESULT " + json.dumps(res), flush=True)
         return [res]
-    results = [run(n, args.steps) for n in args.ranks]
+    results = [run(n, args.steps) for _ in range(args.repeat) for n in args.ranks]
     print(table(results))
+    if 1 in args.ranks and len(args.ranks) > 1:
+        print()
+        print(summary(results))
     return results
 
 

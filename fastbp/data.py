@@ -536,7 +536,9 @@ class DataLoader:
     drop_last : bool, default False
         Drop the final incomplete batch.
     sampler : iterable of int, optional
-        The order of sample indices (excludes ``shuffle``).
+        The order of sample indices (excludes ``shuffle``), in both forms; e.g.
+        ``fastbp.distributed.DistributedSampler`` for this rank's shard (call its
+        ``set_epoch`` before each epoch).
     batch_sampler : iterable of lists of int, optional
         Yields each batch's indices (excludes batch_size, shuffle, sampler, drop_last).
     collate_fn : callable, optional
@@ -588,10 +590,15 @@ class DataLoader:
         self._rng = generator if generator is not None else np.random.default_rng(seed)
         self.drop_last = drop_last
         self.dataset = None
+        self.sampler = None
         if y is None and not isinstance(x, np.ndarray):
             self._init_dataset(x, batch_size, shuffle, sampler, batch_sampler, collate_fn)
             return
-        self.shuffle = True if shuffle is None else shuffle
+        if sampler is not None and shuffle:
+            raise ValueError("DataLoader: sampler option is mutually exclusive with shuffle")
+        # A sampler (e.g. fastbp.distributed.DistributedSampler) gives the order instead.
+        self.shuffle = sampler is None if shuffle is None else shuffle
+        self.sampler = sampler
         self._init_arrays(x, y, batch_size)
 
     def _init_arrays(self, x: ArrayLike, y: ArrayLike, batch_size: Any) -> None:
@@ -632,11 +639,11 @@ class DataLoader:
         self.sampler = sampler
         self.batch_sampler = batch_sampler
         self.collate_fn = default_collate if collate_fn is None else collate_fn
-        # A TensorDataset of arrays collated by default is the array fast path.
+        # A TensorDataset of arrays collated by default is the array fast path (also with
+        # a sampler: one fancy-index per batch instead of a Python loop over samples).
         self._fast = (
             isinstance(dataset, TensorDataset)
             and len(dataset.tensors) == 2
-            and sampler is None
             and batch_sampler is None
             and collate_fn is None
         )
@@ -647,17 +654,20 @@ class DataLoader:
         """Number of batches per epoch."""
         if self.dataset is not None and self.batch_sampler is not None:
             return len(self.batch_sampler)
-        n = len(self.x) if self._fast else len(self._indices_len())
+        if self.sampler is not None:
+            n = len(self.sampler)
+        else:
+            n = len(self.x) if self._fast else len(self.dataset)
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
-
-    def _indices_len(self):
-        return self.sampler if self.sampler is not None else range(len(self.dataset))
 
     def __iter__(self) -> Iterator[Any]:
         # Drawn here rather than inside the generator so the epoch's order is fixed when
         # iter() is called, not when the first batch is requested.
         if self._fast:
-            order = self._rng.permutation(len(self.x)) if self.shuffle else None
+            if self.sampler is not None:
+                order = np.fromiter(self.sampler, dtype=np.intp)
+            else:
+                order = self._rng.permutation(len(self.x)) if self.shuffle else None
             return self._batches(order)
         return self._dataset_batches()
 
@@ -681,8 +691,9 @@ class DataLoader:
 
     def _batches(self, order: np.ndarray | None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         bs = self.batch_size
-        for start in range(0, len(self) * bs, bs):
-            stop = min(start + bs, len(self.x))
+        n = len(self.x) if order is None else len(order)
+        for start in range(0, (n // bs if self.drop_last else -(-n // bs)) * bs, bs):
+            stop = min(start + bs, n)
             if order is None:
                 yield self.x[start:stop], self.y[start:stop]
             else:

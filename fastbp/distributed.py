@@ -46,12 +46,14 @@ import contextlib
 import os
 import sys
 import time
+import weakref
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
 
 from . import serialization
+from .core.hooks import register_walk_start_hook
 from .core.observer import observer
 from .core.tensor import Tensor
 from .nn.module import Module
@@ -661,7 +663,12 @@ def reduce_metrics(values: dict[str, float], weights: dict[str, float] | None = 
 
 
 class _Bucket:
-    """Parameters whose gradients are reduced together, in one flat buffer."""
+    """Parameters whose gradients are reduced together, in one flat buffer.
+
+    A bucket of one parameter has no buffer of its own: its all-reduce runs in place on
+    the gradient backward produced (no copy in, no copy out), which matters for a large
+    layer's weight, often the last gradient backward finishes.
+    """
 
     def __init__(self, index: int, params: list[tuple[str, Tensor]]) -> None:
         self.index = index
@@ -669,13 +676,34 @@ class _Bucket:
         self.dtype = params[0][1].data.dtype
         sizes = [p.data.size for _, p in params]
         self.offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
-        self.flat = np.zeros(int(self.offsets[-1]), self.dtype)
+        self.size = int(self.offsets[-1])
+        self.flat = np.zeros(self.size, self.dtype) if len(params) > 1 else None
+        self.buffer: np.ndarray | None = None  # what this backward's all-reduce runs on
         self.pending = len(params)
-        self.work: Work | None = None
+        self.request: Any = None
 
     @property
     def nbytes(self) -> int:
-        return self.flat.nbytes
+        return self.size * self.dtype.itemsize
+
+    def stage(self, i: int, grad: np.ndarray | None) -> None:
+        """Put parameter ``i``'s local gradient (None: zero) into the buffer."""
+        if self.flat is None:
+            shape = self.params[0][1].data.shape
+            if grad is None:
+                grad = np.zeros(shape, self.dtype)
+            elif not (
+                grad.flags.c_contiguous and grad.flags.writeable and grad.dtype == self.dtype
+            ):
+                grad = np.array(grad, self.dtype, order="C")  # reduce a copy, not a view
+            self.buffer = grad.reshape(-1)
+            return
+        lo, hi = self.offsets[i], self.offsets[i + 1]
+        if grad is None:
+            self.flat[lo:hi] = 0
+        else:
+            self.flat[lo:hi] = grad.reshape(-1)
+        self.buffer = self.flat
 
 
 class DistributedDataParallel(Module):
@@ -691,6 +719,12 @@ class DistributedDataParallel(Module):
     the same gradients on every rank, equal to one process's gradient of the mean loss
     over the concatenated batch.
 
+    Every backward through the wrapped model must reach every parameter, unless
+    ``find_unused_parameters=True``: then a parameter this backward does not reach (an
+    unused branch, possibly different on each rank) counts as a zero gradient on this
+    rank, its bucket is launched as soon as the walk starts, and a parameter that no rank
+    used keeps its ``.grad`` (None after ``zero_grad``), as in torch.
+
     Does not work inside :func:`fastbp.trace` (it raises when called under a trace).
 
     Parameters
@@ -703,11 +737,17 @@ class DistributedDataParallel(Module):
     broadcast_buffers : bool
         Broadcast rank 0's buffers (``named_buffers()``, e.g. BatchNorm's running
         statistics) at wrap time and before each forward in training mode, as torch.
+    find_unused_parameters : bool
+        Allow backwards that do not reach some parameters (see above); costs one small
+        extra all-reduce per step (which parameters each rank used). Without it, such a
+        backward raises before it starts, naming the parameters.
 
     Raises
     ------
     RuntimeError
-        If the process group is not initialized, or under :func:`fastbp.trace`.
+        If the process group is not initialized, or under :func:`fastbp.trace`; at
+        ``backward()``, if it would not reach some parameters and
+        ``find_unused_parameters`` is False.
     ValueError
         If the ranks' parameters differ in names, shapes or dtypes (naming the first
         difference and the ranks).
@@ -724,7 +764,11 @@ class DistributedDataParallel(Module):
     """
 
     def __init__(
-        self, module: Module, bucket_cap_mb: float = 25.0, broadcast_buffers: bool = True
+        self,
+        module: Module,
+        bucket_cap_mb: float = 25.0,
+        broadcast_buffers: bool = True,
+        find_unused_parameters: bool = False,
     ) -> None:
         super().__init__()
         g = _get()
@@ -752,13 +796,28 @@ class DistributedDataParallel(Module):
         self._next_launch = 0
         self._sync_enabled = True
         self._sync_this_backward = True
+        self.find_unused_parameters = bool(find_unused_parameters)
+        self._used = np.zeros(len(named), np.int32)  # per parameter, summed over ranks
+        self._used_request: Any = None
+        self._index = {id(p): k for k, (_, p) in enumerate(named)}
         self.wait_seconds = 0.0  # time the last synchronization waited (exposed comm)
         # A world of one has nothing to average: no hooks, backward runs as without DDP.
-        self._handles = (
-            [p.register_post_accumulate_grad_hook(self._grad_ready) for _, p in named]
-            if g.size > 1
-            else []
-        )
+        self._handles = []
+        if g.size > 1:
+            self._handles = [
+                p.register_post_accumulate_grad_hook(self._grad_ready) for _, p in named
+            ]
+            # A weak reference: the global hook list must not keep the wrapper alive.
+            self_ref = weakref.ref(self)
+
+            def walk_started(reached: dict) -> None:
+                ddp = self_ref()
+                if ddp is not None:
+                    ddp._walk_started(reached)
+
+            handle = register_walk_start_hook(walk_started)
+            weakref.finalize(self, handle.remove)
+            self._handles.append(handle)
 
     # -- wrap-time checks
     @staticmethod
@@ -814,7 +873,7 @@ class DistributedDataParallel(Module):
                 "DistributedDataParallel: the previous backward did not finish reducing the "
                 f"gradients; no gradient reached {', '.join(missing[:5])}"
                 f"{' ...' if len(missing) > 5 else ''}. If some parameters do not take part "
-                "in the loss, call ddp.finish_gradient_synchronization() after backward."
+                "in the loss, pass find_unused_parameters=True to DistributedDataParallel."
             )
         self._sync_this_backward = self._sync_enabled
         if self.broadcast_buffers and self.training and world_size() > 1:
@@ -854,48 +913,79 @@ class DistributedDataParallel(Module):
             self._sync_enabled = previous
 
     # -- backward
+    def _walk_started(self, reached: dict) -> None:
+        """Walk-start hook: learn which parameters this backward will never reach."""
+        if not self._sync_this_backward or self._ready:
+            return
+        missing = [(n, p) for n, p in self._named if id(p) not in reached]
+        if len(missing) == len(self._named):
+            return  # a backward that does not go through this model
+        if self.find_unused_parameters:
+            # Which parameters each rank used: first, so every rank issues this
+            # collective before any bucket's, whatever its hooks do.
+            for k, (_, p) in enumerate(self._named):
+                self._used[k] = id(p) in reached or p.grad is not None
+            self._used_request = _group.comm.Iallreduce(_group.MPI.IN_PLACE, self._used)
+        elif missing:
+            names = ", ".join(n for n, _ in missing[:5]) + (" ..." if len(missing) > 5 else "")
+            raise RuntimeError(
+                f"DistributedDataParallel: this backward (rank {rank()}) does not reach "
+                f"{len(missing)} of the model's parameters: {names}. Every rank would wait "
+                "for their gradients. If the model skips parameters in some steps (an "
+                "unused branch), pass find_unused_parameters=True; otherwise make every "
+                "output that uses them part of the loss."
+            )
+        for _, p in missing:  # this rank's contribution: its accumulated grad, else zero
+            self._mark_ready(p)
+        if missing:
+            self._launch_ready()
+
     def _grad_ready(self, p: Tensor) -> None:
         """Post-accumulate-grad hook: ``p.grad`` is final for this backward."""
         if not self._sync_this_backward:
             return
-        bucket, i = self._where[id(p)]
         if id(p) in self._ready:
             raise RuntimeError(
-                f"DistributedDataParallel: parameter {bucket.params[i][0]} received a second "
-                "gradient before the first was reduced (two backwards after one forward?); "
-                "run forward again before each backward, or use no_sync()"
+                f"DistributedDataParallel: parameter {self._named[self._index[id(p)]][0]} "
+                "received a second gradient before the first was reduced (two backwards "
+                "after one forward?); run forward again before each backward, or use no_sync()"
             )
-        self._ready.add(id(p))
-        lo, hi = bucket.offsets[i], bucket.offsets[i + 1]
-        bucket.flat[lo:hi] = p.grad.reshape(-1)
-        bucket.pending -= 1
-        self._launch_ready()
+        if self._mark_ready(p):
+            self._launch_ready()
         if len(self._ready) == len(self._where):
             self.finish_gradient_synchronization()
         elif self._next_launch:
             # MPI moves a non-blocking collective on only inside MPI calls (without an
             # asynchronous progress thread): a test per finished gradient keeps the
             # buckets already sent moving while backward computes.
-            for started in self.buckets[: self._next_launch]:
-                if started.work is not None:
-                    started.work.is_completed()
+            self.buckets[self._next_launch - 1].request.Test()
+
+    def _mark_ready(self, p: Tensor) -> bool:
+        """Stage ``p``'s gradient in its bucket; whether that completed the bucket."""
+        bucket, i = self._where[id(p)]
+        self._ready.add(id(p))
+        bucket.stage(i, p.grad)
+        bucket.pending -= 1
+        return bucket.pending == 0
 
     def _launch_ready(self) -> None:
         # Buckets start strictly in order: every rank must issue its collectives in the
         # same sequence, whatever order its hooks fired in.
+        g = _group
         while self._next_launch < len(self.buckets):
             bucket = self.buckets[self._next_launch]
             if bucket.pending:
                 return
-            bucket.work = all_reduce(bucket.flat, "sum", async_op=True)
+            bucket.request = g.comm.Iallreduce(g.MPI.IN_PLACE, bucket.buffer, op=g.MPI.SUM)
             self._next_launch += 1
 
     def finish_gradient_synchronization(self) -> None:
         """Wait for every bucket's all-reduce and write the averaged gradients to ``p.grad``.
 
         Runs by itself at the end of each backward (when the last parameter's gradient
-        is done). Call it after backward only when some parameters took no part in the
-        loss: their local gradient counts as zero.
+        is done); calling it again does nothing. Parameters the backward did not reach
+        count as zero here (the hooks normally do that with
+        ``find_unused_parameters=True``).
 
         Example
         -------
@@ -906,33 +996,68 @@ class DistributedDataParallel(Module):
         """
         if not self._ready:
             return
-        for bucket in self.buckets:  # parameters that got no gradient count as zero
-            for i, (_, p) in enumerate(bucket.params):
-                if id(p) not in self._ready:
-                    self._ready.add(id(p))
-                    lo, hi = bucket.offsets[i], bucket.offsets[i + 1]
-                    bucket.flat[lo:hi] = 0 if p.grad is None else p.grad.reshape(-1)
-                    bucket.pending -= 1
+        for _, p in self._named:
+            if id(p) not in self._ready:
+                self._mark_ready(p)
         self._launch_ready()
         t0 = time.perf_counter()
         try:
-            scale = None
-            for bucket in self.buckets:
-                bucket.work.wait()
-                scale = bucket.dtype.type(1.0 / world_size())
-                for i, (_, p) in enumerate(bucket.params):
-                    lo, hi = bucket.offsets[i], bucket.offsets[i + 1]
-                    mean = bucket.flat[lo:hi].reshape(p.data.shape)
-                    if p.grad is not None and p.grad.flags.writeable:
-                        np.multiply(mean, scale, out=p.grad)
-                    else:
-                        p.grad = mean * scale
+            if self._used_request is not None:
+                _wait([self._used_request], "all_reduce(parameters used)")
+            self._wait_and_average()
         finally:
             self.wait_seconds = time.perf_counter() - t0
             self._ready.clear()
             self._next_launch = 0
+            self._used_request = None
             for bucket in self.buckets:
-                bucket.pending, bucket.work = len(bucket.params), None
+                bucket.pending, bucket.request, bucket.buffer = len(bucket.params), None, None
+
+    def _wait_and_average(self) -> None:
+        """Write each bucket's average back as soon as its all-reduce completes."""
+        g = _group
+        scale = {}
+        unused = self._used if self.find_unused_parameters else None
+        outstanding = list(self.buckets)
+        what = f"DistributedDataParallel's all-reduce of {len(outstanding)} gradient buckets"
+        g.waiting_for = what
+        deadline = time.monotonic() + g.timeout
+        start, polls = time.monotonic(), 0
+        while outstanding:
+            done = [b for b in outstanding if b.request.Test()]
+            for bucket in done:
+                outstanding.remove(bucket)
+                s = scale.get(bucket.dtype) or scale.setdefault(
+                    bucket.dtype, bucket.dtype.type(1.0 / g.size)
+                )
+                self._write_back(bucket, s, unused)
+            if done or not outstanding:
+                continue
+            polls += 1
+            if polls % 256:  # as _wait: spin, and look at faults and the clock now and then
+                continue
+            _check_control(g)
+            now = time.monotonic()
+            if now > deadline:
+                _timed_out(g, what)
+            if now - start > _SPIN_SECONDS:
+                time.sleep(0.0005)
+        g.waiting_for = ""
+
+    def _write_back(self, bucket: _Bucket, scale: Any, used: np.ndarray | None) -> None:
+        buffer = bucket.buffer
+        for i, (_, p) in enumerate(bucket.params):
+            if used is not None and not used[self._index[id(p)]]:
+                continue  # no rank used it: its .grad stays as it is, as in torch
+            lo, hi = bucket.offsets[i], bucket.offsets[i + 1]
+            mean = buffer[lo:hi].reshape(p.data.shape)
+            if bucket.flat is None:  # reduced in place: the gradient itself, or its copy
+                np.multiply(mean, scale, out=mean)
+                p.grad = mean
+            elif p.grad is not None and p.grad.flags.writeable and p.grad.shape == mean.shape:
+                np.multiply(mean, scale, out=p.grad)
+            else:
+                p.grad = mean * scale
 
     def extra_repr(self) -> str:
         sizes = ", ".join(f"{b.nbytes / 2**20:.2f}" for b in self.buckets)

@@ -269,3 +269,87 @@ def test_mnist_example_distributed_matches_one_process():
     assert one_lines[-1].startswith("test accuracy:") and one_lines[-1] == two_lines[-1], two.stdout
     assert one_lines[0].split("time")[0] == two_lines[0].split("time")[0]  # loss and accuracy
     assert len(two_lines) == len(one_lines)  # rank 1 printed nothing
+
+
+# --------------------------------------------------------------------------- DataLoader(sampler=)
+
+
+def _rank_batches(loader_for, n):
+    return [[yb.tolist() for _, yb in loader_for(r)] for r in range(n)]
+
+
+@pytest.mark.parametrize("form", ["arrays", "tensor_dataset", "dataset"])
+def test_dataloader_with_distributed_sampler(form):
+    from fastbp.data import DataLoader, Dataset, TensorDataset
+
+    x, y = np.arange(23.0)[:, None], np.arange(23)
+
+    class Pairs(Dataset):  # a map-style dataset: the per-sample path
+        def __len__(self):
+            return len(y)
+
+        def __getitem__(self, i):
+            return x[i], y[i]
+
+    def loader(sampler, drop_last=False):
+        if form == "arrays":
+            return DataLoader(x, y, 4, sampler=sampler, drop_last=drop_last)
+        data = TensorDataset(x, y) if form == "tensor_dataset" else Pairs()
+        return DataLoader(data, batch_size=4, sampler=sampler, drop_last=drop_last)
+
+    samplers = [dist.DistributedSampler(23, 3, r, seed=5) for r in range(3)]
+    epochs = []
+    for epoch in (0, 1, 1):
+        for s in samplers:
+            s.set_epoch(epoch)
+        epochs.append(_rank_batches(lambda r: loader(samplers[r]), 3))
+    assert epochs[0] != epochs[1] and epochs[1] == epochs[2]  # set_epoch reshuffles, repeatably
+    for shards in epochs:
+        flat = [i for batches in shards for b in batches for i in b]
+        assert [len(b) for b in shards[0]] == [4, 4] and len(flat) == 24  # 8 each: 1 repeat
+        assert set(flat) == set(range(23))
+    # the sampler's drop_last: disjoint shards of 7, the last 2 samples of the order dropped
+    dropped = [dist.DistributedSampler(23, 3, r, seed=5, drop_last=True) for r in range(3)]
+    shards = _rank_batches(lambda r: loader(dropped[r]), 3)
+    flat = [i for batches in shards for b in batches for i in b]
+    assert len(flat) == 21 and len(set(flat)) == 21
+    # the loader's drop_last: each rank's last incomplete batch (3 of 7) goes
+    assert [len(b) for b in _rank_batches(lambda r: loader(dropped[r], True), 3)[0]] == [4]
+    assert len(loader(dropped[0], True)) == 1 and len(loader(dropped[0])) == 2
+
+
+def test_dataloader_sampler_matches_torch():
+    torch = pytest.importorskip("torch")
+    from torch.utils.data import DataLoader as TorchLoader
+    from torch.utils.data.distributed import DistributedSampler as TorchSampler
+
+    from fastbp.data import DataLoader
+
+    y = np.arange(10)
+    for drop_last in (False, True):
+        for r in range(3):
+            theirs = TorchLoader(
+                torch.arange(10),
+                3,
+                sampler=TorchSampler(range(10), 3, r, False, drop_last=drop_last),
+            )
+            ours = DataLoader(
+                y, y, 3, sampler=dist.DistributedSampler(10, 3, r, False, drop_last=drop_last)
+            )
+            assert [b.tolist() for b in theirs] == [yb.tolist() for _, yb in ours]
+
+
+def test_dataloader_sampler_excludes_shuffle_and_reproduces_one_process():
+    from fastbp.data import DataLoader
+
+    x = np.arange(24)
+    with pytest.raises(ValueError, match="mutually exclusive with shuffle"):
+        DataLoader(x, x, 4, shuffle=True, sampler=dist.DistributedSampler(24, 2, 0))
+    # 2 ranks at 3 per batch: together DataLoader(seed=s+e)'s batches of 6
+    single = [set(yb.tolist()) for _, yb in DataLoader(x, x, 6, seed=7 + 3)]
+    per_rank = []
+    for r in range(2):
+        s = dist.DistributedSampler(24, 2, r, seed=7)
+        s.set_epoch(3)
+        per_rank.append([set(yb.tolist()) for _, yb in DataLoader(x, x, 3, sampler=s)])
+    assert [a | b for a, b in zip(*per_rank, strict=True)] == single

@@ -5,6 +5,10 @@ gradients as soon as every gradient in it is final, while the walk goes on. Only
 when some leaf has a hook does the walk count, before it starts, the edges into each
 hooked leaf (:func:`hooked_edges`); each gradient delivered, or found to be None, takes
 one off (:func:`leaf_edge_done`), and the last one runs the leaf's hooks.
+
+Walk-start hooks (:func:`register_walk_start_hook`) see that count before the walk
+computes anything: a data-parallel wrapper learns there which of its parameters this
+backward will never reach (an unused branch), instead of waiting for them.
 """
 
 from __future__ import annotations
@@ -13,12 +17,14 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["register_post_accumulate_grad_hook", "RemovableHandle"]
+__all__ = ["register_post_accumulate_grad_hook", "register_walk_start_hook", "RemovableHandle"]
 
 # id(leaf tensor) -> hooks to call once its gradient is complete in a backward (torch's
 # register_post_accumulate_grad_hook). By id, not weak keys: a Tensor's == is elementwise;
 # a finalizer drops the entry with the tensor, so a hook never keeps a tensor alive.
 leaf_hooks: dict[int, list] = {}
+# Called with hooked_edges' result as each backward walk over hooked leaves starts.
+walk_start_hooks: list = []
 
 
 class RemovableHandle:
@@ -92,7 +98,43 @@ def hooked_edges(root) -> dict[int, list]:
                 stack.append(t._node)
             elif leaf_hooks.get(id(t)):
                 counts.setdefault(id(t), [t, 0])[1] += 1
+    for hook in list(walk_start_hooks):
+        hook(counts)
     return counts
+
+
+def register_walk_start_hook(hook: Callable[[dict], None]) -> RemovableHandle:
+    """Call ``hook(reached)`` when a backward that reaches hooked leaves starts its walk.
+
+    Only backwards run while some leaf has a post-accumulate-grad hook call it (the walk
+    counts its edges into those leaves only then); ``fastbp.grad`` does not.
+
+    Parameters
+    ----------
+    hook : callable
+        Called with a dict ``id(leaf) -> [leaf, edges]`` of the hooked leaves the walk
+        will reach, before any gradient is computed. Each of them gets its
+        post-accumulate-grad hooks run once in this backward; a hooked leaf missing from
+        the dict gets none. The hook may raise to stop the backward before it starts.
+
+    Returns
+    -------
+    RemovableHandle
+
+    Example
+    -------
+    >>> import fastbp as fb
+    >>> a = fb.tensor([1.0], requires_grad=True)
+    >>> b = fb.tensor([2.0], requires_grad=True)
+    >>> hooks = [t.register_post_accumulate_grad_hook(lambda t: None) for t in (a, b)]
+    >>> seen = []
+    >>> handle = register_walk_start_hook(lambda reached: seen.append(id(b) in reached))
+    >>> (a * 3).sum().backward()
+    >>> handle.remove(); seen
+    [False]
+    """
+    walk_start_hooks.append(hook)
+    return RemovableHandle(walk_start_hooks, hook)
 
 
 def run_hooks(t) -> None:

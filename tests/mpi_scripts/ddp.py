@@ -81,33 +81,54 @@ np.testing.assert_allclose(ddp.module[0].weight.grad, ref[0].weight.grad, rtol=1
 assert not np.allclose(local, ddp.module[0].weight.grad)
 
 
-# an unused parameter: finish_gradient_synchronization() counts it as zero
+# unused parameters (find_unused_parameters=True): a branch taken on some ranks only, a
+# layer no rank uses; several steps, so a bucket left waiting would hang (time out) here
 class Two(nn.Module):
     def __init__(self):
         super().__init__()
-        self.a, self.b = nn.Linear(3, 2), nn.Linear(3, 2)
+        self.a, self.b, self.never = nn.Linear(3, 2), nn.Linear(3, 2), nn.Linear(3, 2)
 
-    def forward(self, x):
-        return self.a(x) if r == 0 else self.b(x)
+    def forward(self, x, branch):
+        return self.a(x) if branch == 0 else self.b(x)
 
 
-ddp = dist.DistributedDataParallel(Two())
-ddp(fb.ones(4, 3)).sum().backward()
-ddp.finish_gradient_synchronization()
-np.testing.assert_allclose(ddp.module.a.bias.grad, 4.0 / n)
-np.testing.assert_allclose(ddp.module.b.bias.grad, 4.0 / n)
+fb.manual_seed(0)
+ddp = dist.DistributedDataParallel(Two(), bucket_cap_mb=1e-5, find_unused_parameters=True)
+assert len(ddp.buckets) == 6  # one per parameter: buckets of unused ones must start too
+fb.manual_seed(0)
+ref = Two()
+opt = optim.SGD(ddp.parameters(), lr=0.1, momentum=0.9)
+ref_opt = optim.SGD(ref.parameters(), lr=0.1, momentum=0.9)
+for step in range(4):
+    x, _ = data(step)
+    branch = [(r + step) % 2 for r in range(n)]  # step 1: rank 0 takes b, rank 1 takes a
+    if step == 3:
+        branch = [1] * n  # a unused on every rank: its grad stays None, as torch
+    opt.zero_grad()
+    ddp(fb.from_numpy(x[r * B : (r + 1) * B, :3]), branch[r]).sum().backward()
+    if step == 3:
+        assert ddp.module.a.weight.grad is None and ddp.module.never.bias.grad is None
+    opt.step()
+    ref_opt.zero_grad()
+    total = sum(ref(fb.from_numpy(x[k * B : (k + 1) * B, :3]), branch[k]).sum() for k in range(n))
+    (total * (1.0 / n)).backward()
+    ref_opt.step()
+for (k, a), (_, b) in zip(ddp.module.named_parameters(), ref.named_parameters(), strict=True):
+    np.testing.assert_allclose(a.data, b.data, rtol=1e-5, atol=1e-6, err_msg=k)
+assert ddp.module.never.weight.grad is None
 
-# a parameter left out of the loss on every rank: the next forward says which, and how
+# without find_unused_parameters, a backward that misses parameters raises before it
+# starts, naming them (here on every rank, so none is left waiting)
 ddp2 = dist.DistributedDataParallel(nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 2)))
 ddp2(fb.ones(1, 2))
-ddp2.module[1](fb.ones(1, 2)).sum().backward()
 try:
-    ddp2(fb.ones(1, 2))
-    raise AssertionError("unfinished reduction accepted")
+    ddp2.module[1](fb.ones(1, 2)).sum().backward()
+    raise AssertionError("a backward missing parameters was accepted")
 except RuntimeError as e:
-    assert "no gradient reached 0.weight, 0.bias" in str(e), e
-ddp2.finish_gradient_synchronization()
-ddp2(fb.ones(1, 2))  # synchronized: forward works again
+    assert "0.weight, 0.bias" in str(e) and "find_unused_parameters=True" in str(e), e
+assert ddp2.module[1].weight.grad is None  # nothing ran
+ddp2(fb.ones(1, 2)).sum().backward()  # a full backward works
+assert ddp2.module[0].weight.grad is not None
 
 # buffers (BatchNorm's running statistics): rank 0's are broadcast before each forward
 if hasattr(nn, "BatchNorm1d"):
