@@ -246,29 +246,49 @@ def test_sampler_global_batch_is_the_dataloaders():
         dist.DistributedSampler(4, 2, 2)
 
 
-def test_mnist_example_distributed_matches_one_process():
+def _mnist_dir() -> Path:
     data = Path(os.environ.get("FASTBP_DATA", Path(__file__).parents[2] / "shared/data/mnist"))
     if not (data / "train-images-idx3-ubyte.gz").exists():
         pytest.skip(f"MNIST not found in {data} (set FASTBP_DATA)")
-    args = ["--epochs", "1", "--limit-train", "1024", "--limit-test", "1000", "--no-progress"]
-    args += ["--data-dir", str(data), "--batch-size", "64"]
+    return data
+
+
+def _one_and_two(module: str, args: list[str]):
+    """Run the example in one process and under mpiexec -n 2 --distributed."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
-    one = subprocess.run(
-        [sys.executable, "-m", "fastbp.examples.mnist_mlp", *args],
+    cmd = [sys.executable, "-m", module, *args]
+    one = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
+    two = subprocess.run(
+        [MPIEXEC, "-n", "2", *cmd, "--distributed"],
         capture_output=True,
         text=True,
         timeout=120,
         env=env,
     )
-    cmd = [MPIEXEC, "-n", "2", sys.executable, "-m", "fastbp.examples.mnist_mlp", *args]
-    two = subprocess.run(
-        cmd + ["--distributed"], capture_output=True, text=True, timeout=120, env=env
-    )
     assert one.returncode == 0 and two.returncode == 0, one.stderr + two.stderr
-    one_lines, two_lines = one.stdout.splitlines(), two.stdout.splitlines()
-    assert one_lines[-1].startswith("test accuracy:") and one_lines[-1] == two_lines[-1], two.stdout
+    return one.stdout.splitlines(), two.stdout.splitlines()
+
+
+def test_mnist_example_distributed_matches_one_process():
+    args = ["--epochs", "1", "--limit-train", "1024", "--limit-test", "1000", "--no-progress"]
+    args += ["--data-dir", str(_mnist_dir()), "--batch-size", "64"]
+    one_lines, two_lines = _one_and_two("fastbp.examples.mnist_mlp", args)
+    assert one_lines[-1].startswith("test accuracy:") and one_lines[-1] == two_lines[-1], two_lines
     assert one_lines[0].split("time")[0] == two_lines[0].split("time")[0]  # loss and accuracy
     assert len(two_lines) == len(one_lines)  # rank 1 printed nothing
+
+
+def test_mnist_cnn_example_distributed(tmp_path):
+    # A tiny run: the shards, DDP over conv layers, the reduced metrics, rank 0's checkpoint.
+    # Dropout draws other masks per rank, so the numbers are close to one process's, not equal.
+    ckpt = tmp_path / "cnn.npz"
+    args = ["--epochs", "1", "--limit-train", "256", "--limit-test", "200", "--no-progress"]
+    args += ["--data-dir", str(_mnist_dir()), "--batch-size", "32", "--save", str(ckpt)]
+    one_lines, two_lines = _one_and_two("fastbp.examples.mnist_cnn", args)
+    assert len(two_lines) == len(one_lines) == 2, two_lines  # rank 1 printed nothing
+    losses = [float(lines[0].split("train loss")[1].split()[0]) for lines in (one_lines, two_lines)]
+    assert abs(losses[0] - losses[1]) < 0.15, (one_lines, two_lines)
+    assert two_lines[-1].startswith("test accuracy:") and ckpt.exists()
 
 
 # --------------------------------------------------------------------------- DataLoader(sampler=)

@@ -38,6 +38,7 @@ import fastbp as fb
 import fastbp.nn.functional as F
 from fastbp import nn, optim, serialization
 from fastbp.data import DataLoader, load_mnist
+from fastbp.examples._distributed import Ranks
 
 __all__ = [
     "DEFAULTS",
@@ -756,8 +757,8 @@ def main(argv: Sequence[str] | None = None) -> float:
     test accuracy: 0.8512
     """
     args = parse_args(argv)
-    dist = _start_distributed() if args.distributed else None
-    is_main = dist is None or dist.rank() == 0  # only rank 0 prints, plots and saves
+    ranks = Ranks(args.distributed, "fastbp.examples.mnist_mlp")
+    is_main = ranks.is_main  # only rank 0 prints, plots and saves
     # Fail before training, not after it.
     if args.plot:
         _require_matplotlib()
@@ -806,34 +807,24 @@ def main(argv: Sequence[str] | None = None) -> float:
         start_epoch = int(saved["epoch"])
         if is_main:
             print(f"resumed from {args.resume} after epoch {start_epoch}", flush=True)
-    train_model, per_rank = model, config["batch_size"]
-    if dist is not None:
-        train_model = dist.DistributedDataParallel(model)
-        per_rank, uneven = divmod(config["batch_size"], dist.world_size())
-        if uneven or not per_rank:
-            raise SystemExit(
-                f"error: --batch-size {config['batch_size']} must be a multiple of the "
-                f"{dist.world_size()} ranks (it is the global batch, split across them)"
-            )
+    ranks.per_rank_batch(config["batch_size"])  # --batch-size is the global batch
+    train_model = ranks.wrap(model)
 
     accuracy = history["accuracy"][-1] if history["accuracy"] else math.nan
     for epoch in range(start_epoch, args.epochs):
         set_learning_rate(optimizer, config["lr"], config["schedule"], epoch, args.epochs)
-        loader = make_loader(x_train, y_train, config["batch_size"], config["seed"], epoch)
-        if dist is not None:  # this rank's shard; together the ranks see the same batches
-            sampler = dist.DistributedSampler(len(x_train), seed=config["seed"])
-            sampler.set_epoch(epoch)
-            loader = dist.ShardedLoader(x_train, y_train, per_rank, sampler)
+        ranks.seed_epoch(config["seed"], epoch)
+        # One process: make_loader's batches; N ranks: this rank's shard of each of them.
+        loader = ranks.epoch_loader(x_train, y_train, config["batch_size"], config["seed"], epoch)
         progress = _Progress(epoch + 1, args.epochs, len(loader), is_main and not args.no_progress)
         t0 = time.perf_counter()
         try:
             loss = train_epoch(train_model, optimizer, loader, on_step=progress)
         finally:
             progress.close()
-        if dist is not None:
-            loss = dist.reduce_metrics({"loss": loss}, {"loss": len(sampler)})["loss"]
+        loss = ranks.epoch_mean(loss, loader)  # over all ranks' samples
         t1 = time.perf_counter()
-        accuracy = evaluate(model, x_test, y_test)
+        accuracy = ranks.evaluate(evaluate, model, x_test, y_test)
         t2 = time.perf_counter()
         history["loss"].append(loss)
         history["accuracy"].append(accuracy)
@@ -846,32 +837,17 @@ def main(argv: Sequence[str] | None = None) -> float:
             )
         if args.save and is_main:
             save_checkpoint(args.save, model, optimizer, epoch + 1, history, config)
-        if args.save and dist is not None:
-            dist.barrier()  # the others wait for the checkpoint
+        if args.save:
+            ranks.wait_for_main()  # the others wait for the checkpoint
 
     if math.isnan(accuracy):  # nothing trained in this run: report the model as it is
-        accuracy = evaluate(model, x_test, y_test)
+        accuracy = ranks.evaluate(evaluate, model, x_test, y_test)
     if args.plot and is_main:
         plot_history(history, args.plot)
         print(f"wrote {args.plot}", flush=True)
     if is_main:
         print(f"test accuracy: {accuracy:.4f}", flush=True)
     return accuracy
-
-
-def _start_distributed() -> Any:
-    """Join the MPI process group for ``--distributed`` (a world of one without mpiexec)."""
-    from fastbp import distributed as dist  # the top layer: only examples import it
-
-    if not dist.running_under_mpi():
-        print(
-            "--distributed: not started by mpiexec; running as a world of size 1 "
-            "(use: mpiexec -n 2 python -m fastbp.examples.mnist_mlp --distributed)",
-            file=sys.stderr,
-            flush=True,
-        )
-    dist.init()
-    return dist
 
 
 if __name__ == "__main__":
