@@ -6,12 +6,13 @@ average their gradients before each optimizer step, so N ranks at batch ``B`` co
 the same update as one process at batch ``N * B``::
 
     import fastbp.distributed as dist
+    from fastbp.data import DataLoader
     dist.init()                                   # world of size 1 without mpiexec
     model = dist.DistributedDataParallel(build_model(seed=0))
     sampler = dist.DistributedSampler(len(x), shuffle=True, seed=0)
     for epoch in range(epochs):
         sampler.set_epoch(epoch)
-        for xb, yb in dist.ShardedLoader(x, y, batch_size // dist.world_size(), sampler):
+        for xb, yb in DataLoader(x, y, batch_size // dist.world_size(), sampler=sampler):
             loss = F.cross_entropy(model(fb.from_numpy(xb)), yb)
             opt.zero_grad()
             loss.backward()        # gradients are averaged across ranks when this returns
@@ -22,11 +23,16 @@ How the gradients are reduced
 :class:`DistributedDataParallel` groups the parameters, in reverse order (the order
 backward finishes them), into buckets of about ``bucket_cap_mb``. Each parameter has a
 post-accumulate-grad hook (:meth:`fastbp.Tensor.register_post_accumulate_grad_hook`):
-when backward has finished a parameter's gradient, the hook copies it into its bucket,
-and when a bucket is complete a non-blocking ``Iallreduce`` starts for it while the walk
-goes on through the earlier layers. When the last parameter is done, the hook waits for
-all buckets and writes the averaged gradients back into ``p.grad``, so ``backward()``
-returns with synchronized gradients and ``optimizer.step()`` needs no change.
+when backward has finished a parameter's gradient, the hook copies it into its bucket
+(a bucket of one parameter is reduced in place in ``p.grad``), and when a bucket is
+complete a non-blocking ``Iallreduce`` starts for it while the walk goes on through the
+earlier layers. When the last parameter is done, the hook waits for the buckets and
+writes each one's average back into ``p.grad`` as soon as it arrives, so ``backward()``
+returns with synchronized gradients and ``optimizer.step()`` needs no change. A
+walk-start hook (:func:`fastbp.core.hooks.register_walk_start_hook`) tells the wrapper
+which parameters a backward will not reach: an error, or with
+``find_unused_parameters=True`` zeros reduced at once, never a wait for a gradient
+that will not come.
 
 Faults
 ------
@@ -801,6 +807,7 @@ class DistributedDataParallel(Module):
         self._used_request: Any = None
         self._index = {id(p): k for k, (_, p) in enumerate(named)}
         self.wait_seconds = 0.0  # time the last synchronization waited (exposed comm)
+        self.overlapped_bytes = 0  # of it, bytes whose all-reduce was done before the wait
         # A world of one has nothing to average: no hooks, backward runs as without DDP.
         self._handles = []
         if g.size > 1:
@@ -1023,8 +1030,12 @@ class DistributedDataParallel(Module):
         g.waiting_for = what
         deadline = time.monotonic() + g.timeout
         start, polls = time.monotonic(), 0
+        first = True
         while outstanding:
             done = [b for b in outstanding if b.request.Test()]
+            if first:  # finished under backward (for the benchmark's time split)
+                self.overlapped_bytes = sum(b.nbytes for b in done)
+                first = False
             for bucket in done:
                 outstanding.remove(bucket)
                 s = scale.get(bucket.dtype) or scale.setdefault(
