@@ -111,3 +111,60 @@ def test_quick_run_prints_every_table(cs, capsys):
     assert re.search(r"^\| B1 step \| (replay|compiled)", out, re.MULTILINE)
     for line in out.splitlines():
         assert line.count("|") <= 8  # seven columns at most: the docs' content column
+
+
+# ---- time_cnn_epoch.py ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def epoch_script():
+    return _load("time_cnn_epoch")
+
+
+@pytest.fixture(scope="module")
+def tiny_mnist(tmp_path_factory) -> Path:
+    """64 training and 20 test images in MNIST's file format, a bright bar per class."""
+    import fastbp.data
+
+    directory = tmp_path_factory.mktemp("tiny-mnist")
+    rng = np.random.default_rng(0)
+    for prefix, n in (("train", 64), ("t10k", 20)):
+        labels = rng.integers(0, 10, n).astype(np.uint8)
+        images = rng.integers(0, 60, (n, 28, 28)).astype(np.uint8)
+        for c in range(10):
+            images[labels == c, 2 * c + 4 : 2 * c + 6, 4:24] = 255
+        fastbp.data.write_idx(directory / f"{prefix}-images-idx3-ubyte.gz", images)
+        fastbp.data.write_idx(directory / f"{prefix}-labels-idx1-ubyte.gz", labels)
+    return directory
+
+
+def test_epoch_runs_follow_the_examples_recipe(epoch_script, tiny_mnist, tmp_path):
+    init = tmp_path / "init.npz"
+    ours = epoch_script.run_system(
+        "fastbp", data_dir=str(tiny_mnist), epochs=5, stop_after=2, init_out=str(init)
+    )
+    cosine = [0.05, 0.05 * (1 + np.cos(np.pi / 5)) / 2]  # the example's schedule over 5 epochs
+    assert [e["lr"] for e in ours["epochs"]] == pytest.approx(cosine)
+    assert len(ours["epochs"]) == 2 and 0.0 <= ours["final_accuracy"] <= 1.0
+    assert ours["train_time"] > 0 and ours["peak_rss_mb"] > 10
+    results = [ours, {"system": "torch", "skipped": "skipped (not installed)"}]
+    if importlib.util.find_spec("torch") is not None:
+        theirs = epoch_script.run_system(
+            "torch", data_dir=str(tiny_mnist), epochs=5, stop_after=2, init_in=str(init)
+        )
+        # Same initial weights and batches: the first epoch's losses agree up to dropout.
+        assert theirs["epochs"][0]["loss"] == pytest.approx(ours["epochs"][0]["loss"], rel=0.2)
+        results[1] = theirs
+    table = epoch_script.format_epochs(results)
+    rows = [line for line in table.splitlines() if line.startswith("| ") and "---" not in line]
+    assert len(rows) == 3 and rows[1].startswith("| fastbp 0.")
+
+
+def test_first_step_marks_every_stage_in_order(epoch_script, tiny_mnist):
+    import time
+
+    marks = epoch_script.first_step(str(tiny_mnist), time.time())
+    assert list(marks) == ["python", "import", "data", "model", "step"]
+    assert list(marks.values()) == sorted(marks.values())
+    table = epoch_script.format_first_steps([marks, {"error": "worker exited with status 1"}])
+    assert "| 1 |" in table and "status 1" in table
