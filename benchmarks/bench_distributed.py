@@ -42,8 +42,20 @@ SIZES = (784, 512, 256, 10)
 BATCH = 128
 
 
-def _timed_steps(fn, steps: int, comm) -> list[float]:
-    """Seconds of each of ``steps`` calls, the ranks started together each time."""
+def _timed_steps(fn, steps: int, comm, solo: bool = False) -> list[float]:
+    """Seconds of each of ``steps`` calls, the ranks started together each time.
+
+    ``solo``: rank 0 runs alone while the others sleep (one rank's throughput, measured
+    in the same minutes as the others' steps); the other ranks report 0.
+    """
+    if solo and comm is not None:
+        times = [0.0] * steps
+        if comm.Get_rank() == 0:
+            times = _timed_steps(fn, steps, None)
+        request = comm.Ibarrier()  # the others wait without spinning on a core
+        while not request.Test():
+            time.sleep(0.001)
+        return times
     times = []
     for _ in range(steps):
         if comm is not None:
@@ -64,19 +76,21 @@ def _slowest(times: list[float], comm) -> np.ndarray:
     return times
 
 
-def _interleaved(variants: dict, steps: int, comm, block: int = 10) -> dict[str, float]:
+def _interleaved(
+    variants: dict, steps: int, comm, block: int = 10, solo: tuple = ()
+) -> dict[str, float]:
     """Median step time of each variant, run in turns of ``block`` steps.
 
     Turns keep a slow spell of the machine (another job on a core) from landing on one
-    variant only: every variant sees the same mix of quiet and busy moments.
+    variant only: every variant sees the same mix of quiet and busy moments. The
+    variants named in ``solo`` run on rank 0 alone.
     """
-    for fn in variants.values():  # warm-up: first calls compile kernels, allocate buffers
-        for _ in range(max(3, block)):
-            fn()
+    for name, fn in variants.items():  # warm-up: first calls compile, allocate buffers
+        _timed_steps(fn, max(3, block), comm, name in solo)
     times: dict[str, list[float]] = {name: [] for name in variants}
     for _ in range(max(1, steps // block)):
         for name, fn in variants.items():
-            times[name] += _timed_steps(fn, block, comm)
+            times[name] += _timed_steps(fn, block, comm, name in solo)
     return {name: float(np.median(_slowest(t, comm))) for name, t in times.items()}
 
 
@@ -145,13 +159,15 @@ def worker(steps: int) -> dict:
         for p, lo, hi in zip(params, offsets[:-1], offsets[1:], strict=True):
             p.grad[...] = flat[lo:hi].reshape(p.grad.shape)
 
+    alone = model()
     variants = {
+        "solo": step_fn(alone, alone.parameters()),  # rank 0 alone: one rank's step
         "compute": step_fn(plain, plain.parameters()),
         "ddp": ddp_timed,
         "ddp-1-bucket": step_fn(one, one.parameters()),
         "after": step_fn(after_net, params, reduce_after),
     }
-    results = {"ranks": n, "steps": steps, **_interleaved(variants, steps, comm)}
+    results = {"ranks": n, "steps": steps, **_interleaved(variants, steps, comm, solo=("solo",))}
     results["buckets"] = [round(b.nbytes / 2**20, 3) for b in ddp.buckets]
     results["ddp_wait"] = float(np.median(waits))
     results["overlapped_bytes"] = float(np.median(overlapped)) if n > 1 else 0.0
@@ -193,24 +209,25 @@ def run(ranks: int, steps: int) -> dict:
 def table(results: list[dict]) -> str:
     """Markdown tables: throughput, the time split, overlap, all-reduce cost.
 
-    The speedup of a run with N ranks is against the one-rank plain step (``compute``)
-    of the 1-rank run measured just before it (``--repeat`` alternates them).
+    Speedup: N ranks' samples per second over one rank's. *same run* takes one rank's
+    step from the ``solo`` turns of that run (rank 0 alone, interleaved with the others);
+    *1-rank run* from the plain step of the ``mpiexec -n 1`` run just before it.
     """
     rows = [
-        "| ranks | compute step | DDP step | DDP 1 bucket | all-reduce after backward | "
-        "steps/s (DDP) | samples/s | speedup vs 1 rank |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| ranks | 1 rank alone | compute step | DDP step | DDP 1 bucket | all-reduce after "
+        "backward | samples/s (DDP) | speedup, same run | speedup vs 1-rank run |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     base = results[0]
     for res in results:
         if res["ranks"] == 1:
             base = res
         n = res["ranks"]
-        speed = n * base["compute"] / res["ddp"]
         rows.append(
-            f"| {n} | {res['compute'] * 1e3:.2f} ms | {res['ddp'] * 1e3:.2f} ms | "
-            f"{res['ddp-1-bucket'] * 1e3:.2f} ms | {res['after'] * 1e3:.2f} ms | "
-            f"{1 / res['ddp']:.0f} | {n * BATCH / res['ddp']:.0f} | {speed:.2f}x |"
+            f"| {n} | {res['solo'] * 1e3:.2f} ms | {res['compute'] * 1e3:.2f} ms | "
+            f"{res['ddp'] * 1e3:.2f} ms | {res['ddp-1-bucket'] * 1e3:.2f} ms | "
+            f"{res['after'] * 1e3:.2f} ms | {n * BATCH / res['ddp']:.0f} | "
+            f"{n * res['solo'] / res['ddp']:.2f}x | {n * base['compute'] / res['ddp']:.2f}x |"
         )
     rows += [
         "",
@@ -244,22 +261,27 @@ def table(results: list[dict]) -> str:
 
 
 def summary(results: list[dict]) -> str:
-    """The medians over repeats: one line per quantity, for the README."""
-    ones = [r for r in results if r["ranks"] == 1]
+    """The medians over repeats: one line per world size, for the README."""
     lines = []
     for n in sorted({r["ranks"] for r in results} - {1}):
-        runs = list(zip(ones, [r for r in results if r["ranks"] == n], strict=True))
-        speed = [n * one["compute"] / r["ddp"] for one, r in runs]
-        keys = ("compute", "ddp", "after", "ddp-1-bucket")
-        med = {k: float(np.median([r[k] for _, r in runs])) for k in keys}
-        one_c = float(np.median([one["compute"] for one, _ in runs]))
+        runs = [r for r in results if r["ranks"] == n]
+        same = [n * r["solo"] / r["ddp"] for r in runs]
+        keys = ("solo", "compute", "ddp", "ddp-1-bucket", "after", "ddp_wait")
+        med = {k: float(np.median([r[k] for r in runs])) * 1e3 for k in keys}
         lines.append(
-            f"{n} ranks over {len(runs)} repeats: speedup median {np.median(speed):.2f}x "
-            f"(runs: {', '.join(f'{v:.2f}' for v in speed)}); medians: 1-rank step "
-            f"{one_c * 1e3:.2f} ms, compute {med['compute'] * 1e3:.2f} ms, DDP "
-            f"{med['ddp'] * 1e3:.2f} ms, 1 bucket {med['ddp-1-bucket'] * 1e3:.2f} ms, "
-            f"all-reduce after backward {med['after'] * 1e3:.2f} ms"
+            f"{n} ranks, {len(runs)} runs: speedup (same run) median {np.median(same):.2f}x "
+            f"(runs: {', '.join(f'{v:.2f}' for v in same)}); medians: 1 rank alone "
+            f"{med['solo']:.2f} ms, compute {med['compute']:.2f} ms, DDP {med['ddp']:.2f} ms "
+            f"(wait after backward {med['ddp_wait']:.2f} ms), 1 bucket "
+            f"{med['ddp-1-bucket']:.2f} ms, all-reduce after backward {med['after']:.2f} ms"
         )
+        ones = [r for r in results if r["ranks"] == 1]
+        if len(ones) == len(runs):
+            cross = [n * one["compute"] / r["ddp"] for one, r in zip(ones, runs, strict=True)]
+            lines.append(
+                f"  against the 1-rank runs: median {np.median(cross):.2f}x "
+                f"(runs: {', '.join(f'{v:.2f}' for v in cross)})"
+            )
     return "\n".join(lines)
 
 
@@ -279,7 +301,7 @@ def main(argv=None) -> list[dict]:
         return [res]
     results = [run(n, args.steps) for _ in range(args.repeat) for n in args.ranks]
     print(table(results))
-    if 1 in args.ranks and len(args.ranks) > 1:
+    if any(n > 1 for n in args.ranks):
         print()
         print(summary(results))
     return results
@@ -291,7 +313,7 @@ def test_bench_distributed_runs():
     pytest.importorskip("mpi4py", reason="mpi4py not installed: pip install -e '.[mpi]'")
     results = [run(2, 2)]  # one launch keeps it quick; the script itself runs 1 and 2
     assert results[0]["ranks"] == 2 and len(results[0]["buckets"]) > 1
-    assert "speedup vs 1 rank" in table(results)
+    assert "speedup, same run" in table(results) and "median" in summary(results)
 
 
 if __name__ == "__main__":
