@@ -5,7 +5,9 @@ run: two conv3x3-ReLU-maxpool2 blocks (32, 64 channels), dropout 0.25, Linear 31
 dropout 0.5, Linear 128→10; SGD lr 0.05 with a per-epoch cosine decay over 5 epochs, momentum
 0.9, batch 64, pixels scaled to [0, 1], seed 0. They see the same batches in the same order and
 start from the same weights (fastbp draws them, PyTorch copies them); only the dropout masks
-differ (each system draws its own). Evaluation (batches of 500) is not on the training clock.
+differ (each system draws its own). Evaluation (batches of 500) is not on the training clock,
+nor is one warm-up step with a spare model (``--no-warmup`` leaves it out), which loads the
+kernels a first step needs (what ``--first-step`` measures).
 Each system runs in its own subprocess on one CPU with one thread per pool, so its peak
 resident memory is its own::
 
@@ -55,8 +57,14 @@ def _data(data_dir: str | None, limit_train: int | None, limit_test: int | None)
     return images(x_train), y_train, images(x_test), y_test
 
 
-def _fastbp(seed: int, init_out: str | None):
-    """``(train(epoch, lr), test(x, y), version)`` running the example's own functions."""
+def _warmup_batch(n: int):
+    import numpy as np
+
+    return np.zeros((n, 1, 28, 28), np.float32), np.arange(n) % 10
+
+
+def _fastbp(seed: int, init_out: str | None, warmup: bool):
+    """``(train(loader), test(x, y), optimizer, version)`` from the example's own functions."""
     import numpy as np
 
     import fastbp
@@ -64,6 +72,13 @@ def _fastbp(seed: int, init_out: str | None):
     from fastbp.examples.mnist_mlp import build_optimizer, evaluate, train_epoch
 
     d = mnist_cnn.DEFAULTS
+    if warmup:
+        # Loads (or compiles) every kernel the run uses, off the clock; build_model reseeds
+        # below, so the run's weights and dropout masks are those of a run without it.
+        spare = mnist_cnn.build_model(seed=seed)
+        spare_opt = build_optimizer(d["optimizer"], spare.parameters(), d["lr"], d["momentum"])
+        train_epoch(spare, spare_opt, [_warmup_batch(d["batch_size"])])
+        evaluate(spare, *_warmup_batch(2))
     model = mnist_cnn.build_model(seed=seed)
     if init_out:
         np.savez(init_out, *[p.data for p in model.parameters()])
@@ -78,7 +93,7 @@ def _fastbp(seed: int, init_out: str | None):
     return train, test, optimizer, f"fastbp {fastbp.__version__}"
 
 
-def _torch(seed: int, init_in: str | None):
+def _torch(seed: int, init_in: str | None, warmup: bool):
     """The same network, loss and optimizer in PyTorch eager, one thread."""
     import numpy as np
     import torch
@@ -86,14 +101,25 @@ def _torch(seed: int, init_in: str | None):
     from fastbp.examples import mnist_cnn
 
     torch.set_num_threads(1)
-    torch.manual_seed(seed)
     nn = torch.nn
-    model = nn.Sequential(
-        nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Dropout(0.25), nn.Flatten(), nn.Linear(3136, 128), nn.ReLU(), nn.Dropout(0.5),
-        nn.Linear(128, 10),
-    )  # fmt: skip
+
+    def build():
+        return nn.Sequential(
+            nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Dropout(0.25), nn.Flatten(), nn.Linear(3136, 128), nn.ReLU(), nn.Dropout(0.5),
+            nn.Linear(128, 10),
+        )  # fmt: skip
+
+    d = mnist_cnn.DEFAULTS
+    if warmup:  # as for fastbp: one step and one evaluation off the clock, before seeding
+        spare = build()
+        x, y = (torch.from_numpy(a) for a in _warmup_batch(d["batch_size"]))
+        torch.nn.functional.cross_entropy(spare(x), y).backward()
+        with torch.no_grad():
+            spare.eval()(x[:2])
+    torch.manual_seed(seed)
+    model = build()
     if init_in:
         with np.load(init_in) as arrays:
             values = [arrays[f"arr_{i}"] for i in range(len(arrays.files))]
@@ -101,7 +127,6 @@ def _torch(seed: int, init_in: str | None):
             for p, v in zip(model.parameters(), values, strict=True):
                 # fastbp's Linear weight is (in, out), torch's (out, in); conv weights agree.
                 p.copy_(torch.from_numpy(np.ascontiguousarray(v.T if v.ndim == 2 else v)))
-    d = mnist_cnn.DEFAULTS
     optimizer = torch.optim.SGD(model.parameters(), lr=d["lr"], momentum=d["momentum"])
     cross_entropy = torch.nn.functional.cross_entropy
     from_numpy = torch.from_numpy
@@ -142,6 +167,7 @@ def run_system(
     limit_test: int | None = None,
     init_out: str | None = None,
     init_in: str | None = None,
+    warmup: bool = True,
     verbose: bool = False,
 ) -> dict[str, Any]:
     """Train one system with the example's recipe in this process, timing every epoch.
@@ -164,6 +190,11 @@ def run_system(
         fastbp only: save the initial parameters to this ``.npz``.
     init_in : str or None, optional
         torch only: start from the parameters in this ``.npz``.
+    warmup : bool, optional
+        Before the run, take one step and one evaluation with a spare model, off the clock,
+        so that the epoch times are steady-state ones: the one-time costs (Numba loading
+        its cached kernels, oneDNN creating its primitives) are what ``--first-step``
+        measures. Default True.
     verbose : bool, optional
         Print one line per epoch to stderr.
 
@@ -172,7 +203,7 @@ def run_system(
     dict
         ``system``, ``version``, ``epochs`` (per epoch: ``loss``, ``accuracy``, ``lr``,
         ``train_time``, ``eval_time``), ``final_accuracy``, ``train_time`` (sum),
-        ``setup_time`` and ``peak_rss_mb``.
+        ``setup_time`` (data, model and the warm-up) and ``peak_rss_mb``.
 
     Raises
     ------
@@ -187,9 +218,9 @@ def run_system(
     t0 = time.perf_counter()
     x_train, y_train, x_test, y_test = _data(data_dir, limit_train, limit_test)
     if system == "fastbp":
-        train, test, optimizer, version = _fastbp(seed, init_out)
+        train, test, optimizer, version = _fastbp(seed, init_out, warmup)
     else:
-        train, test, optimizer, version = _torch(seed, init_in)
+        train, test, optimizer, version = _torch(seed, init_in, warmup)
     setup_time = time.perf_counter() - t0
     records = []
     for epoch in range(epochs if stop_after is None else min(stop_after, epochs)):
@@ -353,6 +384,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--limit-train", type=int, default=None, help="first N training samples")
     p.add_argument("--limit-test", type=int, default=None, help="first N test samples")
     p.add_argument("--systems", default=",".join(SYSTEMS), help="comma-separated [fastbp,torch]")
+    p.add_argument("--no-warmup", action="store_true", help="no untimed step before the run")
     p.add_argument("--first-step", action="store_true", help="time process start -> first step")
     p.add_argument("--repeat", type=int, default=3, help="--first-step runs reported [3]")
     p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
@@ -388,7 +420,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 args.worker, data_dir=args.data_dir, epochs=args.epochs,
                 stop_after=args.stop_after, seed=args.seed, limit_train=args.limit_train,
                 limit_test=args.limit_test, init_out=args.init_out, init_in=args.init_in,
-                verbose=True,
+                warmup=not args.no_warmup, verbose=True,
             )  # fmt: skip
         Path(args.out).write_text(json.dumps(result))
         return 0
@@ -406,6 +438,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="fastbp-cnn-init-") as tmp:
             init = Path(tmp) / "init.npz"
             common = ["--epochs", str(args.epochs), "--seed", str(args.seed)]
+            common += ["--no-warmup"] if args.no_warmup else []
             for flag, value in (("--stop-after", args.stop_after),
                                 ("--limit-train", args.limit_train),
                                 ("--limit-test", args.limit_test)):  # fmt: skip
