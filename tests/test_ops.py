@@ -105,7 +105,7 @@ def test_gradient_matches_finite_differences(fn, inputs):
 
 OTHER_TABLES = [
     "test_ops_math", "test_ops_reduce_more", "test_ops_shape_more", "test_activations",
-    "test_conv", "test_pool", "test_nn",
+    "test_conv", "test_pool", "test_nn", "test_cnn_kernels",
 ]  # fmt: skip
 
 

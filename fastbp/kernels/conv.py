@@ -40,12 +40,21 @@ import numpy as np
 
 from ._guards import FLOAT_DTYPES
 from ._jit import kernel_jit
+from .dispatch import _output
 
 __all__ = [
     "col2im",
     "col2im_numpy",
+    "col2im_pixels",
+    "col2im_pixels_numpy",
+    "conv_bias_act",
+    "conv_bias_act_backward",
+    "conv_bias_act_backward_numpy",
+    "conv_bias_act_numpy",
     "im2col",
     "im2col_numpy",
+    "im2col_pixels",
+    "im2col_pixels_numpy",
     "max_pool2d_backward",
     "max_pool2d_backward_numpy",
     "max_pool2d_forward",
@@ -505,3 +514,394 @@ def max_pool2d_backward_numpy(
     rows = np.repeat(np.arange(n * c), dy[0, 0].size if dy.size else 0)
     np.add.at(dx, (rows, indices.reshape(-1)), dy.reshape(-1))
     return dx.reshape(x_shape)
+
+
+# ---- the pixel-major layout of the groups == 1 convolution ------------------------------------
+#
+# ``cols[(n*OH + oh)*OW + ow, (i*kW + j)*C + c] = x[n, c, oh*sh + i*dh - ph, ow*sw + j*dw - pw]``
+#
+# One row per output pixel, the channels innermost. With that layout the three products of a
+# convolution run on OpenBLAS's best operand orders (measured on one core, 64x288 by 288x12544:
+# ``cols @ w2ᵀ`` 5.9 ms against 9-10 ms for ``w @ cols`` in the channel-major layout), and the
+# product's (N*OH*OW, O) result is the transpose that the fused bias + activation pass writes
+# into NCHW anyway. The inner copies move ``C`` contiguous values, which LLVM vectorises.
+
+
+@kernel_jit()
+def _im2col_pixels_loop(xh, cols, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w):
+    n_batch, height, width, channels = xh.shape
+    zero = cols.dtype.type(0.0)
+    for n in range(n_batch):
+        for oh in range(out_h):
+            for ow in range(out_w):
+                row = cols[(n * out_h + oh) * out_w + ow]
+                for i in range(kh):
+                    ih = oh * sh + i * dh - ph
+                    for j in range(kw):
+                        iw = ow * sw + j * dw - pw
+                        base = (i * kw + j) * channels
+                        if ih < 0 or ih >= height or iw < 0 or iw >= width:
+                            for c in range(channels):
+                                row[base + c] = zero
+                        else:
+                            src = xh[n, ih, iw]
+                            for c in range(channels):
+                                row[base + c] = src[c]
+
+
+@kernel_jit()
+def _col2im_pixels_loop(dcols, dx, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w):
+    # A gather, not a scatter: every input pixel sums the columns that read it, in a small
+    # channel vector, and is written once. So dx needs no zero-filled pass of its own.
+    n_batch, channels, height, width = dx.shape
+    acc = np.empty(channels, dcols.dtype)
+    for n in range(n_batch):
+        for ih in range(height):
+            for iw in range(width):
+                acc[:] = 0.0
+                for i in range(kh):
+                    t = ih + ph - i * dh
+                    if t < 0 or t % sh != 0 or t // sh >= out_h:
+                        continue
+                    oh = t // sh
+                    for j in range(kw):
+                        u = iw + pw - j * dw
+                        if u < 0 or u % sw != 0 or u // sw >= out_w:
+                            continue
+                        row = dcols[(n * out_h + oh) * out_w + u // sw]
+                        base = (i * kw + j) * channels
+                        for c in range(channels):
+                            acc[c] += row[base + c]
+                for c in range(channels):
+                    dx[n, c, ih, iw] = acc[c]
+
+
+# Tile of output pixels the transposing passes handle at a time: a (tile, O) block of the
+# product stays in L1 while it is written out channel by channel (untiled, every strided read
+# was an L2 access, 2-3x slower).
+_TILE = 32
+
+
+@kernel_jit()
+def _bias_act_loop(out_t, bias, has_bias, relu, y):
+    # y[n, o, p] = act(out_t[n*P + p, o] + b[o]): the bias, the activation and the transpose to
+    # NCHW in one pass.
+    n_batch, out_c, pixels = y.shape
+    zero = y.dtype.type(0.0)
+    for n in range(n_batch):
+        for p0 in range(0, pixels, _TILE):
+            p1 = min(pixels, p0 + _TILE)
+            for o in range(out_c):
+                shift = bias[o] if has_bias else zero
+                for p in range(p0, p1):
+                    value = out_t[n * pixels + p, o] + shift
+                    if relu and not value > zero:  # NOTE: ReLU(0) = 0 and NaN stays NaN
+                        value = value if value != value else zero
+                    y[n, o, p] = value
+
+
+@kernel_jit()
+def _bias_act_backward_loop(y, dy, relu, dy_t, db):
+    # dz = dy * (y > 0) written in the product's (N*P, O) layout, with its sum over N and P
+    # (the bias gradient), accumulated in float64, in the same pass.
+    n_batch, out_c, pixels = dy.shape
+    zero = dy.dtype.type(0.0)
+    for o in range(out_c):
+        db[o] = 0.0
+    for n in range(n_batch):
+        for p0 in range(0, pixels, _TILE):
+            p1 = min(pixels, p0 + _TILE)
+            for o in range(out_c):
+                total = 0.0
+                for p in range(p0, p1):
+                    value = dy[n, o, p]
+                    if relu and not y[n, o, p] > zero:
+                        value = zero
+                    dy_t[n * pixels + p, o] = value
+                    total += value
+                db[o] += total
+
+
+def _pixels_shape(x_shape, kernel_size, out_size):
+    n, c = x_shape[0], x_shape[1]
+    return (n * out_size[0] * out_size[1], kernel_size[0] * kernel_size[1] * c)
+
+
+def im2col_pixels(
+    x: np.ndarray, kernel_size: Pair, stride: Pair, padding: Pair, dilation: Pair, out_size: Pair
+) -> np.ndarray:
+    """Unfold ``x`` (N, C, H, W) into one row per output pixel, channels innermost.
+
+    Parameters
+    ----------
+    x : ndarray
+        float32/float64, shape (N, C, H, W).
+    kernel_size, stride, padding, dilation, out_size : (int, int)
+        As :func:`im2col`.
+
+    Returns
+    -------
+    ndarray
+        Shape (N*OH*OW, kH*kW*C):
+        ``cols[(n*OH + oh)*OW + ow, (i*kW + j)*C + c] = x[n, c, oh*sh + i*dh - ph, ...]``
+        (0 in the padding). Large results live on a reused block (no page faults per step).
+
+    Raises
+    ------
+    TypeError
+        If ``x`` is not a float32/float64 array.
+
+    Example
+    -------
+    >>> import numpy as np
+    >>> x = np.arange(8.0).reshape(1, 2, 2, 2)
+    >>> im2col_pixels(x, (1, 1), (1, 1), (0, 0), (1, 1), (2, 2))
+    array([[0., 4.],
+           [1., 5.],
+           [2., 6.],
+           [3., 7.]])
+    """
+    _check_float("im2col_pixels", x=x)
+    # Channels last, so the inner copy is contiguous; free when C == 1.
+    xh = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+    shape = _pixels_shape(x.shape, kernel_size, out_size)
+    cols = _output(shape, x.dtype)
+    if cols is None:
+        cols = np.empty(shape, x.dtype)
+    _im2col_pixels_loop(xh, cols, *kernel_size, *stride, *padding, *dilation, *out_size)
+    return cols
+
+
+def im2col_pixels_numpy(
+    x: np.ndarray, kernel_size: Pair, stride: Pair, padding: Pair, dilation: Pair, out_size: Pair
+) -> np.ndarray:
+    """NumPy twin of :func:`im2col_pixels`: :func:`im2col_numpy`, transposed.
+
+    Example
+    -------
+    >>> import numpy as np
+    >>> im2col_pixels_numpy(np.ones((2, 3, 5, 5)), (3, 3), (1, 1), (1, 1), (1, 1), (5, 5)).shape
+    (50, 27)
+    """
+    _check_float("im2col_pixels_numpy", x=x)
+    cols = im2col_numpy(x, kernel_size, stride, padding, dilation, out_size)  # (C,kh,kw,N,OH,OW)
+    shape = _pixels_shape(x.shape, kernel_size, out_size)
+    return np.ascontiguousarray(cols.transpose(3, 4, 5, 1, 2, 0)).reshape(shape)
+
+
+def col2im_pixels(
+    dcols: np.ndarray,
+    x_shape: tuple[int, ...],
+    kernel_size: Pair,
+    stride: Pair,
+    padding: Pair,
+    dilation: Pair,
+    out_size: Pair,
+) -> np.ndarray:
+    """Adjoint of :func:`im2col_pixels`: sum the columns back into an (N, C, H, W) array.
+
+    Parameters
+    ----------
+    dcols : ndarray
+        float32/float64, shape (N*OH*OW, kH*kW*C).
+    x_shape : tuple of int
+        (N, C, H, W) of the result.
+    kernel_size, stride, padding, dilation, out_size : (int, int)
+        As given to :func:`im2col_pixels`.
+
+    Returns
+    -------
+    ndarray
+        A fresh C-contiguous array of shape ``x_shape``.
+
+    Raises
+    ------
+    TypeError
+        If ``dcols`` is not a float32/float64 array.
+    ValueError
+        If ``dcols`` does not have the shape the geometry implies.
+
+    Example
+    -------
+    >>> import numpy as np
+    >>> col2im_pixels(np.ones((4, 9)), (1, 1, 2, 2), (3, 3), (1, 1), (1, 1), (1, 1), (2, 2))[0, 0]
+    array([[4., 4.],
+           [4., 4.]])
+    """
+    _check_float("col2im_pixels", dcols=dcols)
+    shape = _pixels_shape(x_shape, kernel_size, out_size)
+    if dcols.shape != shape:
+        raise ValueError(
+            f"col2im_pixels: dcols of shape {dcols.shape} does not match x shape "
+            f"{tuple(x_shape)}, kernel {tuple(kernel_size)} and output {tuple(out_size)} "
+            f"(expected {shape})"
+        )
+    dcols = np.ascontiguousarray(dcols)
+    dx = _output(tuple(x_shape), dcols.dtype)
+    if dx is None:
+        dx = np.empty(tuple(x_shape), dcols.dtype)
+    _col2im_pixels_loop(dcols, dx, *kernel_size, *stride, *padding, *dilation, *out_size)
+    return dx
+
+
+def col2im_pixels_numpy(
+    dcols: np.ndarray,
+    x_shape: tuple[int, ...],
+    kernel_size: Pair,
+    stride: Pair,
+    padding: Pair,
+    dilation: Pair,
+    out_size: Pair,
+) -> np.ndarray:
+    """NumPy twin of :func:`col2im_pixels`: transpose, then :func:`col2im_numpy`.
+
+    Example
+    -------
+    >>> import numpy as np
+    >>> dx = col2im_pixels_numpy(np.ones((4, 9)), (1, 1, 2, 2), (3, 3), (1, 1), (1, 1), (1, 1),
+    ...                          (2, 2))
+    >>> float(dx.sum())
+    16.0
+    """
+    _check_float("col2im_pixels_numpy", dcols=dcols)
+    n, c = x_shape[0], x_shape[1]
+    (kh, kw), (oh, ow) = kernel_size, out_size
+    cols = dcols.reshape(n, oh, ow, kh, kw, c).transpose(5, 3, 4, 0, 1, 2)
+    return col2im_numpy(cols, x_shape, stride, padding, dilation)
+
+
+def conv_bias_act(
+    out_t: np.ndarray, bias: np.ndarray | None, out_shape: tuple[int, ...], relu: bool
+) -> np.ndarray:
+    """``act(out_t + bias)`` of a convolution's (N*OH*OW, O) product, written as NCHW.
+
+    Parameters
+    ----------
+    out_t : ndarray
+        float32/float64, shape (N*OH*OW, O): the product ``cols @ w2ᵀ``.
+    bias : ndarray or None
+        Shape (O,), same dtype.
+    out_shape : tuple of int
+        (N, O, OH, OW).
+    relu : bool
+        Apply ReLU (``max(v, 0)``; NaN stays NaN) after the bias.
+
+    Returns
+    -------
+    ndarray
+        Shape ``out_shape``, C-contiguous.
+
+    Raises
+    ------
+    TypeError
+        If the arrays are not float32/float64 of one dtype.
+
+    Example
+    -------
+    >>> import numpy as np
+    >>> conv_bias_act(np.array([[1.0, -2.0], [3.0, 4.0]]), np.array([0.5, 1.0]), (1, 2, 1, 2),
+    ...               True)[0]
+    array([[[1.5, 3.5]],
+    <BLANKLINE>
+           [[0. , 5. ]]])
+    """
+    _check_float("conv_bias_act", out_t=out_t)
+    if bias is not None and bias.dtype != out_t.dtype:
+        raise TypeError(
+            f"conv_bias_act: bias dtype {bias.dtype} differs from the product's {out_t.dtype}"
+        )
+    n, o, oh, ow = out_shape
+    y = np.empty((n, o, oh * ow), out_t.dtype)
+    has_bias = bias is not None
+    b = np.ascontiguousarray(bias) if has_bias else np.zeros(o, out_t.dtype)
+    _bias_act_loop(np.ascontiguousarray(out_t), b, has_bias, bool(relu), y)
+    return y.reshape(out_shape)
+
+
+def conv_bias_act_numpy(
+    out_t: np.ndarray, bias: np.ndarray | None, out_shape: tuple[int, ...], relu: bool
+) -> np.ndarray:
+    """NumPy twin of :func:`conv_bias_act`.
+
+    Example
+    -------
+    >>> import numpy as np
+    >>> conv_bias_act_numpy(np.array([[-1.0]]), None, (1, 1, 1, 1), True).ravel()
+    array([0.])
+    """
+    n, o, oh, ow = out_shape
+    z = out_t if bias is None else out_t + bias
+    if relu:
+        z = np.where(z > 0, z, np.where(np.isnan(z), z, 0)).astype(out_t.dtype)
+    return np.ascontiguousarray(z.reshape(n, oh, ow, o).transpose(0, 3, 1, 2))
+
+
+def conv_bias_act_backward(
+    y: np.ndarray | None, dy: np.ndarray, relu: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """``dz = dy * (y > 0)`` in the (N*OH*OW, O) layout of the products, and its channel sums.
+
+    Parameters
+    ----------
+    y : ndarray or None
+        The activation's output (N, O, OH, OW); ignored (may be None) without ReLU.
+    dy : ndarray
+        float32/float64 gradient at the output, (N, O, OH, OW).
+    relu : bool
+        Mask by ``y > 0`` (the gradient of ReLU at 0 is 0).
+
+    Returns
+    -------
+    dz_t : ndarray
+        Shape (N*OH*OW, O).
+    db : ndarray
+        Shape (O,): ``dz`` summed over N, OH and OW (accumulated in float64).
+
+    Raises
+    ------
+    TypeError
+        If ``dy`` is not a float32/float64 array or ``y`` has another dtype.
+
+    Example
+    -------
+    >>> import numpy as np
+    >>> dz_t, db = conv_bias_act_backward(np.array([[[[0.0, 2.0]]]]), np.ones((1, 1, 1, 2)), True)
+    >>> dz_t.ravel(), db
+    (array([0., 1.]), array([1.]))
+    """
+    _check_float("conv_bias_act_backward", dy=dy)
+    n, o, oh, ow = dy.shape
+    dy3 = np.ascontiguousarray(dy).reshape(n, o, oh * ow)
+    if relu:
+        if y is None or y.dtype != dy.dtype or y.shape != dy.shape:
+            raise TypeError(
+                f"conv_bias_act_backward: y must match dy ({dy.shape}, {dy.dtype}), got "
+                f"{getattr(y, 'shape', None)}, {getattr(y, 'dtype', None)}"
+            )
+        y3 = np.ascontiguousarray(y).reshape(dy3.shape)
+    else:
+        y3 = dy3
+    shape = (n * oh * ow, o)
+    dz_t = _output(shape, dy.dtype)
+    if dz_t is None:
+        dz_t = np.empty(shape, dy.dtype)
+    db = np.empty(o, np.float64)
+    _bias_act_backward_loop(y3, dy3, bool(relu), dz_t, db)
+    return dz_t, db.astype(dy.dtype)
+
+
+def conv_bias_act_backward_numpy(
+    y: np.ndarray | None, dy: np.ndarray, relu: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """NumPy twin of :func:`conv_bias_act_backward`.
+
+    Example
+    -------
+    >>> import numpy as np
+    >>> conv_bias_act_backward_numpy(None, np.ones((1, 1, 1, 2)), False)[1]
+    array([2.])
+    """
+    dz = np.where(y > 0, dy, 0).astype(dy.dtype) if relu else dy
+    n, o, oh, ow = dy.shape
+    dz_t = np.ascontiguousarray(dz.transpose(0, 2, 3, 1)).reshape(n * oh * ow, o)
+    return dz_t, dz.sum(axis=(0, 2, 3), dtype=np.float64).astype(dy.dtype)

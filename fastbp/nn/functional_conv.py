@@ -20,7 +20,7 @@ import numpy as np
 
 from ..core.engine import apply
 from ..core.tensor import Tensor, as_tensor
-from ..ops.conv import CONV2D, CONV_TRANSPOSE2D, EMBEDDING
+from ..ops.conv import CONV2D, CONV2D_RELU, CONV_TRANSPOSE2D, EMBEDDING
 from ..ops.pool import (
     ADAPTIVE_AVG_POOL2D,
     ADAPTIVE_MAX_POOL2D,
@@ -224,7 +224,7 @@ def conv1d(
     return _conv("conv1d", input, weight, bias, stride, padding, dilation, groups, spatial=1)
 
 
-def _conv(op, input, weight, bias, stride, padding, dilation, groups, spatial):
+def _conv(op, input, weight, bias, stride, padding, dilation, groups, spatial, relu=False):
     x, unbatched = _batched(op, as_tensor(input), spatial)
     w = as_tensor(weight)
     if w.ndim != spatial + 2:
@@ -272,7 +272,7 @@ def _conv(op, input, weight, bias, stride, padding, dilation, groups, spatial):
         inputs[1] = w.reshape(out_channels, w.shape[1], 1, kernel[0])
         stride_, dilation_, pads, out = (1, *stride_), (1, *dilation_), ((0, 0), *pads), (1, *out)
     y = apply(
-        CONV2D,
+        CONV2D_RELU if relu else CONV2D,
         tuple(inputs),
         stride=stride_,
         padding=tuple(lo for lo, _ in pads),

@@ -209,7 +209,8 @@ class Sequential(Module):
 
         A :class:`Linear` directly followed by :class:`ReLU` or :class:`Sigmoid` runs
         as one fused op (``linear_relu``/``linear_sigmoid``): same result, one tape
-        record and one pass over the activations fewer in backward.
+        record and one pass over the activations fewer in backward. A ``Conv1d`` or
+        ``Conv2d`` directly followed by :class:`ReLU` runs as ``conv2d_relu`` likewise.
         """
         modules = list(self._modules.values())
         i, n = 0, len(modules)
@@ -221,6 +222,15 @@ class Sequential(Module):
                     x = module._apply(fused, x)
                     i += 2
                     continue
+            # A layer class that declares it (Conv1d, Conv2d) absorbs a following ReLU.
+            if (
+                i + 1 < n
+                and type(modules[i + 1]) is ReLU
+                and "_fuses_relu" in type(module).__dict__
+            ):
+                x = module.forward_relu(x)
+                i += 2
+                continue
             x = module(x)
             i += 1
         return x

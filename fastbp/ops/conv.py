@@ -1,13 +1,15 @@
-"""2-D convolution as im2col + one BLAS product per group (op ``conv2d``).
+"""2-D convolution as im2col + BLAS products (ops ``conv2d`` and ``conv2d_relu``).
 
-Forward, for ``x`` (N, C, H, W) and ``w`` (O, C/g, kH, kW) in ``g`` groups::
+Forward, for ``x`` (N, C, H, W) and ``w`` (O, C, kH, kW) (``groups == 1``)::
 
-    cols = im2col(x)                          # (C*kH*kW, N*OH*OW), rows grouped by channel
-    out  = w.reshape(g, O/g, -1) @ cols.reshape(g, -1, N*OH*OW)   # (O, N*OH*OW)
-    y    = out.reshape(O, N, OH, OW).transpose(1, 0, 2, 3) + b
+    cols  = im2col_pixels(x)                  # (N*OH*OW, kH*kW*C), one row per output pixel
+    out_t = cols @ w2ᵀ                        # w2 = w as (O, kH*kW*C), channels innermost
+    y     = act(out_t + b) written as NCHW    # one pass: conv_bias_act
 
-Backward reuses the saved ``cols``: ``dw = dy_t @ colsᵀ``, ``dcols = wᵀ @ dy_t`` and
-``dx = col2im(dcols)``, with ``dy_t`` the gradient in the (O, N*OH*OW) layout; ``db`` is a sum.
+Backward reuses the saved ``cols``: one pass lays ``dy`` out as ``dz_t`` (N*OH*OW, O), masked
+by ``y > 0`` for ``conv2d_relu``, and sums the bias gradient; then ``dwᵀ = colsᵀ @ dz_t``,
+``dcols = dz_t @ w2`` and ``dx = col2im_pixels(dcols)``. Grouped convolutions keep the
+channel-major layout (``im2col``: (C*kH*kW, N*OH*OW)) and one batched ``np.matmul`` per pass.
 The caller (``fastbp.nn.functional.conv2d``) validates the shapes and resolves the padding into
 the leading pads and the output size, so trailing padding (asymmetric ``'same'``) is implied.
 """
@@ -17,55 +19,143 @@ from __future__ import annotations
 import numpy as np
 
 from ..core.registry import defop
-from ..kernels.conv import col2im, col2im_numpy, im2col, im2col_numpy
+from ..kernels.conv import (
+    col2im,
+    col2im_numpy,
+    col2im_pixels,
+    conv_bias_act,
+    conv_bias_act_backward,
+    conv_bias_act_numpy,
+    im2col,
+    im2col_pixels,
+    im2col_pixels_numpy,
+)
 
-__all__ = ["CONV2D", "CONV_TRANSPOSE2D", "EMBEDDING"]
+__all__ = ["CONV2D", "CONV2D_RELU", "CONV_TRANSPOSE2D", "EMBEDDING"]
 
 
-def _conv2d_forward(x, w, b=None, *, stride, padding, dilation, groups, out_size):
-    n = x.shape[0]
-    out_c, cg, kh, kw = w.shape
+# Below this many input channels the pixel-major unfolding's inner copies are too short.
+_PIXELS_MIN_CHANNELS = 8
+
+
+def _check_dtypes(op, x, w, b):
     if x.dtype != w.dtype or (b is not None and b.dtype != x.dtype):
         raise TypeError(
-            f"conv2d: input, weight and bias must share a dtype, got {x.dtype}, {w.dtype}"
+            f"{op}: input, weight and bias must share a dtype, got {x.dtype}, {w.dtype}"
             + (f", {b.dtype}" if b is not None else "")
             + "; cast them with .astype(...) first"
         )
-    cols = im2col(x, (kh, kw), stride, padding, dilation, out_size)
-    k = cg * kh * kw
-    m = n * out_size[0] * out_size[1]
-    if groups == 1:
-        out = np.dot(w.reshape(out_c, k), cols.reshape(k, m))
+
+
+def _conv_forward(x, w, b, stride, padding, dilation, groups, out_size, relu):
+    n = x.shape[0]
+    out_c, cg, kh, kw = w.shape
+    _check_dtypes("conv2d_relu" if relu else "conv2d", x, w, b)
+    if groups == 1 and cg >= _PIXELS_MIN_CHANNELS:
+        # One row per output pixel (see fastbp.kernels.conv): the products' best layout.
+        cols = im2col_pixels(x, (kh, kw), stride, padding, dilation, out_size)
+        w2 = np.ascontiguousarray(w.transpose(0, 2, 3, 1)).reshape(out_c, -1)
+        out_t = np.dot(cols, w2.T)
+        y = conv_bias_act(out_t, b, (n, out_c, *out_size), relu)
+        saved = (cols, w2, "pixels")
+    elif groups == 1:
+        # Few channels (a first layer): the channel-major unfolding copies whole output rows,
+        # where the pixel-major one would copy C values at a time. BLAS reads it transposed.
+        k = cg * kh * kw
+        cols = im2col(x, (kh, kw), stride, padding, dilation, out_size).reshape(k, -1)
+        w2 = w.reshape(out_c, k)
+        out_t = np.dot(cols.T, w2.T)
+        y = conv_bias_act(out_t, b, (n, out_c, *out_size), relu)
+        saved = (cols, w2, "channels")
     else:
+        cols = im2col(x, (kh, kw), stride, padding, dilation, out_size)
+        k = cg * kh * kw
+        m = n * out_size[0] * out_size[1]
         out = np.matmul(w.reshape(groups, out_c // groups, k), cols.reshape(groups, k, m))
         out = out.reshape(out_c, m)
-    if b is not None:
-        out += b[:, None]
-    y = np.ascontiguousarray(out.reshape(out_c, n, *out_size).transpose(1, 0, 2, 3))
-    return y, (cols, w, x.shape, stride, padding, dilation, groups, b is not None)
+        if b is not None:
+            out += b[:, None]
+        if relu:
+            np.maximum(out, 0, out=out, where=~np.isnan(out))
+        y = np.ascontiguousarray(out.reshape(out_c, n, *out_size).transpose(1, 0, 2, 3))
+        saved = (cols, w, "groups")
+    meta = (x.shape, (kh, kw), stride, padding, dilation, groups, out_size, b is not None)
+    return y, (*saved[:2], y if relu else None, (*meta, saved[2]))
 
 
-def _conv2d_vjp(saved, dy, needs):
-    cols, w, x_shape, stride, padding, dilation, groups, has_bias = saved
-    out_c, cg, kh, kw = w.shape
-    k = cg * kh * kw
-    og = out_c // groups
-    m = cols.shape[3] * cols.shape[4] * cols.shape[5]
-    # The gradient in the product's (O, N*OH*OW) layout, one copy shared by dw and dx.
-    dy_t = np.ascontiguousarray(dy.transpose(1, 0, 2, 3)).reshape(groups, og, m)
-    cols_g = cols.reshape(groups, k, m)
+def _conv_vjp(saved, dy, needs):
+    cols, w_saved, y, meta = saved
+    x_shape, kernel, stride, padding, dilation, groups, out_size, has_bias, layout = meta
+    relu = y is not None
+    c_in = x_shape[1]
     dx = dw = db = None
-    if needs[1]:
-        dw = np.matmul(dy_t, cols_g.transpose(0, 2, 1)).reshape(w.shape)
-    if needs[0]:
-        dcols = np.matmul(w.reshape(groups, og, k).transpose(0, 2, 1), dy_t)
-        dx = col2im(dcols.reshape(cols.shape), x_shape, stride, padding, dilation)
-    if has_bias and needs[2]:
-        db = dy.sum(axis=(0, 2, 3))
-    return (dx, dw, db) if has_bias else (dx, dw)
+    if layout == "pixels":
+        # Pixel-major cols (N*OH*OW, kH*kW*C).
+        w2 = w_saved
+        out_c = w2.shape[0]
+        # dz = dy * (y > 0) in the products' (N*OH*OW, O) layout, with the bias gradient.
+        dz_t, db = conv_bias_act_backward(y, dy, relu)
+        if needs[1]:
+            dw_t = np.dot(cols.T, dz_t)  # (kH*kW*C, O)
+            dw = dw_t.T.reshape(out_c, kernel[0], kernel[1], c_in).transpose(0, 3, 1, 2)
+            dw = np.ascontiguousarray(dw)
+        if needs[0]:
+            dcols = np.dot(dz_t, w2)
+            dx = col2im_pixels(dcols, x_shape, kernel, stride, padding, dilation, out_size)
+    elif layout == "channels":
+        # Channel-major cols (C*kH*kW, N*OH*OW), few channels.
+        w2 = w_saved
+        dz_t, db = conv_bias_act_backward(y, dy, relu)
+        if needs[1]:
+            dw = np.dot(dz_t.T, cols.T).reshape(w2.shape[0], c_in, *kernel)
+        if needs[0]:
+            dcols = np.dot(w2.T, dz_t.T)
+            n = x_shape[0]
+            dcols = dcols.reshape(c_in, *kernel, n, *out_size)
+            dx = col2im(dcols, x_shape, stride, padding, dilation)
+    else:
+        w = w_saved
+        out_c, cg, kh, kw = w.shape
+        k = cg * kh * kw
+        og = out_c // groups
+        m = cols.shape[3] * cols.shape[4] * cols.shape[5]
+        if relu:
+            dy = np.where(y > 0, dy, 0).astype(dy.dtype)
+        # The gradient in the product's (O, N*OH*OW) layout, one copy shared by dw and dx.
+        dy_t = np.ascontiguousarray(dy.transpose(1, 0, 2, 3)).reshape(groups, og, m)
+        cols_g = cols.reshape(groups, k, m)
+        if needs[1]:
+            dw = np.matmul(dy_t, cols_g.transpose(0, 2, 1)).reshape(w.shape)
+        if needs[0]:
+            dcols = np.matmul(w.reshape(groups, og, k).transpose(0, 2, 1), dy_t)
+            dx = col2im(dcols.reshape(cols.shape), x_shape, stride, padding, dilation)
+        if has_bias and needs[2]:
+            db = dy.sum(axis=(0, 2, 3))
+    if not has_bias:
+        return (dx, dw)
+    return (dx, dw, db if needs[2] else None)
 
 
-CONV2D = defop("conv2d", _conv2d_forward, _conv2d_vjp, kernel=im2col, twin=im2col_numpy)
+def _conv2d_forward(x, w, b=None, *, stride, padding, dilation, groups, out_size):
+    return _conv_forward(x, w, b, stride, padding, dilation, groups, out_size, False)
+
+
+def _conv2d_relu_forward(x, w, b=None, *, stride, padding, dilation, groups, out_size):
+    return _conv_forward(x, w, b, stride, padding, dilation, groups, out_size, True)
+
+
+CONV2D = defop("conv2d", _conv2d_forward, _conv_vjp, kernel=im2col_pixels, twin=im2col_pixels_numpy)
+
+# ``relu(conv2d(x, w, b))`` as one record: the bias and the ReLU are applied in the pass that
+# writes the product out as NCHW, and backward masks ``dy`` and sums the bias gradient in the
+# pass that lays ``dy`` out for the products. ``nn.Sequential`` records Conv2d -> ReLU this way.
+CONV2D_RELU = defop(
+    "conv2d_relu",
+    _conv2d_relu_forward,
+    _conv_vjp,
+    kernel=conv_bias_act,
+    twin=conv_bias_act_numpy,
+)
 
 
 def _conv_transpose2d_forward(x, w, b=None, *, stride, padding, dilation, groups, out_size):

@@ -1,0 +1,174 @@
+"""Issue 15 kernels: the pixel-major conv transforms, fused bias + ReLU, batch norm, dropout.
+
+Each kernel is compared with its NumPy twin; the fused ops are compared with the unfused path
+and with PyTorch, and gradchecked in float64.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import fastbp as fb
+from fastbp import nn
+from fastbp.kernels import conv as kconv
+
+# Ops this file gradchecks (read by tests/test_ops.py's coverage check).
+GRADCHECKED_OPS = {"conv2d_relu", "batch_norm_train", "dropout_mask"}
+
+GEOMETRIES = [  # x shape, kernel, stride, padding, dilation
+    ((2, 3, 7, 6), (3, 2), (2, 1), (1, 1), (1, 2)),
+    ((1, 1, 5, 5), (5, 5), (1, 1), (0, 0), (1, 1)),  # kernel = input, batch 1
+    ((2, 9, 4, 9), (1, 1), (3, 2), (0, 0), (1, 1)),  # 1x1 kernel, strided
+    ((3, 8, 6, 6), (3, 3), (3, 3), (1, 1), (2, 1)),
+    ((2, 16, 5, 7), (3, 3), (1, 1), (1, 1), (1, 1)),
+]
+
+
+def _out(size, k, s, p, d):
+    return (size + 2 * p - d * (k - 1) - 1) // s + 1
+
+
+def _geometry(geometry):
+    shape, k, s, p, d = geometry
+    out = (_out(shape[2], k[0], s[0], p[0], d[0]), _out(shape[3], k[1], s[1], p[1], d[1]))
+    return shape, k, s, p, d, out
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("geometry", GEOMETRIES)
+def test_pixel_transforms_match_twins_and_are_adjoint(geometry, dtype):
+    shape, k, s, p, d, out = _geometry(geometry)
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal(shape).astype(dtype)
+    cols = kconv.im2col_pixels(x, k, s, p, d, out)
+    np.testing.assert_array_equal(cols, kconv.im2col_pixels_numpy(x, k, s, p, d, out))
+    c = rng.standard_normal(cols.shape).astype(dtype)
+    back = kconv.col2im_pixels(c, shape, k, s, p, d, out)
+    twin = kconv.col2im_pixels_numpy(c, shape, k, s, p, d, out)
+    np.testing.assert_allclose(back, twin, rtol=1e-5, atol=1e-5)
+    # <im2col(x), c> == <x, col2im(c)>: the gather is the unfolding's adjoint.
+    np.testing.assert_allclose((cols * c).sum(), (x * back).sum(), rtol=1e-4)
+
+
+def test_col2im_pixels_rejects_a_wrong_shape():
+    with pytest.raises(ValueError, match=r"col2im_pixels: dcols of shape \(3, 9\)"):
+        kconv.col2im_pixels(np.ones((3, 9)), (1, 1, 2, 2), (3, 3), (1, 1), (1, 1), (1, 1), (2, 2))
+    with pytest.raises(TypeError, match="im2col_pixels: x must be a float32/float64"):
+        kconv.im2col_pixels(np.ones((1, 1, 2, 2), np.int64), (1, 1), (1, 1), (0, 0), (1, 1),
+                            (2, 2))  # fmt: skip
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("relu", [True, False])
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("shape", [(2, 5, 3, 4), (1, 1, 1, 1), (3, 70, 7, 9)])
+def test_bias_act_kernels_match_twins(shape, bias, relu, dtype):
+    rng = np.random.default_rng(5)
+    n, o, oh, ow = shape
+    out_t = rng.standard_normal((n * oh * ow, o)).astype(dtype)
+    out_t[0, 0] = 0.0  # ReLU at exactly 0
+    b = rng.standard_normal(o).astype(dtype) if bias else None
+    y = kconv.conv_bias_act(out_t, b, shape, relu)
+    np.testing.assert_array_equal(y, kconv.conv_bias_act_numpy(out_t, b, shape, relu))
+    dy = rng.standard_normal(shape).astype(dtype)
+    dz_t, db = kconv.conv_bias_act_backward(y, dy, relu)
+    dz_twin, db_twin = kconv.conv_bias_act_backward_numpy(y, dy, relu)
+    np.testing.assert_array_equal(dz_t, dz_twin)
+    np.testing.assert_allclose(db, db_twin, rtol=1e-5, atol=1e-5)
+    assert db.dtype == dtype
+
+
+def test_bias_act_keeps_nan():
+    out_t = np.array([[np.nan, -1.0]])
+    y = kconv.conv_bias_act(out_t, None, (1, 2, 1, 1), True)
+    np.testing.assert_array_equal(y.ravel(), [np.nan, 0.0])
+    np.testing.assert_array_equal(y, kconv.conv_bias_act_numpy(out_t, None, (1, 2, 1, 1), True))
+
+
+# ---- fused conv2d + ReLU ----------------------------------------------------------------------
+
+# (x shape, weight shape, stride, padding, dilation, groups)
+FUSED_TABLE = [
+    ((2, 3, 5, 5), (4, 3, 3, 3), 1, 1, 1, 1),  # few channels: the channel-major layout
+    ((2, 8, 5, 6), (4, 8, 3, 3), 1, 1, 1, 1),  # the pixel-major layout
+    ((1, 8, 7, 6), (3, 8, 3, 2), (2, 1), (1, 2), (1, 2), 1),  # batch 1, odd sizes, tuples
+    ((2, 8, 4, 5), (5, 8, 1, 1), 1, 0, 1, 1),  # 1x1 kernel
+    ((2, 8, 4, 3), (3, 8, 4, 3), 1, 0, 1, 1),  # kernel = input size
+    ((2, 4, 6, 5), (6, 2, 3, 3), 2, 1, 1, 2),  # groups
+]
+
+
+def _conv_module(x_shape, w_shape, stride, padding, dilation, groups, bias=True):
+    conv = nn.Conv2d(x_shape[1], w_shape[0], w_shape[2:], stride, padding, dilation, groups,
+                     bias=bias, dtype=np.float64)  # fmt: skip
+    return conv
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("case", FUSED_TABLE)
+def test_conv2d_relu_gradcheck_and_equals_unfused(case, bias):
+    fb.manual_seed(0)
+    conv = _conv_module(*case, bias=bias)
+    rng = np.random.default_rng(6)
+    x = fb.tensor(rng.standard_normal(case[0]), requires_grad=True)
+    params = [conv.weight] + ([conv.bias] if bias else [])
+
+    def fused(x, *ps):
+        return conv.forward_relu(x)
+
+    assert fb.gradcheck(fused, [x, *params])
+    y = conv.forward_relu(x)
+    dy = rng.standard_normal(y.shape)
+    (y * fb.tensor(dy)).sum().backward()
+    grads = [t.grad.copy() for t in (x, *params)]
+    for t in (x, *params):
+        t.grad = None
+    y2 = conv(x).relu()
+    (y2 * fb.tensor(dy)).sum().backward()
+    np.testing.assert_array_equal(y.data, y2.data)
+    for g, t in zip(grads, (x, *params), strict=True):
+        np.testing.assert_allclose(g, t.grad, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_sequential_fuses_conv_relu_and_matches_torch(dtype):
+    torch = pytest.importorskip("torch")
+    fb.manual_seed(1)
+    ours = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1, dtype=dtype), nn.ReLU(), nn.MaxPool2d(2),
+                         nn.Conv2d(8, 16, 3, padding=1, dtype=dtype), nn.ReLU(), nn.Flatten(),
+                         nn.Linear(16 * 3 * 3, 4, dtype=dtype))  # fmt: skip
+    theirs = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+        torch.nn.Conv2d(8, 16, 3, padding=1), torch.nn.ReLU(), torch.nn.Flatten(),
+        torch.nn.Linear(16 * 3 * 3, 4),
+    ).to(torch.float64 if dtype == np.float64 else torch.float32)  # fmt: skip
+    with torch.no_grad():
+        for p, q in zip(theirs.parameters(), ours.parameters(), strict=True):
+            p.copy_(torch.tensor(np.ascontiguousarray(q.data.T if p.ndim == 2 else q.data)))
+    x = np.random.default_rng(7).standard_normal((3, 1, 6, 6)).astype(dtype)
+    y = ours(fb.tensor(x))
+    from fastbp import viz
+
+    dot = viz.to_dot(y)
+    assert dot.count("conv2d_relu") == 2 and "relu\\n" not in dot.replace("conv2d_relu", "")
+    y.sum().backward()
+    ty = theirs(torch.tensor(x))
+    ty.sum().backward()
+    tol = 1e-10 if dtype == np.float64 else 2e-5
+    np.testing.assert_allclose(y.data, ty.detach().numpy(), rtol=tol, atol=tol)
+    for p, q in zip(theirs.parameters(), ours.parameters(), strict=True):
+        g = p.grad.numpy()
+        np.testing.assert_allclose(q.grad, g.T if g.ndim == 2 else g, rtol=tol * 10, atol=tol)
+
+
+def test_sequential_does_not_fuse_a_conv_subclass():
+    class Shifted(nn.Conv2d):
+        def forward(self, x):
+            return super().forward(x) - 1.0
+
+    fb.manual_seed(2)
+    model = nn.Sequential(Shifted(1, 2, 3), nn.ReLU())
+    x = fb.tensor(np.random.default_rng(3).standard_normal((1, 1, 4, 4)).astype(np.float32))
+    expected = (model[0](x)).relu().data
+    np.testing.assert_array_equal(model(x).data, expected)
