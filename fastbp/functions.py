@@ -104,22 +104,22 @@ def matmul(a: Any, b: Any) -> Tensor:
 
 def exp(x: Any) -> Tensor:
     """Elementwise ``e**x``."""
-    return as_tensor(x).exp()
+    return apply(ew.EXP, (as_tensor(x),))
 
 
 def log(x: Any) -> Tensor:
     """Elementwise natural logarithm."""
-    return as_tensor(x).log()
+    return apply(ew.LOG, (as_tensor(x),))
 
 
 def sqrt(x: Any) -> Tensor:
     """Elementwise square root."""
-    return as_tensor(x).sqrt()
+    return apply(ew.SQRT, (as_tensor(x),))
 
 
 def tanh(x: Any) -> Tensor:
     """Elementwise hyperbolic tangent."""
-    return as_tensor(x).tanh()
+    return apply(ew.TANH, (as_tensor(x),))
 
 
 def sigmoid(x: Any) -> Tensor:
@@ -131,12 +131,12 @@ def sigmoid(x: Any) -> Tensor:
     >>> fb.sigmoid(fb.tensor([0.0]))
     tensor([0.5])
     """
-    return as_tensor(x).sigmoid()
+    return apply(ew.SIGMOID, (as_tensor(x),))
 
 
 def relu(x: Any) -> Tensor:
     """Elementwise ``max(x, 0)``; the gradient at 0 is 0."""
-    return as_tensor(x).relu()
+    return apply(ew.RELU, (as_tensor(x),))
 
 
 def abs(x: Any) -> Tensor:  # noqa: A001

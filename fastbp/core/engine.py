@@ -48,11 +48,12 @@ from typing import Any
 
 import numpy as np
 
-from . import saved as _saved
 from .anomaly import check_finite, user_frame
 from .hints import explain
 from .hooks import hooked_edges, leaf_edge_done, leaf_hooks, run_hooks
 from .registry import Op
+from .saved import check as _check_saved
+from .saved import guard as _guard_saved
 from .state import state
 
 __all__ = [
@@ -178,12 +179,14 @@ def apply(op: Op, inputs: tuple[Any, ...], **params: Any) -> Any:
     """
     try:
         n = len(inputs)  # the common arities without building a list of arrays
-        if n == 2:
-            out, saved = op.forward(inputs[0].data, inputs[1].data, **params)
-        elif n == 1:
-            out, saved = op.forward(inputs[0].data, **params)
-        else:
+        if params:
             out, saved = op.forward(*[t.data for t in inputs], **params)
+        elif n == 2:  # NOTE: a call without ** is measurably cheaper; most ops take none
+            out, saved = op.forward(inputs[0].data, inputs[1].data)
+        elif n == 1:
+            out, saved = op.forward(inputs[0].data)
+        else:
+            out, saved = op.forward(*[t.data for t in inputs])
     except (ValueError, TypeError, IndexError) as exc:
         raise explain(op.name, inputs, params, exc) from exc
     if type(out) is not np.ndarray:  # NumPy returns scalars for 0-d results
@@ -197,11 +200,16 @@ def apply(op: Op, inputs: tuple[Any, ...], **params: Any) -> Any:
     result.requires_grad = False
     thread = state
     if thread.grad_enabled and op.vjp is not None:  # an op without a vjp is never recorded
-        needs = tuple(map(_requires_grad, inputs))
+        if n == 2:
+            needs = (inputs[0].requires_grad, inputs[1].requires_grad)
+        elif n == 1:
+            needs = (inputs[0].requires_grad,)
+        else:
+            needs = tuple(map(_requires_grad, inputs))
         if True in needs:
             result.requires_grad = True
             node = _new(Node)
-            node.guards = () if saved is None else _saved.guard(inputs, saved, out)
+            node.guards = () if saved is None else _guard_saved(inputs, saved, out)
             node.op = op
             node.inputs = inputs
             node.saved = saved
@@ -243,9 +251,8 @@ def _walk(root, seed: np.ndarray, retain_graph: bool, targets: dict[int, list[in
     collecting = targets is not None
     hooked = hooked_edges(root) if leaf_hooks and not collecting else None
     pending: dict[Node, np.ndarray] = {node: seed}
-    heap: list[tuple[int, Node]] = [(-node.seq, node)]
-    while heap:
-        node = heappop(heap)[1]
+    heap: list[tuple[int, Node]] = []
+    while node is not None:
         dy = pending.pop(node)
         saved = node.saved
         if saved is FREED:
@@ -256,7 +263,7 @@ def _walk(root, seed: np.ndarray, retain_graph: bool, targets: dict[int, list[in
             )
         op, inputs, needs = node.op, node.inputs, node.needs
         if node.guards:
-            _saved.check(op.name, node.guards, node.output())
+            _check_saved(op.name, node.guards, node.output())
         grads = op.vjp(saved, dy, needs)
         if not retain_graph:  # release() inlined: this loop runs once per recorded op
             node.saved = FREED
@@ -288,6 +295,9 @@ def _walk(root, seed: np.ndarray, retain_graph: bool, targets: dict[int, list[in
             else:
                 pending[parent] = g
                 heappush(heap, (-parent.seq, parent))
+        # Next, the pending record with the largest seq. In a chain it is the only one:
+        # list.pop is cheaper than heappop for that.
+        node = heap.pop()[1] if len(heap) == 1 else heappop(heap)[1] if heap else None
     for t, _ in (hooked or {}).values():  # edges never reached (a vjp gave None upstream)
         run_hooks(t)
     return collected

@@ -63,9 +63,15 @@ def guard(inputs, saved, out: np.ndarray) -> tuple:
     The output's entry has no tensor (the record holds its output weakly); its version
     is 0, the version of a new tensor.
     """
-    # NOTE: this runs for every recorded op that saves something: kept to plain loops.
+    # NOTE: this runs for every recorded op that saves something, so the two shapes
+    # nearly every op saves (its own output; its inputs' arrays) get a path without a
+    # loop: about half the cost of the general one below on a tiny array.
+    if saved is out:  # exp, tanh, sigmoid...: the output alone
+        return ((None, 0, out, out.tobytes() if out.size <= SAMPLES else fingerprint(out)),)
+    if type(saved) is not tuple:
+        saved = (saved,)
     guards = []
-    for item in saved if type(saved) is tuple else (saved,):
+    for item in saved:
         if item is out:
             print_ = item.tobytes() if item.size <= SAMPLES else fingerprint(item)
             guards.append((None, 0, item, print_))

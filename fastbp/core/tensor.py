@@ -341,24 +341,26 @@ class Tensor:
         ``float32_tensor * 2.0`` stays float32 and ``int_tensor * 2.5`` is float32
         (PyTorch's rule for Python scalars, :func:`fastbp.core.dtypes.result_dtype`).
         """
-        if isinstance(other, Tensor):
-            return other
-        if isinstance(other, (int, float, bool)):
-            # Training loops multiply by the same few constants every step: reuse them.
-            # NOTE: -0.0 == 0.0 and hashes alike, so a zero is keyed on its text: keying on
-            # the value would hand ``x * -0.0`` the cached +0 constant.
-            key = (type(other), other if other else repr(other), self.data.dtype)
-            constant = _scalar_cache.get(key)
-            if constant is None:
-                if len(_scalar_cache) >= 4096:
-                    _scalar_cache.clear()
-                # PyTorch's promotion (fastbp.core.dtypes): int tensor * 2.5 is float32.
-                dtype = result_dtype(self.data, other)
-                array = np.asarray(other, dtype=dtype)
-                array.flags.writeable = False  # shared between graphs: never to be written
-                constant = _scalar_cache[key] = _constant(array)
-            return constant
-        return as_tensor(other)
+        kind = type(other)  # exact-type tests first: they are the cheapest
+        if kind is not float and kind is not int and kind is not bool:
+            if isinstance(other, Tensor):
+                return other
+            if not isinstance(other, (int, float)):  # (np.float64 is a float)
+                return as_tensor(other)
+        # Training loops multiply by the same few constants every step: reuse them.
+        # NOTE: -0.0 == 0.0 and hashes alike, so a zero is keyed on its text: keying on
+        # the value would hand ``x * -0.0`` the cached +0 constant.
+        key = (kind, other if other else repr(other), self.data.dtype)
+        constant = _scalar_cache.get(key)
+        if constant is None:
+            if len(_scalar_cache) >= 4096:
+                _scalar_cache.clear()
+            # PyTorch's promotion (fastbp.core.dtypes): int tensor * 2.5 is float32.
+            dtype = result_dtype(self.data, other)
+            array = np.asarray(other, dtype=dtype)
+            array.flags.writeable = False  # shared between graphs: never to be written
+            constant = _scalar_cache[key] = _constant(array)
+        return constant
 
     def __add__(self, other):
         return apply(OPS["add"], (self, self._operand(other)))

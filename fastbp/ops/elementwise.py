@@ -17,11 +17,34 @@ def _promoted(a, b, rule=result_dtype):
     return a.astype(dtype, copy=False), b.astype(dtype, copy=False)
 
 
+class _Constants(dict):
+    """0-d read-only arrays of one value, by dtype: ``_ONE[a.dtype] - a``.
+
+    NOTE: a Python scalar operand costs a ufunc about a microsecond more than an array
+    of the operand's dtype does (it is converted on every call), which is as much as
+    the arithmetic on a small array; the vjps of the unary ops use these instead.
+    """
+
+    def __init__(self, value: float) -> None:
+        super().__init__()
+        self.value = value
+
+    def __missing__(self, dtype: np.dtype) -> np.ndarray:
+        constant = np.full((), self.value, dtype)
+        constant.flags.writeable = False
+        self[dtype] = constant
+        return constant
+
+
+_ONE = _Constants(1)
+_HALF = _Constants(0.5)
+
 # ------------------------------------------------------------------ arithmetic gates
 
 
 def _add_forward(a, b):
-    a, b = _promoted(a, b)
+    if a.dtype is not b.dtype:  # tested here: a call less on the common path
+        a, b = _promoted(a, b)
     return a + b, None
 
 
@@ -34,7 +57,8 @@ ADD = defop("add", _add_forward, _add_vjp)
 
 
 def _sub_forward(a, b):
-    a, b = _promoted(a, b)
+    if a.dtype is not b.dtype:  # tested here: a call less on the common path
+        a, b = _promoted(a, b)
     return a - b, None
 
 
@@ -46,7 +70,8 @@ SUB = defop("sub", _sub_forward, _sub_vjp)
 
 
 def _mul_forward(a, b):
-    a, b = _promoted(a, b)
+    if a.dtype is not b.dtype:  # tested here: a call less on the common path
+        a, b = _promoted(a, b)
     return a * b, (a, b)
 
 
@@ -145,7 +170,7 @@ def _sqrt_forward(x):
 def _sqrt_vjp(out, dy, needs):
     # NOTE: at x == 0 the gradient is +inf, as in the math (and in PyTorch).
     with np.errstate(divide="ignore"):
-        return (dy * 0.5 / out,)
+        return (dy * _HALF[out.dtype] / out,)
 
 
 SQRT = defop("sqrt", _sqrt_forward, _sqrt_vjp)
@@ -189,7 +214,7 @@ def _tanh_forward(x):
 
 
 def _tanh_vjp(out, dy, needs):
-    return (dy * (1 - out * out),)
+    return (dy * (_ONE[out.dtype] - out * out),)
 
 
 TANH = defop("tanh", _tanh_forward, _tanh_vjp)
@@ -197,9 +222,10 @@ TANH = defop("tanh", _tanh_forward, _tanh_vjp)
 
 def _sigmoid_forward(x):
     # 0.5 * (1 + tanh(x / 2)) equals 1 / (1 + exp(-x)) but never overflows.
-    out = np.tanh(x * 0.5)
-    out += 1
-    out *= 0.5
+    half = _HALF[x.dtype] if x.dtype.kind == "f" else 0.5  # ints: tanh's float result
+    out = np.tanh(x * half)
+    out += _ONE[out.dtype]
+    out *= _HALF[out.dtype]
     return out, out
 
 
