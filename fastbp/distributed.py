@@ -1026,7 +1026,10 @@ class DistributedDataParallel(Module):
         scale = {}
         unused = self._used if self.find_unused_parameters else None
         outstanding = list(self.buckets)
-        what = f"DistributedDataParallel's all-reduce of {len(outstanding)} gradient buckets"
+        count = len(outstanding)
+        what = f"DistributedDataParallel's all-reduce of {count} gradient bucket" + "s" * (
+            count != 1
+        )
         g.waiting_for = what
         deadline = time.monotonic() + g.timeout
         start, polls = time.monotonic(), 0

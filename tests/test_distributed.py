@@ -93,6 +93,7 @@ def faults():
         "raise": _start(2, "fault.py", "raise", env={"FASTBP_DIST_TIMEOUT": "60"}),
         "hang": _start(2, "fault.py", "hang", env={"FASTBP_DIST_TIMEOUT": "2"}),
         "kill": _start(2, "fault.py", "kill", env={"FASTBP_DIST_TIMEOUT": "20"}),
+        "unused": _start(2, "fault.py", "unused", env={"FASTBP_DIST_TIMEOUT": "60"}),
     }
     if hydra:  # MPICH's launcher can be told not to end the job when a rank dies
         started["kill-no-cleanup"] = _start(
@@ -110,6 +111,14 @@ def test_rank_that_raises_is_named(faults):
     assert proc.returncode != 0
     assert "rank 1 failed" in proc.stderr and "boom in the data pipeline" in proc.stderr
     assert seconds < 40  # the notice arrives at once, not after the 60 s timeout
+
+
+def test_unused_parameter_on_one_rank_does_not_hang_the_others(faults):
+    # without find_unused_parameters: rank 1 refuses the backward; rank 0, waiting for
+    # the missing layer's bucket, stops at once with rank 1's error, not after 60 s
+    proc, seconds = faults["unused"]
+    assert proc.returncode != 0 and seconds < 40, proc.stderr
+    assert "rank 1 failed" in proc.stderr and "find_unused_parameters=True" in proc.stderr
 
 
 def test_hung_rank_is_named_after_the_timeout(faults):

@@ -1,4 +1,7 @@
-"""A rank fails mid-epoch: ``fault.py raise|kill|hang``; rank 1 fails at step 3.
+"""A rank fails mid-epoch: ``fault.py raise|kill|hang|unused``; rank 1 fails at step 3.
+
+``unused``: rank 1's step 3 skips a layer without ``find_unused_parameters``: its backward
+refuses to start, and rank 0, already waiting for that layer's gradient, must hear of it.
 
 The others must end within the timeout (FASTBP_DIST_TIMEOUT) with an error naming rank 1.
 """
@@ -19,7 +22,8 @@ mode = sys.argv[1]
 dist.init()
 r = dist.rank()
 fb.manual_seed(0)
-ddp = dist.DistributedDataParallel(nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 2)))
+net = nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 2))
+ddp = dist.DistributedDataParallel(net)
 opt = optim.SGD(ddp.parameters(), lr=0.1)
 x, y = np.ones((4, 8), np.float32), np.zeros(4, np.int64)
 for step in range(1000):
@@ -30,7 +34,11 @@ for step in range(1000):
             os.kill(os.getpid(), signal.SIGKILL)
         if mode == "hang":
             time.sleep(600)
-    loss = F.cross_entropy(ddp(fb.from_numpy(x)), y)
+    if mode == "unused" and r == 1 and step == 3:
+        ddp(fb.from_numpy(x))
+        loss = F.cross_entropy(net[2](fb.from_numpy(x)), y)  # net[0] gets no gradient
+    else:
+        loss = F.cross_entropy(ddp(fb.from_numpy(x)), y)
     opt.zero_grad()
     loss.backward()
     opt.step()
