@@ -307,7 +307,12 @@ def hand_to_leaf(t, g: np.ndarray, dy: np.ndarray, grads) -> None:
     """Accumulate the vjp result ``g`` into leaf ``t``; ``grads`` is all the vjp returned."""
     # ``dy``, a view of it, or an array returned for two inputs may belong to someone
     # else: only a fresh array may become ``.grad``.
-    owned = g is not dy and g.base is None and sum(x is g for x in grads) == 1
+    owned = g is not dy and g.base is None
+    if owned and len(grads) > 1:  # a plain loop: a generator costs more than these tests
+        seen = 0
+        for x in grads:
+            seen += x is g
+        owned = seen == 1
     accumulate_grad(t, g, owned)
 
 
