@@ -83,3 +83,14 @@ def test_a_model_with_uint8_input_fails_before_training():
     x = fb.tensor(np.full((3, 4), 200, np.uint8))
     with pytest.raises(TypeError, match="uint8 input"):
         model(x)
+
+
+@pytest.mark.parametrize("name", ["exp", "log", "sqrt", "tanh", "sigmoid"])
+@pytest.mark.parametrize("dtype", INT_DTYPES)
+def test_real_functions_of_integers_are_float32_like_torch(name, dtype):
+    # NumPy computes them in float64; torch in its default float32, and so does fastbp now.
+    values = np.array([0, 1, 3]).astype(dtype)
+    ours = getattr(fb, name)(fb.tensor(values))
+    theirs = getattr(torch, name)(torch.tensor(values))
+    assert ours.dtype == np.float32 and theirs.dtype == torch.float32
+    np.testing.assert_allclose(ours.data, theirs.numpy(), rtol=1e-6)

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["DEFAULT_FLOAT", "result_dtype", "division_dtype", "promote_types"]
+__all__ = ["DEFAULT_FLOAT", "result_dtype", "division_dtype", "promote_types", "real"]
 
 DEFAULT_FLOAT = np.dtype(np.float32)
 _BOOL = np.dtype(np.bool_)
@@ -128,3 +128,17 @@ def division_dtype(a: Any, b: Any) -> np.dtype:
     """
     dtype = result_dtype(a, b)
     return dtype if dtype.kind in "fc" else DEFAULT_FLOAT
+
+
+def real(x: np.ndarray) -> np.ndarray:
+    """``x`` as the input of a function with real values (``exp``, ``sin``, ...).
+
+    Integers and bools become float32, PyTorch's default dtype (NumPy would give
+    float64, and a float32 model would silently leave its kernels); floats stay.
+
+    Example
+    -------
+    >>> real(np.array([1, 2])).dtype
+    dtype('float32')
+    """
+    return x.astype(DEFAULT_FLOAT) if x.dtype.kind in "biu" else x

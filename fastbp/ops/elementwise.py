@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..core.dtypes import division_dtype, result_dtype
+from ..core.dtypes import division_dtype, real, result_dtype
 from ..core.registry import defop
 from ..kernels import dispatch
 
@@ -140,7 +140,7 @@ POW = defop("pow", _pow_forward, _pow_vjp)
 
 
 def _exp_forward(x):
-    out = np.exp(x)
+    out = np.exp(real(x))
     return out, out  # exp needs only its output: d exp(x) = exp(x) dx
 
 
@@ -152,6 +152,7 @@ EXP = defop("exp", _exp_forward, _exp_vjp)
 
 
 def _log_forward(x):
+    x = real(x)
     return np.log(x), x
 
 
@@ -163,7 +164,7 @@ LOG = defop("log", _log_forward, _log_vjp)
 
 
 def _sqrt_forward(x):
-    out = np.sqrt(x)
+    out = np.sqrt(real(x))
     return out, out
 
 
@@ -209,7 +210,7 @@ CLIP = defop("clip", _clip_forward, _clip_vjp)
 
 
 def _tanh_forward(x):
-    out = np.tanh(x)
+    out = np.tanh(real(x))
     return out, out
 
 
@@ -222,8 +223,8 @@ TANH = defop("tanh", _tanh_forward, _tanh_vjp)
 
 def _sigmoid_forward(x):
     # 0.5 * (1 + tanh(x / 2)) equals 1 / (1 + exp(-x)) but never overflows.
-    half = _HALF[x.dtype] if x.dtype.kind == "f" else 0.5  # ints: tanh's float result
-    out = np.tanh(x * half)
+    x = real(x)
+    out = np.tanh(x * _HALF[x.dtype])
     out += _ONE[out.dtype]
     out *= _HALF[out.dtype]
     return out, out

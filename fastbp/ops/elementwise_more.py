@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..core.dtypes import real
 from ..core.registry import defop
 
-
-def _real(x: np.ndarray) -> np.ndarray:
-    """Integers and bools become float32 (torch's default dtype); floats stay as they are."""
-    return x.astype(np.float32) if x.dtype.kind in "biu" else x
+_real = real  # ints and bools become float32, as in PyTorch
 
 
 def _unary(name, f, df):
