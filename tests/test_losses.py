@@ -246,3 +246,30 @@ def test_gradcheck_float64():
         lambda x: F.binary_cross_entropy_with_logits(x, T, pos_weight=np.array([1.0, 2.0, 3.0])),
         [fb.tensor(X, requires_grad=True)],
     )
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize(
+    "labels, ignore_index",
+    [
+        (np.array([0, 3, 1, 2]), -100),  # nothing ignored: the fused path
+        (np.array([0, -100, 1, -100]), -100),  # the fused pass rejects -100: falls back
+        (np.array([0, 3, 1, 3]), 3),  # a class in range: checked before the fused path
+        (np.array([0, 3, 7, 3]), -100),  # a bad label is still an error
+    ],
+)
+def test_cross_entropy_ignore_index_on_every_path(labels, ignore_index, reduction):
+    logits = LOGITS[:4].astype(np.float32)
+    x = fb.tensor(logits, requires_grad=True)
+    tx = torch.tensor(logits, requires_grad=True)
+    kw = dict(ignore_index=ignore_index, reduction=reduction)
+    if (labels >= 4).any():
+        with pytest.raises(ValueError, match="label"):
+            F.cross_entropy(x, labels, **kw)
+        return
+    ours = F.cross_entropy(x, labels, **kw)
+    theirs = torch.nn.functional.cross_entropy(tx, torch.tensor(labels), **kw)
+    np.testing.assert_allclose(ours.data, theirs.detach().numpy(), rtol=1e-5, atol=1e-6)
+    ours.sum().backward()
+    theirs.sum().backward()
+    np.testing.assert_allclose(x.grad, tx.grad.numpy(), rtol=1e-5, atol=1e-6)

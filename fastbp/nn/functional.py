@@ -644,7 +644,7 @@ def cross_entropy(  # noqa: F811  (extends the fused one above, which it calls)
             "cross_entropy: size_average and reduce are deprecated in PyTorch and not "
             "supported; use reduction='mean'|'sum'|'none'"
         )
-    shape = tuple(getattr(input, "shape", np.shape(input)))
+    shape = input.shape if isinstance(input, Tensor) else tuple(np.shape(input))
     t = target.data if isinstance(target, Tensor) else np.asarray(target)
     general = (
         weight is not None
@@ -652,9 +652,20 @@ def cross_entropy(  # noqa: F811  (extends the fused one above, which it calls)
         or len(shape) > 2  # (N, C, d1, ...)
         or (len(shape) == 1 and t.ndim == 0)  # (C,) logits and one label
         or (t.dtype.kind == "f" and t.shape == shape)  # class probabilities
-        or (t.dtype.kind in "iu" and bool((t == ignore_index).any()))
     )
-    if not general:  # today's fused path, unchanged (it also reports bad labels)
+    if not general and t.dtype.kind in "iu":
+        if len(shape) == 2 and not 0 <= ignore_index < shape[1]:
+            # The fused kernel rejects labels outside [0, C) in its pass over them, so an
+            # ignored target (-100) costs nothing unless one is there.
+            try:
+                return _fused_cross_entropy(input, target, reduction)
+            except ValueError:
+                if not (t == ignore_index).any():
+                    raise
+                general = True
+        else:
+            general = bool((t == ignore_index).any())
+    if not general:  # the fused path (it also reports bad labels)
         return _fused_cross_entropy(input, target, reduction)
     return cross_entropy_general(input, target, weight, ignore_index, reduction, label_smoothing)
 
