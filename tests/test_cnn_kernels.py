@@ -10,8 +10,11 @@ import numpy as np
 import pytest
 
 import fastbp as fb
+import fastbp.nn.functional as F
 from fastbp import nn
 from fastbp.kernels import conv as kconv
+from fastbp.kernels import dropout as kdrop
+from fastbp.kernels import norm as kbn
 
 # Ops this file gradchecks (read by tests/test_ops.py's coverage check).
 GRADCHECKED_OPS = {"conv2d_relu", "batch_norm_train", "dropout_mask"}
@@ -172,3 +175,161 @@ def test_sequential_does_not_fuse_a_conv_subclass():
     x = fb.tensor(np.random.default_rng(3).standard_normal((1, 1, 4, 4)).astype(np.float32))
     expected = (model[0](x)).relu().data
     np.testing.assert_array_equal(model(x).data, expected)
+
+
+# ---- batch norm -------------------------------------------------------------------------------
+
+BN_SHAPES = [(4, 3, 1), (3, 2, 5), (2, 3, 12), (1, 2, 9), (7, 1, 1)]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("affine", [True, False])
+@pytest.mark.parametrize("shape", BN_SHAPES)
+def test_batch_norm_kernels_match_twins(shape, affine, dtype):
+    rng = np.random.default_rng(8)
+    c = shape[1]
+    # A large common offset: the statistics must not cancel it away.
+    x = (rng.standard_normal(shape) * 2 + 100).astype(dtype)
+    w = rng.standard_normal(c).astype(dtype) if affine else None
+    b = rng.standard_normal(c).astype(dtype) if affine else None
+    got = kbn.batch_norm_forward(x, w, b, 1e-5)
+    want = kbn.batch_norm_forward_numpy(x, w, b, 1e-5)
+    tol = 1e-4 if dtype == np.float32 else 1e-10
+    for a, t in zip(got, want, strict=True):
+        np.testing.assert_allclose(a, t, rtol=tol, atol=tol)
+    assert got[0].dtype == dtype
+    dy = rng.standard_normal(shape).astype(dtype)
+    got = kbn.batch_norm_backward(x, dy, got[1], got[3], w)
+    want = kbn.batch_norm_backward_numpy(x, dy, want[1], want[3], w)
+    for a, t in zip(got, want, strict=True):
+        np.testing.assert_allclose(a, t, rtol=tol * 10, atol=tol * 10)
+
+
+def test_batch_norm_kernel_errors_name_the_kernel():
+    with pytest.raises(ValueError, match=r"batch_norm_forward: weight must have shape \(3,\)"):
+        kbn.batch_norm_forward(np.ones((2, 3, 1)), np.ones(2), None, 1e-5)
+    with pytest.raises(ValueError, match="batch_norm_backward: dy of shape"):
+        kbn.batch_norm_backward(np.ones((2, 3, 1)), np.ones((2, 3, 2)), np.zeros(3), np.ones(3),
+                                None)  # fmt: skip
+
+
+# (input shape, weight, bias)
+BN_TABLE = [
+    ((4, 3), True, True),
+    ((3, 2, 5), True, False),
+    ((2, 3, 4, 3), False, True),
+    ((1, 2, 3, 3), True, True),  # batch 1 (the spatial positions are the sample)
+    ((2, 1, 1, 2), False, False),
+]
+
+
+@pytest.mark.parametrize("case", BN_TABLE)
+def test_batch_norm_train_op_gradcheck_and_torch(case):
+    shape, has_w, has_b = case
+    rng = np.random.default_rng(9)
+    c = shape[1]
+    x = fb.tensor(rng.standard_normal(shape) * 3 + 1, requires_grad=True)
+    w = fb.tensor(rng.standard_normal(c), requires_grad=True) if has_w else None
+    b = fb.tensor(rng.standard_normal(c), requires_grad=True) if has_b else None
+    inputs = [t for t in (x, w, b) if t is not None]
+
+    def f(*args):
+        it = iter(args[1:])
+        return F.batch_norm(args[0], None, None, next(it) if has_w else None,
+                            next(it) if has_b else None, training=True)  # fmt: skip
+
+    assert fb.gradcheck(f, inputs)
+    torch = pytest.importorskip("torch")
+    rm, rv = np.zeros(c), np.ones(c)
+    trm, trv = torch.zeros(c, dtype=torch.float64), torch.ones(c, dtype=torch.float64)
+    theirs = [torch.tensor(t.data, requires_grad=True) for t in inputs]
+    it = iter(theirs[1:])
+    ty = torch.nn.functional.batch_norm(theirs[0], trm, trv, next(it) if has_w else None,
+                                        next(it) if has_b else None, training=True,
+                                        momentum=0.2)  # fmt: skip
+    y = F.batch_norm(x, rm, rv, w, b, training=True, momentum=0.2)
+    dy = rng.standard_normal(shape)
+    (y * fb.tensor(dy)).sum().backward()
+    ty.backward(torch.tensor(dy))
+    np.testing.assert_allclose(y.data, ty.detach().numpy(), atol=1e-10)
+    for ours, t in zip(inputs, theirs, strict=True):
+        np.testing.assert_allclose(ours.grad, t.grad.numpy(), atol=1e-9)
+    np.testing.assert_allclose(rm, trm.numpy(), atol=1e-12)  # running_var is unbiased, as torch
+    np.testing.assert_allclose(rv, trv.numpy(), atol=1e-12)
+
+
+def test_batch_norm_module_float32_one_record():
+    from fastbp import viz
+
+    bn = nn.BatchNorm2d(4)
+    x = fb.tensor(np.random.default_rng(10).standard_normal((3, 4, 2, 2)).astype(np.float32),
+                  requires_grad=True)  # fmt: skip
+    y = bn(x)
+    assert y.dtype == np.float32
+    assert viz.to_dot(y).count("batch_norm_train") == 1
+    y.sum().backward()
+    assert x.grad.dtype == np.float32 and bn.weight.grad.dtype == np.float32
+
+
+# ---- dropout ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("channelwise", [False, True])
+@pytest.mark.parametrize("p", [0.0, 0.3, 0.5, 1.0])
+def test_dropout_kernels_match_twins(p, channelwise, dtype):
+    x = np.random.default_rng(11).standard_normal((40, 50)).astype(dtype)
+    seed = 2**63 + 12345  # the upper half of the uint64 range too
+    y, keep = kdrop.dropout_forward(x, p, seed, channelwise)
+    y_twin, keep_twin = kdrop.dropout_forward_numpy(x, p, seed, channelwise)
+    np.testing.assert_array_equal(keep, keep_twin)
+    np.testing.assert_array_equal(y, y_twin)
+    assert keep.shape == ((40,) if channelwise else (2000,))
+    if 0.0 < p < 1.0 and not channelwise:
+        assert abs((1 - keep.mean()) - p) < 0.05
+    scale = 0.0 if p == 1.0 else 1.0 / (1.0 - p)
+    kept = np.broadcast_to(keep[:, None], x.shape) if channelwise else keep.reshape(x.shape)
+    np.testing.assert_allclose(y, np.where(kept, x * dtype(scale), 0), rtol=1e-6)
+    dy = np.ones_like(x)
+    dx = kdrop.dropout_backward(dy, keep, p, channelwise)
+    np.testing.assert_array_equal(dx, kdrop.dropout_backward_numpy(dy, keep, p, channelwise))
+
+
+def test_dropout_kernel_seeds_differ_and_nan_propagates():
+    x = np.ones((1, 4000))
+    a = kdrop.dropout_forward(x, 0.5, 1, False)[1]
+    b = kdrop.dropout_forward(x, 0.5, 2, False)[1]
+    assert 0.4 < (a != b).mean() < 0.6
+    y, keep = kdrop.dropout_forward(np.full((1, 64), np.nan), 0.5, 3, False)
+    assert np.isnan(y).all()  # x * 0, as the unfused x * mask
+
+
+def test_dropout_kernel_errors():
+    with pytest.raises(TypeError, match="dropout_forward: x must be a 2-D float32/float64"):
+        kdrop.dropout_forward(np.ones(3), 0.5, 0, False)
+    with pytest.raises(ValueError, match="dropout_backward: mask of shape"):
+        kdrop.dropout_backward(np.ones((2, 2)), np.ones(3, bool), 0.5, False)
+
+
+@pytest.mark.parametrize("fn", [F.dropout, F.dropout2d])
+def test_dropout_op_is_seeded_and_its_gradient_is_the_mask(fn):
+    x = fb.tensor(np.random.default_rng(12).standard_normal((3, 4, 5, 6)), requires_grad=True)
+    fb.manual_seed(5)
+    y1 = fn(x, 0.4)
+    fb.manual_seed(5)
+    y2 = fn(x, 0.4)
+    np.testing.assert_array_equal(y1.data, y2.data)
+    assert not np.array_equal(fn(x, 0.4).data, y1.data)  # a new draw every call
+    dy = np.random.default_rng(13).standard_normal(x.shape)
+    (y1 * fb.tensor(dy)).sum().backward()
+    kept = y1.data != 0
+    np.testing.assert_allclose(x.grad, np.where(kept, dy / 0.6, 0.0), rtol=1e-12)
+    if fn is F.dropout2d:
+        assert (kept.all(axis=(2, 3)) | ~kept.any(axis=(2, 3))).all()
+
+    # gradcheck with a fixed mask: reseed before every evaluation.
+    def f(t):
+        fb.manual_seed(6)
+        return fn(t, 0.4)
+
+    assert fb.gradcheck(f, [x])

@@ -83,13 +83,8 @@ def test_traced_cnn_step_replays_to_the_eager_weights(batch_norm):
     assert compiled or why  # replayed: it says why it is not compiled
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="fb.trace replays the recorded ops only: batch_norm's running-statistics update "
-    "is NumPy work on the buffers under no_grad, done at the recording call and not "
-    "repeated by replays, and nothing warns",
-)
 def test_traced_batch_norm_updates_its_running_statistics():
+    # The batch_norm_train op updates the buffers in its forward, so replays repeat it.
     eager = train(cnn(batch_norm=True), traced=False)[0]
     traced = train(cnn(batch_norm=True), traced=True)[0]
     for i in (1, 5):  # the two BatchNorm2d layers

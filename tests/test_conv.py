@@ -189,7 +189,8 @@ def test_kernel_wrappers_reject_non_float():
 @pytest.mark.parametrize("module", ["fastbp.kernels.conv", "fastbp.nn.functional_conv",
                                     "fastbp.nn.functional_norm", "fastbp.nn.norm",
                                     "fastbp.examples.mnist_cnn",
-                                    "fastbp.nn.conv", "fastbp.ops.pool"])  # fmt: skip
+                                    "fastbp.nn.conv", "fastbp.ops.pool", "fastbp.kernels.norm",
+                                    "fastbp.kernels.dropout"])  # fmt: skip
 def test_docstring_examples_run(module):
     result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
     assert result.failed == 0 and result.attempted > 0

@@ -1,11 +1,13 @@
 """Normalisation and dropout functions (PyTorch's ``torch.nn.functional`` signatures).
 
-Re-exported by :mod:`fastbp.nn.functional`. They are composed from recorded tensor ops (mean,
-subtraction, square root, products), so their gradients come from those ops' vjps: correct for
-every input, weight and bias, at the cost of a few more passes over memory than a fused kernel.
+Re-exported by :mod:`fastbp.nn.functional`. Batch norm in training mode and dropout are single
+ops over Numba kernels (``fastbp.ops.norm``): one pass forward, one backward. The other forms
+(batch norm with running statistics, layer norm, group norm) are composed from recorded tensor
+ops (mean, subtraction, square root, products), so their gradients come from those ops' vjps.
 
-Dropout draws its masks from the generator seeded by :func:`fastbp.manual_seed`
-(:func:`fastbp.core.tensor.default_generator`), so a seeded run drops the same units.
+Dropout draws its masks from a seed taken from the generator seeded by
+:func:`fastbp.manual_seed` (:func:`fastbp.core.tensor.default_generator`), so a seeded run drops
+the same units.
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from ..core.grad_mode import no_grad
+from ..core.engine import apply
 from ..core.tensor import Tensor, as_tensor, default_generator
+from ..ops.norm import BATCH_NORM_TRAIN, DROPOUT_MASK
 
 __all__ = ["batch_norm", "dropout", "dropout2d", "group_norm", "layer_norm"]
 
@@ -25,6 +28,10 @@ def _check_p(op: str, p: float) -> float:
     if not isinstance(p, (int, float, np.floating)) or not 0.0 <= p <= 1.0:
         raise ValueError(f"{op}: dropout probability has to be between 0 and 1, but got {p!r}")
     return float(p)
+
+
+# Dropout masks are drawn in a kernel for these dtypes (fastbp.kernels.dropout).
+_KERNEL_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def _mask(x: Tensor, shape: tuple[int, ...], p: float) -> Tensor:
@@ -69,6 +76,8 @@ def dropout(input: Any, p: float = 0.5, training: bool = True, inplace: bool = F
     x = as_tensor(input)
     if not training or p == 0.0:
         return x
+    if x.dtype in _KERNEL_DTYPES:
+        return apply(DROPOUT_MASK, (x,), p=p, channelwise=False)
     return x * _mask(x, x.shape, p)
 
 
@@ -109,6 +118,8 @@ def dropout2d(input: Any, p: float = 0.5, training: bool = True, inplace: bool =
         )
     if not training or p == 0.0:
         return x
+    if x.dtype in _KERNEL_DTYPES and x.ndim == 4:
+        return apply(DROPOUT_MASK, (x,), p=p, channelwise=True)
     return x * _mask(x, x.shape[: x.ndim - 2] + (1, 1), p)
 
 
@@ -172,7 +183,6 @@ def batch_norm(
                 f"batch_norm: {name} must have shape ({channels},) for input of shape "
                 f"{x.shape}, got {np.shape(getattr(stat, 'data', stat))}"
             )
-    axes = (0,) + tuple(range(2, x.ndim))
     shape = _channel_shape(x)
     if training:
         count = x.data.size // max(channels, 1)
@@ -181,19 +191,25 @@ def batch_norm(
                 f"batch_norm: expected more than 1 value per channel when training, got input "
                 f"of shape {x.shape}"
             )
-        mean = x.mean(axis=axes, keepdims=True)
-        centred = x - mean
-        var = (centred * centred).mean(axis=axes, keepdims=True)
-        with no_grad():
-            for stat, batch in ((running_mean, mean.data), (running_var, var.data)):
-                if stat is None:
-                    continue
-                if stat is running_var:
-                    batch = batch * (count / (count - 1))  # the running variance is unbiased
-                array = stat.data if isinstance(stat, Tensor) else stat
-                array *= 1.0 - momentum
-                array += momentum * batch.reshape(channels).astype(array.dtype)
-        y = centred / (var + eps).sqrt()
+        # One op over the batch-norm kernels: statistics, normalisation and the affine
+        # transform in one pass, the running statistics updated from the same statistics.
+        # The statistics travel as tensors: a replayed (traced) step then updates the
+        # buffers they hold, not arrays frozen at the first call.
+        stats = [
+            None if stat is None else (stat if isinstance(stat, Tensor) else Tensor(stat))
+            for stat in (running_mean, running_var)
+        ]
+        inputs = [x] + [as_tensor(v) for v in (weight, bias) if v is not None]
+        return apply(
+            BATCH_NORM_TRAIN,
+            tuple(inputs),
+            has_weight=weight is not None,
+            has_bias=bias is not None,
+            eps=float(eps),
+            momentum=float(momentum),
+            running_mean=stats[0],
+            running_var=stats[1],
+        )
     else:
         if running_mean is None or running_var is None:
             raise ValueError(

@@ -34,4 +34,4 @@ from . import compare, elementwise, linalg, loss, reduce, shape  # noqa: E402,F4
 
 from . import activation, elementwise_more, linalg_nd, reduce_more, shape_more  # noqa: E402,F401  # isort: skip
 
-from . import conv, pool  # noqa: E402,F401  # isort: skip  (issue 15)
+from . import conv, norm, pool  # noqa: E402,F401  # isort: skip  (issue 15)
