@@ -8,8 +8,9 @@ start from the same weights (fastbp draws them, PyTorch copies them); only the d
 differ (each system draws its own). Evaluation (batches of 500) is not on the training clock,
 nor is one warm-up step with a spare model (``--no-warmup`` leaves it out), which loads the
 kernels a first step needs (what ``--first-step`` measures).
-Each system runs in its own subprocess on one CPU with one thread per pool, so its peak
-resident memory is its own::
+Each system runs in its own subprocess, so its peak resident memory is its own; both run on
+one CPU with one thread per pool and take turns epoch by epoch, so that a slow spell of a
+shared machine falls on both::
 
     python benchmarks/time_cnn_epoch.py                      # 5 epochs each, CPU 0
     python benchmarks/time_cnn_epoch.py --stop-after 1       # the first epoch of that run
@@ -32,7 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -168,6 +169,7 @@ def run_system(
     init_out: str | None = None,
     init_in: str | None = None,
     warmup: bool = True,
+    before_epoch: Callable[[int], None] | None = None,
     verbose: bool = False,
 ) -> dict[str, Any]:
     """Train one system with the example's recipe in this process, timing every epoch.
@@ -195,6 +197,9 @@ def run_system(
         so that the epoch times are steady-state ones: the one-time costs (Numba loading
         its cached kernels, oneDNN creating its primitives) are what ``--first-step``
         measures. Default True.
+    before_epoch : callable or None, optional
+        Called with the epoch's index before each epoch (off the clock): the parent's turn
+        taking waits there.
     verbose : bool, optional
         Print one line per epoch to stderr.
 
@@ -224,6 +229,8 @@ def run_system(
     setup_time = time.perf_counter() - t0
     records = []
     for epoch in range(epochs if stop_after is None else min(stop_after, epochs)):
+        if before_epoch is not None:
+            before_epoch(epoch)
         # set_learning_rate only writes param_groups[i]["lr"], which torch's optimizer has too.
         lr = set_learning_rate(optimizer, DEFAULTS["lr"], DEFAULTS["schedule"], epoch, epochs)
         loader = make_loader(x_train, y_train, DEFAULTS["batch_size"], seed, epoch)
@@ -293,17 +300,66 @@ def first_step(data_dir: str | None, started: float) -> dict[str, float]:
 # ---------------------------------------------------------------------------------------------
 
 
+def _wait_for_turn(epoch: int) -> None:
+    """A worker's side of the turn taking: say it is ready, then wait for the parent's go."""
+    print("ready", flush=True)
+    if not sys.stdin.readline():
+        raise SystemExit("time_cnn_epoch: the parent went away")
+
+
+def _command(args: argparse.Namespace, extra: list[str], out: Path, started: float):
+    cmd = [sys.executable, os.path.abspath(__file__), *extra, "--out", str(out)]
+    if args.data_dir:
+        cmd += ["--data-dir", args.data_dir]
+    cmd += ["--started", repr(started)]
+    env = dict(os.environ, **{v: "1" for v in time_to_98.THREAD_VARS})
+    return cmd, env
+
+
+def _take_turns(args: argparse.Namespace, workers: list[tuple[str, list[str]]], tmp: Path):
+    """Run the systems' epochs alternately on one CPU: epoch 1 of each, then epoch 2, ...
+
+    A slow spell of the shared machine then falls on both systems rather than on whichever
+    ran during it. Each worker stops before every epoch (``ready``) until it is told to go;
+    the next system is started only once the one before is ready, so that fastbp's initial
+    weights exist before PyTorch reads them and no setup overlaps an epoch.
+    """
+    procs = []
+    for system, extra in workers:
+        out = tmp / f"{system}.json"
+        cmd, env = _command(args, extra, out, time.time())
+        proc = subprocess.Popen(
+            cmd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+            preexec_fn=lambda: os.sched_setaffinity(0, {args.cpu}),
+        )  # fmt: skip
+        alive = proc.stdout.readline() == "ready\n"
+        procs.append((system, proc, out, alive))
+    while any(alive for *_, alive in procs):
+        for i, (system, proc, out, alive) in enumerate(procs):
+            if alive:
+                proc.stdin.write("go\n")
+                proc.stdin.flush()
+                # The next "ready" comes before the next epoch; EOF when the run is over.
+                procs[i] = (system, proc, out, proc.stdout.readline() == "ready\n")
+    results = []
+    for system, proc, out, _ in procs:
+        proc.stdin.close()
+        code = proc.wait()
+        if code != 0 or not out.exists():
+            results.append({"system": system, "error": f"worker exited with status {code}"})
+        else:
+            results.append({"system": system, **json.loads(out.read_text())})
+    return results
+
+
 def _child(args: argparse.Namespace, extra: list[str]) -> dict[str, Any]:
     """Run this script in a fresh interpreter pinned to ``args.cpu``; return its JSON result."""
     with tempfile.TemporaryDirectory(prefix="fastbp-cnn-") as tmp:
         out = Path(tmp) / "out.json"
-        cmd = [sys.executable, os.path.abspath(__file__), *extra, "--out", str(out)]
-        if args.data_dir:
-            cmd += ["--data-dir", args.data_dir]
-        env = dict(os.environ, **{v: "1" for v in time_to_98.THREAD_VARS})
         started = time.time()
+        cmd, env = _command(args, extra, out, started)
         proc = subprocess.run(
-            cmd + ["--started", repr(started)],
+            cmd,
             env=env,
             preexec_fn=lambda: os.sched_setaffinity(0, {args.cpu}),
             check=False,
@@ -420,7 +476,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 args.worker, data_dir=args.data_dir, epochs=args.epochs,
                 stop_after=args.stop_after, seed=args.seed, limit_train=args.limit_train,
                 limit_test=args.limit_test, init_out=args.init_out, init_in=args.init_in,
-                warmup=not args.no_warmup, verbose=True,
+                warmup=not args.no_warmup, before_epoch=_wait_for_turn, verbose=True,
             )  # fmt: skip
         Path(args.out).write_text(json.dumps(result))
         return 0
@@ -444,16 +500,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                                 ("--limit-test", args.limit_test)):  # fmt: skip
                 if value is not None:
                     common += [flag, str(value)]
+            workers, skipped = [], []
             # fastbp first: it writes the initial weights PyTorch starts from.
             for system in [s for s in SYSTEMS if s in args.systems.split(",")]:
                 if system == "torch" and importlib.util.find_spec("torch") is None:
-                    results.append({"system": "torch", "skipped": "skipped (not installed)"})
+                    skipped.append({"system": "torch", "skipped": "skipped (not installed)"})
                     continue
-                flag = "--init-out" if system == "fastbp" else "--init-in"
                 extra = ["--worker", system, *common]
-                if system == "fastbp" or init.exists():
-                    extra += [flag, str(init)]
-                results.append({"system": system, **_child(args, extra)})
+                if "fastbp" in args.systems.split(","):
+                    extra += ["--init-out" if system == "fastbp" else "--init-in", str(init)]
+                workers.append((system, extra))
+            results = _take_turns(args, workers, Path(tmp)) + skipped
         report = format_epochs(results)
     print(report, flush=True)
     if args.json:
