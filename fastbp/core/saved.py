@@ -26,9 +26,32 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["SAMPLES", "fingerprint", "guard", "check"]
+__all__ = ["SAMPLES", "sample", "fingerprint", "guard", "check"]
 
 SAMPLES = 64  # elements sampled from an array larger than that
+
+
+def sample(a: np.ndarray) -> np.ndarray:
+    """The elements of ``a`` that its fingerprint reads, as a view of ``a``.
+
+    All of ``a`` if it has at most :data:`SAMPLES` elements; else about that many,
+    evenly strided, starting from the last element (so both ends are in). A record
+    keeps this view, so that its check at backward is one ``tobytes`` call.
+
+    Example
+    -------
+    >>> import numpy as np
+    >>> sample(np.arange(1000)).size, sample(np.arange(10)).size
+    (67, 10)
+    """
+    n = a.size
+    if n <= SAMPLES:
+        return a
+    if a.flags.c_contiguous:
+        return a.reshape(-1)[:: -(n // SAMPLES)]
+    # Any layout: a strided sample along each axis, about SAMPLES elements in all.
+    per_axis = max(2, int(SAMPLES ** (1 / a.ndim)))
+    return a[tuple(slice(None, None, -max(1, size // per_axis)) for size in a.shape)]
 
 
 def fingerprint(a: np.ndarray) -> bytes:
@@ -44,21 +67,12 @@ def fingerprint(a: np.ndarray) -> bytes:
     >>> a += 1; fingerprint(a) == before
     False
     """
-    n = a.size
-    if n <= SAMPLES:
-        return a.tobytes()
-    if a.flags.c_contiguous:
-        # Backwards from the last element: one strided view holds both ends.
-        return a.reshape(-1)[:: -(n // SAMPLES)].tobytes()
-    # Any layout: a strided sample along each axis, about SAMPLES elements in all.
-    per_axis = max(2, int(SAMPLES ** (1 / a.ndim)))
-    index = tuple(slice(None, None, max(1, size // per_axis)) for size in a.shape)
-    return a[index].tobytes() + a[(-1,) * a.ndim].tobytes()
+    return (a if a.size <= SAMPLES else sample(a)).tobytes()
 
 
 def guard(inputs, saved, out: np.ndarray) -> tuple:
     """What a record keeps to check its saved arrays: ``(tensor or None, version, array,
-    fingerprint)`` for each saved array that is an input's or the output's.
+    sample, fingerprint)`` for each saved array that is an input's or the output's.
 
     The output's entry has no tensor (the record holds its output weakly); its version
     is 0, the version of a new tensor.
@@ -67,21 +81,22 @@ def guard(inputs, saved, out: np.ndarray) -> tuple:
     # nearly every op saves (its own output; its inputs' arrays) get a path without a
     # loop: about half the cost of the general one below on a tiny array.
     if saved is out:  # exp, tanh, sigmoid...: the output alone
-        return ((None, 0, out, out.tobytes() if out.size <= SAMPLES else fingerprint(out)),)
+        view = out if out.size <= SAMPLES else sample(out)
+        return ((None, 0, out, view, view.tobytes()),)
     if type(saved) is not tuple:
         saved = (saved,)
     guards = []
     for item in saved:
         if item is out:
-            print_ = item.tobytes() if item.size <= SAMPLES else fingerprint(item)
-            guards.append((None, 0, item, print_))
+            view = item if item.size <= SAMPLES else sample(item)
+            guards.append((None, 0, item, view, view.tobytes()))
             continue
         for t in inputs:
             if t.data is item:
                 if item.ndim == 0 and not item.flags.writeable:
                     break  # a cached Python-scalar constant: nobody can write it
-                print_ = item.tobytes() if item.size <= SAMPLES else fingerprint(item)
-                guards.append((t, t._version, item, print_))
+                view = item if item.size <= SAMPLES else sample(item)
+                guards.append((t, t._version, item, view, view.tobytes()))
                 break
     return tuple(guards)
 
@@ -91,7 +106,7 @@ def check(name: str, guards: tuple, output) -> None:
 
     ``output`` is the op's output tensor, or None if it is gone.
     """
-    for t, version, array, print_ in guards:
+    for t, version, array, view, print_ in guards:
         owner = t if t is not None else output
         if owner is not None and owner._version != version:  # first: it names the cause
             raise RuntimeError(
@@ -101,7 +116,7 @@ def check(name: str, guards: tuple, output) -> None:
                 f"its gradient would be wrong. Call backward() before modifying it, or "
                 f"recompute the forward pass."
             )
-        if (array.tobytes() if array.size <= SAMPLES else fingerprint(array)) != print_:
+        if view.tobytes() != print_:
             raise RuntimeError(
                 f"backward of '{name}': an array it saved (shape {array.shape}, "
                 f"{array.dtype}) was written to directly after the forward pass (a raw "
