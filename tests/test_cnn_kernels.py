@@ -82,6 +82,25 @@ def test_bias_act_kernels_match_twins(shape, bias, relu, dtype):
     assert db.dtype == dtype
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("relu", [True, False])
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("shape", [(2, 5, 3, 4), (1, 1, 1, 1), (3, 7, 9, 9)])
+def test_channel_major_bias_act_kernels_match_twins(shape, bias, relu, dtype):
+    rng = np.random.default_rng(15)
+    n, o, oh, ow = shape
+    out = rng.standard_normal((o, n * oh * ow)).astype(dtype)
+    out[0, 0] = 0.0
+    b = rng.standard_normal(o).astype(dtype) if bias else None
+    y = kconv.conv_bias_act_channels(out, b, shape, relu)
+    np.testing.assert_array_equal(y, kconv.conv_bias_act_channels_numpy(out, b, shape, relu))
+    dy = rng.standard_normal(shape).astype(dtype)
+    dz, db = kconv.conv_bias_act_channels_backward(y, dy, relu)
+    dz_twin, db_twin = kconv.conv_bias_act_channels_backward_numpy(y, dy, relu)
+    np.testing.assert_array_equal(dz, dz_twin)
+    np.testing.assert_allclose(db, db_twin, rtol=1e-5, atol=1e-5)
+
+
 def test_bias_act_keeps_nan():
     out_t = np.array([[np.nan, -1.0]])
     y = kconv.conv_bias_act(out_t, None, (1, 2, 1, 1), True)

@@ -50,6 +50,10 @@ __all__ = [
     "conv_bias_act",
     "conv_bias_act_backward",
     "conv_bias_act_backward_numpy",
+    "conv_bias_act_channels",
+    "conv_bias_act_channels_backward",
+    "conv_bias_act_channels_backward_numpy",
+    "conv_bias_act_channels_numpy",
     "conv_bias_act_numpy",
     "im2col",
     "im2col_numpy",
@@ -646,6 +650,52 @@ def _bias_act_backward_loop(y, dy, relu, dy_t, db):
         db[o] = total[o]
 
 
+@kernel_jit()
+def _bias_act_channels_loop(out, bias, has_bias, relu, y):
+    # y[n, o, :] = act(out[o, n*P : (n+1)*P] + b[o]): contiguous runs on both sides.
+    n_batch, out_c, pixels = y.shape
+    zero = y.dtype.type(0.0)
+    for n in range(n_batch):
+        for o in range(out_c):
+            shift = bias[o] if has_bias else zero
+            src = out[o, n * pixels : (n + 1) * pixels]
+            dst = y[n, o]
+            if relu:
+                for p in range(pixels):
+                    value = src[p] + shift
+                    dst[p] = zero if value <= zero else value
+            else:
+                for p in range(pixels):
+                    dst[p] = src[p] + shift
+
+
+@kernel_jit()
+def _bias_act_channels_backward_loop(y, dy, relu, dz, db):
+    # dz[o, n*P + p] = dy[n, o, p] * (y > 0), and its row sums: contiguous runs again.
+    n_batch, out_c, pixels = dy.shape
+    zero = dy.dtype.type(0.0)
+    one = dy.dtype.type(1.0)
+    for o in range(out_c):
+        db[o] = 0.0
+    for n in range(n_batch):
+        for o in range(out_c):
+            src = dy[n, o]
+            dst = dz[o, n * pixels : (n + 1) * pixels]
+            total = zero
+            if relu:
+                mask = y[n, o]
+                for p in range(pixels):
+                    value = src[p] * (zero if mask[p] <= zero else one)
+                    dst[p] = value
+                    total += value
+            else:
+                for p in range(pixels):
+                    value = src[p]
+                    dst[p] = value
+                    total += value
+            db[o] += total
+
+
 def _pixels_shape(x_shape, kernel_size, out_size):
     n, c = x_shape[0], x_shape[1]
     return (n * out_size[0] * out_size[1], kernel_size[0] * kernel_size[1] * c)
@@ -929,3 +979,137 @@ def conv_bias_act_backward_numpy(
     n, o, oh, ow = dy.shape
     dz_t = np.ascontiguousarray(dz.transpose(0, 2, 3, 1)).reshape(n * oh * ow, o)
     return dz_t, dz.sum(axis=(0, 2, 3), dtype=np.float64).astype(dy.dtype)
+
+
+def conv_bias_act_channels(
+    out: np.ndarray, bias: np.ndarray | None, out_shape: tuple[int, ...], relu: bool
+) -> np.ndarray:
+    """:func:`conv_bias_act` for a product in the channel-major (O, N*OH*OW) layout.
+
+    Parameters
+    ----------
+    out : ndarray
+        float32/float64, shape (O, N*OH*OW): the product ``w2 @ cols``.
+    bias : ndarray or None
+        Shape (O,), same dtype.
+    out_shape : tuple of int
+        (N, O, OH, OW).
+    relu : bool
+        Apply ReLU after the bias.
+
+    Returns
+    -------
+    ndarray
+        Shape ``out_shape``, C-contiguous.
+
+    Raises
+    ------
+    TypeError
+        If the arrays are not float32/float64 of one dtype.
+
+    Example
+    -------
+    >>> import numpy as np
+    >>> conv_bias_act_channels(np.array([[1.0, -2.0]]), np.array([0.5]), (2, 1, 1, 1),
+    ...                        True).ravel()
+    array([1.5, 0. ])
+    """
+    _check_float("conv_bias_act_channels", out=out)
+    if bias is not None and bias.dtype != out.dtype:
+        raise TypeError(
+            f"conv_bias_act_channels: bias dtype {bias.dtype} differs from the product's "
+            f"{out.dtype}"
+        )
+    n, o, oh, ow = out_shape
+    y = np.empty((n, o, oh * ow), out.dtype)
+    has_bias = bias is not None
+    b = np.ascontiguousarray(bias) if has_bias else np.zeros(o, out.dtype)
+    _bias_act_channels_loop(np.ascontiguousarray(out), b, has_bias, bool(relu), y)
+    return y.reshape(out_shape)
+
+
+def conv_bias_act_channels_numpy(
+    out: np.ndarray, bias: np.ndarray | None, out_shape: tuple[int, ...], relu: bool
+) -> np.ndarray:
+    """NumPy twin of :func:`conv_bias_act_channels`.
+
+    Example
+    -------
+    >>> import numpy as np
+    >>> conv_bias_act_channels_numpy(np.array([[-1.0]]), None, (1, 1, 1, 1), True).ravel()
+    array([0.])
+    """
+    n, o, oh, ow = out_shape
+    return conv_bias_act_numpy(np.ascontiguousarray(out.T), bias, out_shape, relu)
+
+
+def conv_bias_act_channels_backward(
+    y: np.ndarray | None, dy: np.ndarray, relu: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`conv_bias_act_backward` with ``dz`` in the channel-major (O, N*OH*OW) layout.
+
+    Parameters
+    ----------
+    y : ndarray or None
+        The activation's output (N, O, OH, OW); ignored (may be None) without ReLU.
+    dy : ndarray
+        float32/float64 gradient at the output, (N, O, OH, OW).
+    relu : bool
+        Mask by ``y > 0``.
+
+    Returns
+    -------
+    dz : ndarray
+        Shape (O, N*OH*OW).
+    db : ndarray
+        Shape (O,), the sums of ``dz``'s rows (per-sample sums added in float64).
+
+    Raises
+    ------
+    TypeError
+        If ``dy`` is not a float32/float64 array or ``y`` does not match it.
+
+    Example
+    -------
+    >>> import numpy as np
+    >>> dz, db = conv_bias_act_channels_backward(np.array([[[[0.0, 2.0]]]]), np.ones((1, 1, 1, 2)),
+    ...                                          True)
+    >>> dz, db
+    (array([[0., 1.]]), array([1.]))
+    """
+    _check_float("conv_bias_act_channels_backward", dy=dy)
+    n, o, oh, ow = dy.shape
+    dy3 = np.ascontiguousarray(dy).reshape(n, o, oh * ow)
+    if relu:
+        if y is None or y.dtype != dy.dtype or y.shape != dy.shape:
+            raise TypeError(
+                f"conv_bias_act_channels_backward: y must match dy ({dy.shape}, {dy.dtype}), "
+                f"got {getattr(y, 'shape', None)}, {getattr(y, 'dtype', None)}"
+            )
+        y3 = np.ascontiguousarray(y).reshape(dy3.shape)
+    else:
+        y3 = dy3
+    shape = (o, n * oh * ow)
+    dz = _output(shape, dy.dtype)
+    if dz is None:
+        dz = np.empty(shape, dy.dtype)
+    db = np.empty(o, np.float64)
+    _bias_act_channels_backward_loop(y3, dy3, bool(relu), dz, db)
+    return dz, db.astype(dy.dtype)
+
+
+def conv_bias_act_channels_backward_numpy(
+    y: np.ndarray | None, dy: np.ndarray, relu: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """NumPy twin of :func:`conv_bias_act_channels_backward`.
+
+    Example
+    -------
+    >>> import numpy as np
+    >>> conv_bias_act_channels_backward_numpy(None, np.ones((2, 1, 1, 1)), False)[0]
+    array([[1., 1.]])
+    """
+    dz_t, db = conv_bias_act_backward_numpy(y, dy, relu)
+    n, o, oh, ow = dy.shape
+    dz = np.ascontiguousarray(dz_t.reshape(n, oh * ow, o).transpose(2, 0, 1)).reshape(o, -1)
+    return dz, db

@@ -8,8 +8,10 @@ Forward, for ``x`` (N, C, H, W) and ``w`` (O, C, kH, kW) (``groups == 1``)::
 
 Backward reuses the saved ``cols``: one pass lays ``dy`` out as ``dz_t`` (N*OH*OW, O), masked
 by ``y > 0`` for ``conv2d_relu``, and sums the bias gradient; then ``dwᵀ = colsᵀ @ dz_t``,
-``dcols = dz_t @ w2`` and ``dx = col2im_pixels(dcols)``. Grouped convolutions keep the
-channel-major layout (``im2col``: (C*kH*kW, N*OH*OW)) and one batched ``np.matmul`` per pass.
+``dcols = dz_t @ w2`` and ``dx = col2im_pixels(dcols)``. With fewer than 8 input channels (a
+first layer) the pixel-major copies would be too short: the unfolding, the product and the
+fused passes are channel-major instead (``im2col``: (C*kH*kW, N*OH*OW), ``out = w2 @ cols``).
+Grouped convolutions use that layout with one batched ``np.matmul`` per pass.
 The caller (``fastbp.nn.functional.conv2d``) validates the shapes and resolves the padding into
 the leading pads and the output size, so trailing padding (asymmetric ``'same'``) is implied.
 """
@@ -25,6 +27,8 @@ from ..kernels.conv import (
     col2im_pixels,
     conv_bias_act,
     conv_bias_act_backward,
+    conv_bias_act_channels,
+    conv_bias_act_channels_backward,
     conv_bias_act_numpy,
     im2col,
     im2col_pixels,
@@ -61,11 +65,13 @@ def _conv_forward(x, w, b, stride, padding, dilation, groups, out_size, relu):
     elif groups == 1:
         # Few channels (a first layer): the channel-major unfolding copies whole output rows,
         # where the pixel-major one would copy C values at a time. BLAS reads it transposed.
+        # The product stays channel-major too, (O, N*OH*OW): every pass then moves contiguous
+        # runs of OH*OW values.
         k = cg * kh * kw
         cols = im2col(x, (kh, kw), stride, padding, dilation, out_size).reshape(k, -1)
         w2 = w.reshape(out_c, k)
-        out_t = np.dot(cols.T, w2.T)
-        y = conv_bias_act(out_t, b, (n, out_c, *out_size), relu)
+        out = np.dot(w2, cols)
+        y = conv_bias_act_channels(out, b, (n, out_c, *out_size), relu)
         saved = (cols, w2, "channels")
     else:
         cols = im2col(x, (kh, kw), stride, padding, dilation, out_size)
@@ -105,11 +111,11 @@ def _conv_vjp(saved, dy, needs):
     elif layout == "channels":
         # Channel-major cols (C*kH*kW, N*OH*OW), few channels.
         w2 = w_saved
-        dz_t, db = conv_bias_act_backward(y, dy, relu)
+        dz, db = conv_bias_act_channels_backward(y, dy, relu)
         if needs[1]:
-            dw = np.dot(dz_t.T, cols.T).reshape(w2.shape[0], c_in, *kernel)
+            dw = np.dot(dz, cols.T).reshape(w2.shape[0], c_in, *kernel)
         if needs[0]:
-            dcols = np.dot(w2.T, dz_t.T)
+            dcols = np.dot(w2.T, dz)
             n = x_shape[0]
             dcols = dcols.reshape(c_in, *kernel, n, *out_size)
             dx = col2im(dcols, x_shape, stride, padding, dilation)
