@@ -352,3 +352,30 @@ def test_dropout_op_is_seeded_and_its_gradient_is_the_mask(fn):
         return fn(t, 0.4)
 
     assert fb.gradcheck(f, [x])
+
+
+# ---- max-pool 2x2 backward in one pass --------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(2, 3, 8, 6), (1, 2, 5, 7), (3, 1, 2, 2)])
+def test_max_pool_2x2_backward_matches_twin(shape, dtype):
+    rng = np.random.default_rng(14)
+    x = rng.standard_normal(shape).astype(dtype)
+    out_size = (shape[2] // 2, shape[3] // 2)
+    _, idx = kconv.max_pool2d_forward(x, (2, 2), (2, 2), (0, 0), (1, 1), out_size)
+    dy = rng.standard_normal((*shape[:2], *out_size)).astype(dtype)
+    dx = kconv.max_pool2d_backward(dy, idx, shape, (2, 2))
+    np.testing.assert_array_equal(dx, kconv.max_pool2d_backward_numpy(dy, idx, shape))
+    # The general scatter gives the same.
+    np.testing.assert_array_equal(dx, kconv.max_pool2d_backward(dy, idx, shape))
+
+
+def test_max_pool_2x2_gradient_vs_torch_with_odd_sizes():
+    torch = pytest.importorskip("torch")
+    x = np.random.default_rng(16).standard_normal((2, 3, 7, 5))
+    t = fb.tensor(x, requires_grad=True)
+    F.max_pool2d(t, 2).sum().backward()
+    tt = torch.tensor(x, requires_grad=True)
+    torch.nn.functional.max_pool2d(tt, 2).sum().backward()
+    np.testing.assert_array_equal(t.grad, tt.grad.numpy())

@@ -49,12 +49,13 @@ def _check_float(op: str, x: np.ndarray) -> None:
 def _max_pool2d_forward(x, *, kernel_size, stride, padding, dilation, out_size):
     _check_float("max_pool2d", x)
     out, idx = max_pool2d_forward(x, kernel_size, stride, padding, dilation, out_size)
-    return out, (idx, x.shape)
+    tiles = tuple(stride) == tuple(kernel_size) and not any(padding) and tuple(dilation) == (1, 1)
+    return out, (idx, x.shape, tuple(kernel_size) if tiles else None)
 
 
 def _max_pool2d_vjp(saved, dy, needs):
-    idx, x_shape = saved
-    return (max_pool2d_backward(dy, idx, x_shape),)
+    idx, x_shape, *window = saved
+    return (max_pool2d_backward(dy, idx, x_shape, window[0] if window else None),)
 
 
 MAX_POOL2D = defop(
