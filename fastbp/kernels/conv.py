@@ -59,6 +59,7 @@ __all__ = [
     "im2col_numpy",
     "im2col_pixels",
     "im2col_pixels_numpy",
+    "matmul_into",
     "max_pool2d_backward",
     "max_pool2d_backward_numpy",
     "max_pool2d_forward",
@@ -288,7 +289,7 @@ def im2col(
     _check_float("im2col", x=x)
     x = np.ascontiguousarray(x)
     n, c = x.shape[:2]
-    cols = np.empty((c, kernel_size[0], kernel_size[1], n, out_size[0], out_size[1]), x.dtype)
+    cols = _buffer((c, kernel_size[0], kernel_size[1], n, out_size[0], out_size[1]), x.dtype)
     _im2col_loop(x, cols, stride[0], stride[1], padding[0], padding[1], dilation[0], dilation[1])
     return cols
 
@@ -735,6 +736,42 @@ def _bias_act_channels_backward_loop(y, dy, relu, dz, db):
             db[o] += total
 
 
+def _buffer(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """An uninitialised C-contiguous array, on a reused block when it is large.
+
+    A fresh multi-megabyte array costs a page fault per 4 KiB page on every step (glibc maps
+    and unmaps such blocks); the conv passes and products write every element anyway.
+    """
+    out = _output(shape, dtype)
+    return np.empty(shape, dtype) if out is None else out
+
+
+def matmul_into(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a @ b`` (2-D, one float dtype) through BLAS, into a reused block when it is large.
+
+    Parameters
+    ----------
+    a, b : ndarray
+        2-D float32/float64 operands of one dtype (transposed views are fine: BLAS reads them
+        in place).
+
+    Returns
+    -------
+    ndarray
+        The C-contiguous product.
+
+    Example
+    -------
+    >>> import numpy as np
+    >>> matmul_into(np.ones((2, 3)), np.ones((3, 1))).ravel()
+    array([3., 3.])
+    """
+    out = _output((a.shape[0], b.shape[1]), a.dtype)
+    if out is None or a.dtype != b.dtype:
+        return np.dot(a, b)
+    return np.dot(a, b, out=out)
+
+
 def _pixels_shape(x_shape, kernel_size, out_size):
     n, c = x_shape[0], x_shape[1]
     return (n * out_size[0] * out_size[1], kernel_size[0] * kernel_size[1] * c)
@@ -776,11 +813,13 @@ def im2col_pixels(
     """
     _check_float("im2col_pixels", x=x)
     # Channels last, so the inner copy is contiguous; free when C == 1.
-    xh = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+    if x.shape[1] == 1:
+        xh = np.ascontiguousarray(x).reshape(x.shape[0], x.shape[2], x.shape[3], 1)
+    else:
+        xh = _buffer((x.shape[0], x.shape[2], x.shape[3], x.shape[1]), x.dtype)
+        np.copyto(xh, x.transpose(0, 2, 3, 1))
     shape = _pixels_shape(x.shape, kernel_size, out_size)
-    cols = _output(shape, x.dtype)
-    if cols is None:
-        cols = np.empty(shape, x.dtype)
+    cols = _buffer(shape, x.dtype)
     _im2col_pixels_loop(xh, cols, *kernel_size, *stride, *padding, *dilation, *out_size)
     return cols
 
@@ -853,7 +892,7 @@ def col2im_pixels(
     n, c, h, w = x_shape
     # Channels-last first (contiguous writes), then one NumPy transpose to NCHW: measured,
     # writing NCHW from the gather (C strided stores per pixel) was 1.5-2x slower.
-    dxh = np.empty((n, h, w, c), dcols.dtype)
+    dxh = _buffer((n, h, w, c), dcols.dtype)
     _col2im_pixels_loop(dcols, dxh, *kernel_size, *stride, *padding, *dilation, *out_size)
     return np.ascontiguousarray(dxh.transpose(0, 3, 1, 2))
 
@@ -925,7 +964,7 @@ def conv_bias_act(
             f"conv_bias_act: bias dtype {bias.dtype} differs from the product's {out_t.dtype}"
         )
     n, o, oh, ow = out_shape
-    y = np.empty((n, o, oh * ow), out_t.dtype)
+    y = _buffer((n, o, oh * ow), out_t.dtype)
     has_bias = bias is not None
     b = np.ascontiguousarray(bias) if has_bias else np.zeros(o, out_t.dtype)
     _bias_act_loop(np.ascontiguousarray(out_t), b, has_bias, bool(relu), y)
@@ -1061,7 +1100,7 @@ def conv_bias_act_channels(
             f"{out.dtype}"
         )
     n, o, oh, ow = out_shape
-    y = np.empty((n, o, oh * ow), out.dtype)
+    y = _buffer((n, o, oh * ow), out.dtype)
     has_bias = bias is not None
     b = np.ascontiguousarray(bias) if has_bias else np.zeros(o, out.dtype)
     _bias_act_channels_loop(np.ascontiguousarray(out), b, has_bias, bool(relu), y)

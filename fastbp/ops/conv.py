@@ -33,6 +33,7 @@ from ..kernels.conv import (
     im2col,
     im2col_pixels,
     im2col_pixels_numpy,
+    matmul_into,
 )
 
 __all__ = ["CONV2D", "CONV2D_RELU", "CONV_TRANSPOSE2D", "EMBEDDING"]
@@ -59,7 +60,7 @@ def _conv_forward(x, w, b, stride, padding, dilation, groups, out_size, relu):
         # One row per output pixel (see fastbp.kernels.conv): the products' best layout.
         cols = im2col_pixels(x, (kh, kw), stride, padding, dilation, out_size)
         w2 = np.ascontiguousarray(w.transpose(0, 2, 3, 1)).reshape(out_c, -1)
-        out_t = np.dot(cols, w2.T)
+        out_t = matmul_into(cols, w2.T)
         y = conv_bias_act(out_t, b, (n, out_c, *out_size), relu)
         saved = (cols, w2, "pixels")
     elif groups == 1:
@@ -70,7 +71,7 @@ def _conv_forward(x, w, b, stride, padding, dilation, groups, out_size, relu):
         k = cg * kh * kw
         cols = im2col(x, (kh, kw), stride, padding, dilation, out_size).reshape(k, -1)
         w2 = w.reshape(out_c, k)
-        out = np.dot(w2, cols)
+        out = matmul_into(w2, cols)
         y = conv_bias_act_channels(out, b, (n, out_c, *out_size), relu)
         saved = (cols, w2, "channels")
     else:
@@ -106,7 +107,7 @@ def _conv_vjp(saved, dy, needs):
             dw = dw_t.T.reshape(out_c, kernel[0], kernel[1], c_in).transpose(0, 3, 1, 2)
             dw = np.ascontiguousarray(dw)
         if needs[0]:
-            dcols = np.dot(dz_t, w2)
+            dcols = matmul_into(dz_t, w2)
             dx = col2im_pixels(dcols, x_shape, kernel, stride, padding, dilation, out_size)
     elif layout == "channels":
         # Channel-major cols (C*kH*kW, N*OH*OW), few channels.
@@ -115,7 +116,7 @@ def _conv_vjp(saved, dy, needs):
         if needs[1]:
             dw = np.dot(dz, cols.T).reshape(w2.shape[0], c_in, *kernel)
         if needs[0]:
-            dcols = np.dot(w2.T, dz)
+            dcols = matmul_into(w2.T, dz)
             n = x_shape[0]
             dcols = dcols.reshape(c_in, *kernel, n, *out_size)
             dx = col2im(dcols, x_shape, stride, padding, dilation)
