@@ -202,3 +202,66 @@ def test_an_update_rule_that_stops_compiling_replays():
     before = float(step(X, Y))
     assert "no compiled rule" in step.compiled[1] or not step.compiled[0]
     assert np.isfinite(before)
+
+
+def test_train_eval_and_buffers_between_calls_record_again():
+    """Module writes that bypass ``setattr`` (train()/eval(), register_buffer) are seen."""
+    model, opt = setup()
+
+    @fb.trace
+    def step(x, y):
+        opt.zero_grad()
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        return loss
+
+    step(X, Y)
+    step(X, Y)
+    assert step.recordings == 1
+    model.eval()
+    step(X, Y)
+    assert step.recordings == 2
+    step(X, Y)
+    model.register_buffer("scale", np.ones(1))
+    step(X, Y)
+    assert step.recordings == 3
+    del model.scale
+    step(X, Y)
+    assert step.recordings == 4
+
+
+def test_module_snapshots_are_compared_only_after_a_module_write(monkeypatch):
+    """Replays skip comparing the modules' attributes while no module attribute was
+    written anywhere; a write elsewhere makes the next replay compare them (and find
+    them unchanged)."""
+    from fastbp.jit import tracing
+
+    model, opt = setup()
+    other = nn.Linear(2, 2)
+
+    @fb.trace
+    def step(x, y):
+        opt.zero_grad()
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        return loss
+
+    step(X, Y)
+    step(X, Y)  # compares once: the recording's own writes
+    compared = []
+    real = tracing._Snapshot.same
+
+    def counting(snapshot):
+        compared.append(snapshot.module)
+        return real(snapshot)
+
+    monkeypatch.setattr(tracing._Snapshot, "same", counting)
+    for _ in range(3):
+        step(X, Y)
+    assert True not in compared
+    other.extra = 1.0  # a write to a module the step does not use
+    step(X, Y)
+    assert True in compared
+    assert step.recordings == 1

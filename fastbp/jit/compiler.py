@@ -17,9 +17,10 @@ of source into a :class:`Source`. This module walks the program's events in orde
 
 * an op: its forward, into a buffer of the recorded output's shape and dtype;
 * ``backward()``: the plan the recorder made, as vjp source, each gradient written
-  straight into the buffer that will hold it (a parameter's gradient into its view of
-  the optimizer's flat gradient buffer); a second gradient for the same value goes
-  into a scratch buffer and is added;
+  straight into the buffer that will hold it (a parameter's gradient into the step's
+  own gradient memory, laid out as the optimizer's flat buffers, from which ``p.grad``
+  is lent when read); a second gradient for the same value goes into a scratch buffer
+  and is added;
 * ``optimizer.zero_grad()`` / ``optimizer.step()``: nothing, and the optimizer's update
   kernel over its flat buffers.
 
@@ -53,18 +54,18 @@ step's):
 
 from __future__ import annotations
 
-import functools
-import gc
-import sys
+import operator
 import threading
+import weakref
 from typing import Any, NamedTuple
 
 import numpy as np
 
+from ..core.tensor import Tensor
 from ..kernels import linear
 from ..kernels._jit import JIT_DISABLED, kernel_jit
 from . import blas
-from .deferred import defer_grad, raw_grad
+from .deferred import Deferred, pending_class
 from .events import BACKWARD, OP
 from .forms import FORMS
 from .source import FLOATS, NotCompilable, Source
@@ -75,7 +76,74 @@ __all__ = ["compile_program", "CompiledStep", "REPLAY"]
 class _Param(NamedTuple):
     tensor: Any  # the parameter's Tensor
     view: np.ndarray  # the optimizer's view of its flat data buffer
-    slot: int  # its position in the optimizer's flat buffers (its gradient: grad_views[slot])
+    slot: int  # its position in the optimizer's flat buffers
+    start: int  # where it begins in them (and in the step's gradient memory)
+
+
+# ----------------------------------------------------------------- gradient memory
+# A compiled step writes its gradients into memory of its own, not into the optimizer's
+# flat gradient buffer, and hands them out as ``p.grad`` only when they are read
+# (fastbp.jit.deferred). An array handed out is built on a ``bytearray`` block, not on
+# an ndarray, so NumPy makes that array the ``base`` of every view taken of it (and of
+# views of those): it lives exactly as long as anything can reach its gradient. The step
+# keeps a weak reference to each such array, and writes into a block only while none of
+# them is alive; else it takes another block, so a gradient someone kept is never
+# overwritten. Whether memory is free is thus known from Python's object lifetimes,
+# not guessed from ``sys.getrefcount``, whose exact counts are a CPython detail.
+
+_BLOCKS_KEPT = 2  # gradient blocks a step remembers (see CompiledStep._free_block)
+
+
+class _GradBlock:
+    """Memory for one step's parameter gradients, and the arrays lent out on it."""
+
+    __slots__ = ("memory", "offset", "flat", "lent")
+
+    def __init__(self, size: int, dtype: np.dtype):
+        self.memory = bytearray(size * dtype.itemsize + 64)
+        # Start on a cache line, as BLAS and the vectorised kernels prefer.
+        self.offset = -np.frombuffer(self.memory, np.uint8).ctypes.data % 64
+        self.flat = np.ndarray((size,), dtype, self.memory, self.offset)  # the step's own
+        self.lent: list[weakref.ref] = []
+
+    def in_use(self) -> bool:
+        """True while an array lent out on this block is alive."""
+        if self.lent:
+            self.lent = [ref for ref in self.lent if ref() is not None]
+        return bool(self.lent)
+
+    def lend(self, shape: tuple[int, ...], start: int) -> np.ndarray:
+        """An array of ``shape`` on elements ``start...`` of the block, watched."""
+        dtype = self.flat.dtype
+        out = np.ndarray(shape, dtype, self.memory, self.offset + start * dtype.itemsize)
+        self.lent.append(weakref.ref(out))
+        return out
+
+
+class _StepGradients(Deferred):
+    """The gradients of one completed call: what every parameter's ``.grad`` defers to."""
+
+    __slots__ = ("step", "block", "buffers")
+
+    def __init__(self, step: CompiledStep, block: _GradBlock, buffers: tuple):
+        self.step = step
+        self.block = block
+        self.buffers = buffers  # the call's buffers (the folded products' x and dy)
+
+    def compute(self, tensor) -> np.ndarray:
+        step = self.step
+        k = step.index[id(tensor)]
+        p = step.params[k]
+        out = self.block.lend(p.view.shape, p.start)
+        fold = step.fold_of.get(k)
+        if fold is not None:  # never written out: computed now, from the call's x and dy
+            _weight_gradient(self.buffers[fold[0]], self.buffers[fold[1]], out)
+        return out
+
+
+def _weight_gradient(x: np.ndarray, dy: np.ndarray, out: np.ndarray) -> None:
+    """``xᵀ·dy`` into ``out``: a folded weight's ``p.grad``."""
+    blas.gemm(x, True, dy, False, out, 1.0, 0.0)
 
 
 class CompiledStep:
@@ -84,29 +152,35 @@ class CompiledStep:
     Calling it runs the step and returns, per output of the traced function, None,
     ``("arg", position)`` or a copy of the output's array; or it returns
     :data:`REPLAY` when this call must be replayed instead (an argument that is not
-    C-contiguous, a parameter rebound or a gradient still held from an earlier step,
-    an error raised inside, e.g. by a non-finite loss), and says why in ``fallback``.
+    C-contiguous, a parameter rebound, an error raised inside, e.g. by a non-finite
+    loss), and says why in ``fallback``.
     """
 
-    def __init__(
-        self, function, arg_slots, params, optimizer, flat, buffers, outputs, folded, fresh_grads
-    ):
+    def __init__(self, function, arg_slots, params, optimizer, flat, packs, views, outputs, folded):
         self.function = function
         self.arg_slots = arg_slots  # positions of the traced function's array arguments
         self.params = params
+        self.tensors = [p.tensor for p in params]
+        self.data_views = [p.view for p in params]
+        self.index = {id(t): k for k, t in enumerate(self.tensors)}  # kept alive by params
+        self.pending = [pending_class(type(t)) for t in self.tensors]
         self.optimizer = optimizer
         self.flat = flat
         self.outputs = outputs  # per output: ("arg", position), ("buffer", position) or None
-        # Per parameter whose update is folded into its gradient's product: its number
-        # and the positions of that product's x and dy among the buffers. Those buffers
-        # alternate between two sets (see _Writer._fold); the others are shared.
-        self.folded = folded
-        self.fresh_grads = fresh_grads  # the step's zero_grad() sets gradients to None
-        kept = {i for _, x, dy in folded for i in (x, dy)}
-        second = tuple(b.copy() if i in kept else b for i, b in enumerate(buffers))
-        self.buffer_sets = (buffers, second)
+        # Per parameter whose update is folded into its gradient's product: the positions
+        # of that product's x and dy among the buffers. The buffers holding them alternate
+        # between two sets from call to call (see _Writer._fold); the others are shared.
+        self.fold_of = {k: (x, dy) for k, x, dy in folded}
+        self.folded = bool(folded)
+        self.packs = packs  # per set: the arrays every buffer is a view of
+        self.views = views  # per set: each buffer, as a view of the packs
         self.current = 0
-        self.compiled = False  # Numba compiles the function on its first call
+        if flat is not None:
+            self.block = _GradBlock(flat.grad.size, flat.grad.dtype)
+            self.blocks = [self.block]
+        self._rule = None  # the update rule the arguments below were made for
+        self._fixed: tuple = ()
+        self._fixed_block = None
         self.busy = threading.Lock()
         self.fallback = ""  # why the last call was replayed ("" if it ran compiled)
 
@@ -114,72 +188,75 @@ class CompiledStep:
         self.fallback = why
         return REPLAY
 
+    def _free_block(self) -> _GradBlock:
+        """A block no lent gradient uses: someone kept last step's ``p.grad`` (or it is
+        still in its slot, read). Two blocks are remembered, so a loop that reads every
+        step's gradients has them take turns; a block forgotten while in use is freed
+        with the last array lent out of it."""
+        for block in self.blocks:
+            if block is not self.block and not block.in_use():
+                return block
+        block = _GradBlock(self.flat.grad.size, self.flat.grad.dtype)
+        self.blocks = [self.block, block][-_BLOCKS_KEPT:]
+        return block
+
     def __call__(self, args: tuple[Any, ...]) -> Any:
         arrays = []
         flat = self.flat
+        data = None if flat is None else flat.data
         for i in self.arg_slots:
             a = args[i]
             if not isinstance(a, np.ndarray):  # a Tensor
                 a = a.data
             if not a.flags.c_contiguous:
                 return self._replay(f"argument {i} is not C-contiguous")
-            # The step updates parameters before it has read every argument.
-            if flat is not None and np.may_share_memory(a, flat.data):
+            # The step updates parameters before it has read every argument. An array
+            # owning its memory (no base) cannot overlap the parameters' buffer.
+            base = a.base
+            if base is not None and data is not None and np.may_share_memory(a, data):
                 return self._replay(f"argument {i} shares memory with the parameters")
             arrays.append(a)
+        block = None
         if flat is not None:
             if flat.uniform is None:
                 return self._replay("the parameters have had different numbers of updates")
-            # Gradients are written into the same buffer every step: only if nobody kept
-            # last step's p.grad, or a view of it. Referrers of a gradient view: the
-            # optimizer's list, getrefcount's argument and p.grad if it still is that
-            # view; of the flat buffer: the optimizer, its views and getrefcount's argument.
-            held = "last step's p.grad, or a view of it, is still referenced"
-            grad_views = flat.grad_views
-            if sys.getrefcount(flat.grad) != 2 + len(grad_views):
-                return self._replay(held)
-            for p in self.params:
-                t = p.tensor
-                if t.data is not p.view or not t.requires_grad:
-                    return self._replay("a parameter was rebound or no longer requires grad")
-                if sys.getrefcount(grad_views[p.slot]) != 2 + (raw_grad(t) is grad_views[p.slot]):
-                    return self._replay(held)
-            arrays.extend([p.view for p in self.params])
-            arrays.extend([grad_views[p.slot] for p in self.params])
+            if not all(map(operator.is_, map(_DATA, self.tensors), self.data_views)) or not all(
+                map(_REQUIRES_GRAD, self.tensors)
+            ):
+                return self._replay("a parameter was rebound or no longer requires grad")
             rule = self.optimizer.update_rule(flat)
             if rule is None:  # e.g. maximize turned on since the step was compiled
                 return self._replay("the optimizer's update has no compiled rule now")
-            arrays.extend(rule.arrays)
-            arrays.extend(rule.scalars)
-            if self.folded:
-                fold = rule.fold
-                if fold is None:
-                    return self._replay(
-                        "the optimizer's update can no longer be folded "
-                        "into the weight gradients (momentum turned on?)"
-                    )
-                arrays.extend(fold)
+            if self.folded and rule.fold is None:
+                return self._replay(
+                    "the optimizer's update can no longer be folded "
+                    "into the weight gradients (momentum turned on?)"
+                )
+            block = self.block
+            if block.lent and block.in_use():
+                block = self._free_block()
+            if rule is not self._rule or block is not self._fixed_block:
+                if rule.arrays[0] is not data:
+                    return self._replay("the optimizer's update runs on other buffers")
+                # The parameters are views of data (arrays[0]); the gradients, of the block.
+                fold = rule.fold if self.folded else ()
+                self._fixed = (data, block.flat, *rule.arrays[2:], *rule.scalars, *fold)
+                self._rule, self._fixed_block = rule, block
+            arrays.extend(self._fixed)
         # The buffers are this step's own: a second thread calling it meanwhile replays.
         if not self.busy.acquire(blocking=False):
             return self._replay("another thread is running this step")
         try:
             # A step returns 1 where the eager step would raise (a label out of range, NaN
-            # logits), before any parameter changes: the replay then raises the engine's
-            # error. (Numba leaks references to arrays when an exception unwinds, which
-            # would defeat the reference counts above, so the step returns instead.)
-            buffers = self.buffer_sets[self.current]
-            status = self.function(*arrays, *buffers)
-            if not self.compiled:
-                # Compiling raises and catches exceptions inside Numba; their tracebacks
-                # form reference cycles that hold this frame's arrays, gradient views
-                # among them, so the next call's reference counts would fail until the
-                # collector happened to run.
-                self.compiled = True
-                gc.collect()
+            # logits), before any gradient or parameter is written: the replay then raises
+            # the engine's error.
+            current = self.current
+            status = self.function(*arrays, *self.packs[current])
             if status != 0:
                 return self._replay("the step stopped where the eager step raises")
             self.current ^= 1
             self.fallback = ""
+            buffers = self.views[current]
             # Copies: the buffers are overwritten by the next call.
             outputs = [
                 out if out is None or out[0] == "arg" else buffers[out[1]].copy()
@@ -188,26 +265,21 @@ class CompiledStep:
         finally:
             self.busy.release()
         if flat is not None:
-            # Eagerly, zero_grad() before backward hands out fresh gradient arrays; these
-            # views stand in for them until the optimizer gives the buffer up.
-            flat.lent = self.fresh_grads
-            for p in self.params:
-                p.tensor.grad = flat.grad_views[p.slot]
-                p.tensor._version += 1
-            for k, x, dy in self.folded:
-                p = self.params[k]
-                compute = functools.partial(_weight_gradient, buffers[x], buffers[dy], flat, p.slot)
-                defer_grad(p.tensor, compute)
+            self.block = block
+            # Every p.grad is this call's, made when first read (fastbp.jit.deferred).
+            gradients = _StepGradients(self, block, buffers)
+            for t, cls in zip(self.tensors, self.pending, strict=True):
+                _SET_GRAD(t, gradients)
+                if type(t) is not cls:
+                    t.__class__ = cls
+                t._version += 1
             flat.uniform += 1
         return outputs
 
 
-def _weight_gradient(x: np.ndarray, dy: np.ndarray, flat, slot: int) -> np.ndarray:
-    """``xᵀ·dy`` into the optimizer's gradient view ``slot``: a folded weight's ``p.grad``."""
-    view = flat.grad_views[slot]
-    blas.gemm(x, True, dy, False, view, 1.0, 0.0)
-    return view
-
+_DATA = operator.attrgetter("data")
+_REQUIRES_GRAD = operator.attrgetter("requires_grad")
+_SET_GRAD = Tensor.__dict__["grad"].__set__  # the slot, under a pending class's property
 
 REPLAY = object()
 
@@ -255,7 +327,6 @@ class _Writer:
         self.slot_of: dict[int, int] = {}  # value index -> the parameter's optimizer slot
         self.optimizer = None
         self.zeroed = False
-        self.fresh_grads = True  # zero_grad(set_to_none=True)
         self.stepped = False
         self.backward_done = False
         self.leaf_grads: dict[int, str] = {}  # parameter value index -> its gradient's name
@@ -401,8 +472,8 @@ class _Writer:
         self.optimizer = owner
         if name == "zero_grad":
             src.require(not self.backward_done, "zero_grad() after backward()")
+            # Either way the step writes each gradient whole (into zeros, eagerly).
             self.zeroed = True
-            self.fresh_grads = bool(margs[0] if margs else mkwargs.get("set_to_none", True))
             return
         src.require(self.backward_done and self.zeroed, "step() without zero_grad(), backward()")
         src.require(not self.stepped, "step() twice")
@@ -478,28 +549,45 @@ class _Writer:
         flat = None
         params: list[_Param] = []
         header = [f"arg{i}" for i in self.arg_slots]
+        # Arrays are passed in as few arguments as can be: Numba's dispatcher spends about
+        # a third of a microsecond on each array argument, against a few nanoseconds for a
+        # view taken inside. So the parameters are views of the optimizer's flat data
+        # (opt0), the gradients of the step's gradient memory (opt1), and the buffers of
+        # one array per dtype (a second one for the folded products' x and dy).
+        prologue = []
         if self.optimizer is not None:
             flat = self.optimizer.flat_buffers[0]
+            rule = self.optimizer.update_rule(flat)  # not None: checked in _call
+            src.require(
+                rule.arrays[0] is flat.data and rule.arrays[1] is flat.grad,
+                "the optimizer's update rule does not run on its flat data and gradients",
+            )
             for k, (j, t) in enumerate(program.parameter_leaves):
                 i = self.slot_of[j]
-                params.append(_Param(t, flat.data_views[i], i))
-                header.append(f"param{k}")
-            header += [f"grad{k}" for k in range(len(params))]
-            rule = self.optimizer.update_rule(flat)  # not None: checked in _call
+                sl = flat.slices[i]
+                params.append(_Param(t, flat.data_views[i], i, sl.start))
+                shape = tuple(t.data.shape)
+                prologue.append(f"param{k} = opt0[{sl.start}:{sl.stop}].reshape({shape})")
+                prologue.append(f"grad{k} = opt1[{sl.start}:{sl.stop}].reshape({shape})")
             count = len(rule.arrays) + len(rule.scalars)
             header += [f"opt{i}" for i in range(count)]
             if self.folded:
                 header += ["fold_alpha", "fold_beta"]
         else:
             src.require(not program.parameter_leaves, "parameters without an optimizer step")
-        header += list(src.buffers)
-        text = f"def step({', '.join(header)}):\n" + "\n".join(src.lines) + "\n    return 0\n"
+        position = {name: i for i, name in enumerate(src.buffers)}
+        kept = {name for pair in self.folded.values() for name in pair}
+        packs, views, pack_lines = _pack(src.buffers, kept)
+        header += [name for name, _ in pack_lines]
+        for _, lines in pack_lines:
+            prologue += lines
+        body = ["    " + line for line in prologue] + src.lines
+        text = f"def step({', '.join(header)}):\n" + "\n".join(body) + "\n    return 0\n"
         namespace = dict(src.globals)
         exec(compile(text, "<fastbp compiled step>", "exec"), namespace)
         function = namespace["step"]
         if not JIT_DISABLED:
             function = kernel_jit(cache=False)(function)
-        position = {name: i for i, name in enumerate(src.buffers)}
         folded = [
             (self.param_of[j], position[x], position[dy]) for j, (x, dy) in self.folded.items()
         ]
@@ -509,12 +597,61 @@ class _Writer:
             params,
             self.optimizer,
             flat,
-            tuple(src.buffers.values()),
+            packs,
+            views,
             [
                 out if out is None or out[0] == "arg" else ("buffer", position[out[1]])
                 for out in outputs
             ],
             folded,
-            self.fresh_grads,
         )
         return step, text
+
+
+def _pack(buffers: dict[str, np.ndarray], kept: set[str]):
+    """Lay the buffers out in one array per dtype; those in ``kept`` in two copies.
+
+    Returns, per set of buffers (two: the kept ones differ), the arrays to pass; per set,
+    each buffer as a view of them, in ``buffers``' order; and per array, its argument
+    name with the lines of source that take the buffers' views of it.
+    """
+    groups: dict[tuple[bool, np.dtype], list[str]] = {}
+    for name, b in buffers.items():
+        groups.setdefault((name in kept, b.dtype), []).append(name)
+    packs: tuple[list, list] = ([], [])
+    views: tuple[dict, dict] = ({}, {})
+    pack_lines = []
+    for n, ((alternates, dtype), names) in enumerate(groups.items()):
+        # Each buffer starts on a cache line (64 bytes), as separate allocations would.
+        per_line = max(1, 64 // dtype.itemsize)
+        starts, size = [], 0
+        for name in names:
+            starts.append(size)
+            size += -(-max(buffers[name].size, 1) // per_line) * per_line
+        lines = []
+        arrays = [_aligned(size, dtype)]
+        arrays.append(_aligned(size, dtype) if alternates else arrays[0])
+        for name, start in zip(names, starts, strict=True):
+            b = buffers[name]
+            stop = start + b.size
+            lines.append(f"{name} = pack{n}[{start}:{stop}].reshape({tuple(b.shape)})")
+            for s, array in enumerate(arrays):
+                view = array[start:stop].reshape(b.shape)
+                view[...] = b  # a constant, the seed: what the buffer was given
+                views[s][name] = view
+        for s in (0, 1):
+            packs[s].append(arrays[s])
+        pack_lines.append((f"pack{n}", lines))
+    order = list(buffers)
+    return (
+        tuple(tuple(p) for p in packs),
+        tuple(tuple(v[name] for name in order) for v in views),
+        pack_lines,
+    )
+
+
+def _aligned(size: int, dtype: np.dtype) -> np.ndarray:
+    """An array of ``size`` elements starting on a cache line."""
+    raw = np.empty(size * dtype.itemsize + 64, np.uint8)
+    start = -raw.ctypes.data % 64
+    return raw[start : start + size * dtype.itemsize].view(dtype)

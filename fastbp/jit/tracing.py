@@ -67,10 +67,11 @@ import numpy as np
 
 from ..core import engine
 from ..core.engine import FREED, accumulate_grad, fit_gradient, hand_to_leaf
-from ..core.observer import observer, set_observer
+from ..core.observer import set_observer
 from ..core.saved import fingerprint
 from ..core.state import state
 from ..core.tensor import Tensor, _constant
+from ..nn.module import ATTRIBUTE_WRITES, Module
 from .compiler import REPLAY, compile_program
 from .events import BACKWARD as _BACKWARD
 from .events import CALL as _CALL
@@ -108,6 +109,8 @@ class _Recorder:
         # a later call see that the Python state the recording depended on has changed.
         self.frozen: list[str] = []
         self.watched: dict[int, _Snapshot] = {}
+        # Module attribute writes so far: snapshots taken after this are of no older state.
+        self.module_writes = ATTRIBUTE_WRITES[0]
         self.grads: list[tuple[Tensor, Any, bytes | None]] = []  # after the last backward
         self.random_states = _random_states()
 
@@ -387,15 +390,27 @@ class _Program:
         # The compiled step and its source, or None and why the replay runs instead.
         self.compiled, self.compile_note = compile_program(self, examples)
         self.frozen = recorder.frozen
-        self.watched = list(recorder.watched.values())
+        # Modules' snapshots are compared only when some module attribute was written
+        # (nn.module.ATTRIBUTE_WRITES moved) since they last compared equal.
+        self.modules = [s for s in recorder.watched.values() if s.module]
+        self.watched = [s for s in recorder.watched.values() if not s.module]
+        self.module_writes = recorder.module_writes
         self.globals: _Snapshot | None = None  # set by TracedFunction: what fn's names held
 
     def still_valid(self) -> bool:
         """False if a module or a name the function uses holds something else now."""
+        if self.globals is not None and not self.globals.same():
+            return False
         for snapshot in self.watched:
             if not snapshot.same():
                 return False
-        return self.globals is None or self.globals.same()
+        writes = ATTRIBUTE_WRITES[0]
+        if writes != self.module_writes:
+            for snapshot in self.modules:
+                if not snapshot.same():
+                    return False
+            self.module_writes = writes
+        return True
 
     def run(self, args: tuple[Any, ...]) -> Any:
         """Run the compiled step on ``args`` if there is one and it can, else replay the tape."""
@@ -455,6 +470,8 @@ class _Program:
 
     def compiled_results(self, outputs: list, args: tuple[Any, ...]) -> Any:
         """The function's return value after a compiled call (see ``CompiledStep``)."""
+        if self.shape is None and type(outputs[0]) is np.ndarray:  # one tensor, the usual
+            return _constant(outputs[0])
         results = []
         for out in outputs:
             if out is None:
@@ -531,8 +548,11 @@ def _signature(args: tuple[Any, ...]) -> tuple:
                     f"hashable values (numbers, strings), which select a separate trace"
                 ) from None
             key.append((kind, a))
-    if len(args) > 1:
-        # The same array passed twice is one value in a recording: part of the signature.
+    # The same array passed twice is one value in a recording: part of the signature.
+    if len(args) == 2:  # the usual (x, y), without a list and a set
+        if args[0] is args[1]:
+            key.append((0, 0))
+    elif len(args) > 2:
         ids = [id(a) for a in args]
         if len(set(ids)) < len(ids):
             key.append(tuple(ids.index(k) for k in ids))
@@ -547,7 +567,7 @@ class _Snapshot:
     swapped for another, makes the trace record again rather than replay a stale program.
     """
 
-    __slots__ = ("namespace", "keys", "values", "cells", "cell_values", "whole")
+    __slots__ = ("namespace", "keys", "values", "cells", "cell_values", "whole", "module")
 
     def __init__(self, namespace: dict, keys: list | None = None):
         self.namespace = namespace  # re-read at each check
@@ -556,11 +576,14 @@ class _Snapshot:
         self.values = list(map(namespace.get, self.keys))
         self.cells: tuple = ()
         self.cell_values: list = []
+        self.module = False  # a Module's attributes, which change only through its methods
 
     @classmethod
     def of_object(cls, obj: Any) -> _Snapshot:
         """The attributes of ``obj`` (its ``__dict__``)."""
-        return cls(vars(obj))
+        snapshot = cls(vars(obj))
+        snapshot.module = isinstance(obj, Module)
+        return snapshot
 
     @classmethod
     def of_names(cls, fn: Callable[..., Any]) -> _Snapshot | None:
@@ -633,7 +656,7 @@ class TracedFunction:
         (bool, str)
             ``(True, "")``, or ``(False, reason)``; ``(False, "not recorded yet")``
             before the first call. A compiled step whose last call fell back to the
-            replay says why (say, the last step's ``p.grad`` is still referenced). When
+            replay says why (say, an argument is not C-contiguous). When
             the recording froze Python state (a ``.item()`` inside the step, NumPy work on
             ``p.grad``, a constant array, random draws), the text ends with
             ``"frozen: "`` and what was frozen, one item per ``"; "``.
@@ -671,7 +694,7 @@ class TracedFunction:
         return self._last.compile_note
 
     def __call__(self, *args: Any) -> Any:
-        if observer() is not None or state.anomaly:
+        if state.observer is not None or state.anomaly:
             # Inside another recording, its recorder records these ops; in anomaly
             # mode every op must run through the engine to be checked.
             return self.fn(*args)
@@ -679,8 +702,9 @@ class TracedFunction:
         program = self.programs.get(key)
         if program is not None:
             if program.still_valid():
-                self.programs.move_to_end(key)
-                self._last = program
+                if program is not self._last:  # the last one called is already the newest
+                    self.programs.move_to_end(key)
+                    self._last = program
                 return program.run(args)
             del self.programs[key]  # a module or a name changed: record again
         recorder = _Recorder(args)
@@ -748,6 +772,13 @@ def trace(fn: Callable[..., Any] | None = None, *, cache_size: int = CACHE_SIZE)
     ``fn``. Setting ``p.grad = None`` by hand inside ``fn`` is not replayed; call
     ``optimizer.zero_grad()`` or ``model.zero_grad()``, which are. Under
     ``fb.detect_anomaly()`` the function runs eagerly.
+
+    A call records again when a module the function called, or a global or closure
+    variable it reads, holds other objects than at the recording (a layer swapped,
+    ``model.eval()``, another optimizer). Module attributes are compared only after
+    some module attribute was written through the module's own methods (assignment,
+    ``del``, ``train()``/``eval()``, buffers, hooks), so a write straight into a
+    module's ``__dict__`` is not seen.
 
     When every op of a recorded step can be compiled, the step is also compiled into
     one Numba function (:mod:`fastbp.jit.compiler`; about a second per signature), which

@@ -21,6 +21,12 @@ from ..core.tensor import Tensor
 
 __all__ = ["Module", "Parameter", "RemovableHandle"]
 
+# How many attribute writes modules have had through their own methods (assignment,
+# del, train()/eval(), buffers, hooks). A traced function (fastbp.jit) snapshots the
+# attributes of the modules it calls; while this count is unchanged, none was written,
+# and the snapshots need not be compared again before a replay.
+ATTRIBUTE_WRITES = [0]
+
 
 class Parameter(Tensor):
     """A leaf tensor that requires a gradient: the marker for a trainable weight.
@@ -117,6 +123,7 @@ class Module:
 
     # ------------------------------------------------------------------ registration
     def __setattr__(self, name: str, value: Any) -> None:
+        ATTRIBUTE_WRITES[0] += 1
         d = self.__dict__
         params = d.get("_parameters")
         if params is None:
@@ -156,6 +163,7 @@ class Module:
         object.__setattr__(self, name, value)
 
     def __delattr__(self, name: str) -> None:
+        ATTRIBUTE_WRITES[0] += 1
         self._parameters.pop(name, None)
         self._modules.pop(name, None)
         self.__dict__.get("_buffers", {}).pop(name, None)
@@ -198,6 +206,7 @@ class Module:
         if param is None:
             self._modules.pop(name, None)
             self._parameters[name] = None
+            ATTRIBUTE_WRITES[0] += 1
             object.__setattr__(self, name, None)
         else:
             setattr(self, name, param)
@@ -238,6 +247,7 @@ class Module:
         if module is None:
             self._parameters.pop(name, None)
             self._modules[name] = None
+            ATTRIBUTE_WRITES[0] += 1
             object.__setattr__(self, name, None)
         else:
             setattr(self, name, module)
@@ -419,6 +429,7 @@ class Module:
         False
         """
         mode = bool(mode)
+        ATTRIBUTE_WRITES[0] += 1
         for module in self.modules():
             object.__setattr__(module, "training", mode)
         return self
@@ -615,6 +626,7 @@ class Module:
             )
         if tensor is not None and not isinstance(tensor, Tensor):
             tensor = Tensor(np.asarray(tensor))
+        ATTRIBUTE_WRITES[0] += 1
         if "_buffers" not in self.__dict__:  # a module built before buffers existed
             object.__setattr__(self, "_buffers", {})
             object.__setattr__(self, "_non_persistent", set())
@@ -860,6 +872,7 @@ class Module:
                 f"{type(self).__name__}.register{table[:-6]}_hook: expected a callable, "
                 f"got {type(hook).__name__}"
             )
+        ATTRIBUTE_WRITES[0] += 1
         hooks = self.__dict__.get(table)
         if hooks is None:  # the class-level default is shared: never mutate it
             hooks = {}

@@ -28,6 +28,7 @@ The update kernels are ``fastbp.kernels.sgd_update`` and
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NamedTuple
 
@@ -69,9 +70,6 @@ class FlatBuffers:
         The index of the parameter group (``Optimizer.param_groups``) they belong to.
     names : tuple of str
         The names of the ``state`` buffers.
-    lent : bool
-        True while ``grad_views`` stand in for gradient arrays of the user's own (see
-        :meth:`Optimizer.zero_grad`).
     """
 
     __slots__ = (
@@ -87,7 +85,6 @@ class FlatBuffers:
         "slices",
         "counts",
         "uniform",
-        "lent",
         "group",
         "names",
     )
@@ -128,20 +125,6 @@ class FlatBuffers:
         # case) ``uniform`` holds that number and one kernel call updates everything.
         self.counts = [0] * len(params)
         self.uniform: int | None = 0
-        # True while the gradient views stand in for arrays of the user's own: a compiled
-        # step (fastbp.jit) hands them out as p.grad where the eager step would have
-        # given each parameter a fresh array. zero_grad(set_to_none=False) then takes a
-        # new buffer instead of zeroing one the user may still hold.
-        self.lent = False
-
-    def new_grad_buffer(self) -> None:
-        """Replace the gradient buffer and its views by zeros, leaving the old ones be."""
-        self.grad = np.zeros_like(self.grad)
-        self.grad_views = [
-            self.grad[sl].reshape(v.shape)
-            for sl, v in zip(self.slices, self.grad_views, strict=True)
-        ]
-        self.lent = False
 
     def count(self, i: int) -> int:
         return self.uniform if self.uniform is not None else self.counts[i]
@@ -393,10 +376,7 @@ class Optimizer:
                 for p in flat.params:
                     p.grad = None
                 continue
-            if flat.lent:
-                flat.new_grad_buffer()
-            else:
-                flat.grad.fill(0)
+            flat.grad.fill(0)
             for p, view in zip(flat.params, flat.grad_views, strict=True):
                 p.grad = view if p.requires_grad else None
 
@@ -644,14 +624,30 @@ class Optimizer:
         if self.update_kernel is None or flat.uniform is None or len(self.param_groups) != 1:
             return None
         group = self.param_groups[flat.group]
+        # A compiled step asks at every call: the same rule is returned while the group's
+        # hyperparameters are the same objects and the step count changes no scalar.
+        values = tuple(group.values())
+        count = self._count_key(flat.uniform)
+        cached = self.__dict__.get("_rule_cache")
+        if (
+            cached is not None
+            and cached[0] is flat
+            and cached[1] == count
+            and len(cached[2]) == len(values)
+            and all(map(operator.is_, cached[2], values))
+        ):
+            return cached[3]
         if not self._kernel_runs(group):
-            return None
-        return UpdateRule(
-            self.update_kernel,
-            (flat.data, flat.grad, *flat.state),
-            self._scalars(group, flat.uniform),
-            self.fold_coefficients(group),
-        )
+            rule = None
+        else:
+            rule = UpdateRule(
+                self.update_kernel,
+                (flat.data, flat.grad, *flat.state),
+                self._scalars(group, flat.uniform),
+                self.fold_coefficients(group),
+            )
+        self._rule_cache = (flat, count, values, rule)
+        return rule
 
     def fold_coefficients(self, group: dict[str, Any]) -> tuple[float, float] | None:
         """``(alpha, beta)`` if this step updates every parameter as ``w ← beta·w + alpha·g``.
@@ -677,6 +673,10 @@ class Optimizer:
     def _scalars(self, group: dict[str, Any], count: int) -> tuple:
         """The update kernel's arguments after the arrays, for step number ``count``."""
         raise NotImplementedError
+
+    def _count_key(self, count: int) -> Any:
+        """What of step number ``count`` :meth:`_scalars` depends on (all of it, here)."""
+        return count
 
     def _apply(self, param, grad, state, scalars: tuple) -> None:
         raise NotImplementedError
@@ -851,6 +851,9 @@ class SGD(Optimizer):
         super().__init__(params, defaults)
 
     update_kernel = staticmethod(kernels.optim._sgd_loop)
+
+    def _count_key(self, count):
+        return count == 0  # the first step starts the momentum buffer; the rest are alike
 
     def _scalars(self, group, count):
         return (
