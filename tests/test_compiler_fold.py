@@ -365,7 +365,7 @@ def test_grad_read_in_another_thread_during_the_next_step_is_not_left_stale(monk
 def test_gradient_held_after_a_traced_step_survives_optimizer_zero_grad_zeros():
     """Eagerly (zero_grad() to None), p.grad after a step is an array of its own: a user holding
     it keeps its values through opt.zero_grad(set_to_none=False). After a compiled step p.grad
-    is a view of the optimizer's flat gradient buffer, so that call takes a new buffer."""
+    is lent out of the step's own memory, which that call does not touch."""
     twins = Twins(lambda: mlp((6, 5, 3)), "sgd")
     rng = np.random.default_rng(12)
     for _ in range(2):

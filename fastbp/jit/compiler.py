@@ -25,7 +25,8 @@ of source into a :class:`Source`. This module walks the program's events in orde
   kernel over its flat buffers.
 
 Every buffer is allocated once, when the step is compiled, and passed in as an
-argument (Numba freezes global arrays as constants). The matrix products call NumPy's
+argument (Numba freezes global arrays as constants), packed into one array per dtype
+(the function takes views of it). The matrix products call NumPy's
 own OpenBLAS (:mod:`fastbp.jit.blas`), so results equal the eager step's bit for bit,
 with one exception. An optimizer whose update is ``w ← beta·w + alpha·g`` (plain SGD) is
 folded into each weight's gradient product, ``w ← beta·w + alpha·xᵀ·dy`` in one GEMM
