@@ -17,7 +17,7 @@ from fastbp.kernels import dropout as kdrop
 from fastbp.kernels import norm as kbn
 
 # Ops this file gradchecks (read by tests/test_ops.py's coverage check).
-GRADCHECKED_OPS = {"conv2d_relu", "batch_norm_train", "dropout_mask"}
+GRADCHECKED_OPS = {"conv2d_relu", "conv2d_relu_pool2", "batch_norm_train", "dropout_mask"}
 
 GEOMETRIES = [  # x shape, kernel, stride, padding, dilation
     ((2, 3, 7, 6), (3, 2), (2, 1), (1, 1), (1, 2)),
@@ -379,3 +379,102 @@ def test_max_pool_2x2_gradient_vs_torch_with_odd_sizes():
     tt = torch.tensor(x, requires_grad=True)
     torch.nn.functional.max_pool2d(tt, 2).sum().backward()
     np.testing.assert_array_equal(t.grad, tt.grad.numpy())
+
+
+# ---- fused conv -> ReLU -> 2x2 max-pool -------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("pixels_major", [True, False])
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("shape", [(2, 3, 4, 6), (1, 9, 5, 7), (3, 1, 2, 2)])
+def test_conv_relu_pool_kernels_match_twins(shape, bias, pixels_major, dtype):
+    rng = np.random.default_rng(17)
+    n, o, oh, ow = shape
+    m = n * oh * ow
+    product = rng.standard_normal((m, o) if pixels_major else (o, m)).astype(dtype)
+    product.flat[:8] = 0.5  # ties: the first maximum wins
+    b = rng.standard_normal(o).astype(dtype) if bias else None
+    pooled, code, finite = kconv.conv_relu_pool(product, b, shape, pixels_major)
+    p_twin, c_twin, f_twin = kconv.conv_relu_pool_numpy(product, b, shape, pixels_major)
+    np.testing.assert_array_equal(pooled, p_twin)
+    np.testing.assert_array_equal(code, c_twin)
+    assert finite and f_twin
+    dy = rng.standard_normal(pooled.shape).astype(dtype)
+    dz, db = kconv.conv_relu_pool_backward(pooled, code, dy, shape, pixels_major)
+    dz_twin, db_twin = kconv.conv_relu_pool_backward_numpy(pooled, code, dy, shape, pixels_major)
+    np.testing.assert_array_equal(dz, dz_twin)
+    np.testing.assert_allclose(db, db_twin, rtol=1e-5, atol=1e-5)
+
+
+def test_conv_relu_pool_reports_non_finite():
+    product = np.array([[1.0, np.nan, 0.0, 2.0]])
+    assert not kconv.conv_relu_pool(product, None, (1, 1, 2, 2), False)[2]
+    assert not kconv.conv_relu_pool_numpy(product, None, (1, 1, 2, 2), False)[2]
+
+
+POOL_TABLE = [
+    ((2, 3, 6, 6), (4, 3, 3, 3), 1, 1),  # few channels: channel-major
+    ((2, 8, 6, 5), (5, 8, 3, 3), 1, 1),  # pixel-major, odd width (a last column no window reads)
+    ((1, 8, 7, 9), (3, 8, 2, 2), 1, 0),  # batch 1, odd sizes, even kernel
+    ((2, 9, 8, 8), (4, 9, 3, 3), 2, 1),  # strided conv
+]
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("case", POOL_TABLE)
+def test_conv2d_relu_pool2_gradcheck_and_equals_unfused(case, bias):
+    x_shape, w_shape, stride, padding = case
+    fb.manual_seed(3)
+    conv = nn.Conv2d(x_shape[1], w_shape[0], w_shape[2:], stride, padding, bias=bias,
+                     dtype=np.float64)  # fmt: skip
+    rng = np.random.default_rng(18)
+    x = fb.tensor(rng.standard_normal(x_shape), requires_grad=True)
+    params = [conv.weight] + ([conv.bias] if bias else [])
+    assert fb.gradcheck(lambda x, *ps: conv.forward_relu_pool(x), [x, *params])
+    y = conv.forward_relu_pool(x)
+    dy = rng.standard_normal(y.shape)
+    (y * fb.tensor(dy)).sum().backward()
+    grads = [t.grad.copy() for t in (x, *params)]
+    for t in (x, *params):
+        t.grad = None
+    y2 = F.max_pool2d(conv(x).relu(), 2)
+    (y2 * fb.tensor(dy)).sum().backward()
+    np.testing.assert_array_equal(y.data, y2.data)
+    for g, t in zip(grads, (x, *params), strict=True):
+        np.testing.assert_allclose(g, t.grad, rtol=1e-12, atol=1e-12)
+
+
+def test_conv2d_relu_pool2_nan_takes_the_unfused_rules():
+    fb.manual_seed(4)
+    conv = nn.Conv2d(8, 3, 3, padding=1, dtype=np.float64)
+    x = np.random.default_rng(19).standard_normal((1, 8, 4, 4))
+    x[0, 0, 1, 1] = np.nan
+    t = fb.tensor(x, requires_grad=True)
+    y = conv.forward_relu_pool(t)
+    expected = F.max_pool2d(conv(fb.tensor(x)).relu(), 2)
+    np.testing.assert_array_equal(y.data, expected.data)  # NaN where the unfused path has it
+    y.sum().backward()
+    assert t.grad.shape == x.shape
+
+
+def test_sequential_fuses_only_a_plain_2x2_pool():
+    from fastbp import viz
+
+    fb.manual_seed(5)
+    x = fb.tensor(np.random.default_rng(20).standard_normal((2, 1, 8, 8)).astype(np.float32))
+    for pool, fused in [
+        (nn.MaxPool2d(2), True),
+        (nn.MaxPool2d(2, stride=2), True),
+        (nn.MaxPool2d(3), False),
+        (nn.MaxPool2d(2, stride=1), False),
+        (nn.MaxPool2d(2, ceil_mode=True), False),
+        (nn.MaxPool2d(2, padding=1), False),
+    ]:
+        model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), pool)
+        y = model(x)
+        assert ("conv2d_relu_pool2" in viz.to_dot(y)) == fused, pool
+        np.testing.assert_array_equal(y.data, pool(model[0](x).relu()).data)
+    grouped = nn.Sequential(nn.Conv2d(2, 4, 3, groups=2), nn.ReLU(), nn.MaxPool2d(2))
+    x2 = fb.tensor(np.random.default_rng(21).standard_normal((1, 2, 6, 6)).astype(np.float32))
+    assert "conv2d_relu_pool2" not in viz.to_dot(grouped(x2))

@@ -127,6 +127,52 @@ class _ConvNd(Module):
         return Fc._conv(name, input, self.weight, self.bias, self.stride, self.padding,
                         self.dilation, self.groups, self._spatial, relu=True)  # fmt: skip
 
+    def fuses_pool(self, pool: Module) -> bool:
+        """True if ``pool`` (after this layer and a ReLU) is a 2x2, stride-2 ``MaxPool2d``
+        that :meth:`forward_relu_pool` can absorb (no padding, dilation, ceil mode, indices).
+
+        Example
+        -------
+        >>> from fastbp import nn
+        >>> nn.Conv2d(1, 2, 3).fuses_pool(nn.MaxPool2d(2)), nn.Conv2d(1, 2, 3).fuses_pool(
+        ...     nn.MaxPool2d(3))
+        (True, False)
+        """
+        if self._spatial != 2 or self.groups != 1 or type(pool) is not MaxPool2d:
+            return False
+        two = (2, 2)
+        try:
+            geometry = (
+                Fc._tuple("MaxPool2d", "kernel_size", pool.kernel_size, 2, 1),
+                Fc._tuple("MaxPool2d", "stride", pool.stride, 2, 1),
+                Fc._tuple("MaxPool2d", "padding", pool.padding, 2, 0),
+                Fc._tuple("MaxPool2d", "dilation", pool.dilation, 2, 1),
+            )
+        except (TypeError, ValueError):
+            return False  # let the pool itself raise its error
+        return geometry == (two, two, (0, 0), (1, 1)) and not pool.ceil_mode and not (
+            pool.return_indices)  # fmt: skip
+
+    def forward_relu_pool(self, input: Tensor | np.ndarray) -> Tensor:
+        """``max_pool2d(relu(self(input)), 2)`` as one fused ``conv2d_relu_pool2`` op.
+
+        ``nn.Sequential`` calls it for a Conv2d, ReLU, MaxPool2d(2) run (see
+        :meth:`fuses_pool`): the pooled output is written straight from the product, so the
+        full-size activation is never stored. Same values and gradients as the three layers.
+
+        Example
+        -------
+        >>> import fastbp as fb
+        >>> from fastbp import nn
+        >>> conv = nn.Conv2d(1, 2, 3, padding=1)
+        >>> x = fb.randn(1, 1, 4, 4)
+        >>> y = conv.forward_relu_pool(x)
+        >>> bool((y.data == nn.MaxPool2d(2)(conv(x).relu()).data).all())
+        True
+        """
+        return Fc._conv("conv2d", input, self.weight, self.bias, self.stride, self.padding,
+                        self.dilation, self.groups, 2, relu=True, pool=True)  # fmt: skip
+
     def extra_repr(self) -> str:
         text = (
             f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "

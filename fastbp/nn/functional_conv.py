@@ -20,7 +20,7 @@ import numpy as np
 
 from ..core.engine import apply
 from ..core.tensor import Tensor, as_tensor
-from ..ops.conv import CONV2D, CONV2D_RELU, CONV_TRANSPOSE2D, EMBEDDING
+from ..ops.conv import CONV2D, CONV2D_RELU, CONV2D_RELU_POOL2, CONV_TRANSPOSE2D, EMBEDDING
 from ..ops.pool import (
     ADAPTIVE_AVG_POOL2D,
     ADAPTIVE_MAX_POOL2D,
@@ -224,7 +224,9 @@ def conv1d(
     return _conv("conv1d", input, weight, bias, stride, padding, dilation, groups, spatial=1)
 
 
-def _conv(op, input, weight, bias, stride, padding, dilation, groups, spatial, relu=False):
+def _conv(
+    op, input, weight, bias, stride, padding, dilation, groups, spatial, relu=False, pool=False
+):
     x, unbatched = _batched(op, as_tensor(input), spatial)
     w = as_tensor(weight)
     if w.ndim != spatial + 2:
@@ -271,8 +273,10 @@ def _conv(op, input, weight, bias, stride, padding, dilation, groups, spatial, r
         inputs[0] = x.reshape(x.shape[0], channels, 1, sizes[0])
         inputs[1] = w.reshape(out_channels, w.shape[1], 1, kernel[0])
         stride_, dilation_, pads, out = (1, *stride_), (1, *dilation_), ((0, 0), *pads), (1, *out)
+    # conv -> ReLU -> 2x2 max-pool fused: groups == 1 and a pooled output of at least 1x1.
+    fused_pool = pool and relu and groups == 1 and spatial == 2 and min(out) >= 2
     y = apply(
-        CONV2D_RELU if relu else CONV2D,
+        CONV2D_RELU_POOL2 if fused_pool else CONV2D_RELU if relu else CONV2D,
         tuple(inputs),
         stride=stride_,
         padding=tuple(lo for lo, _ in pads),
@@ -282,6 +286,8 @@ def _conv(op, input, weight, bias, stride, padding, dilation, groups, spatial, r
     )
     if spatial == 1:
         y = y.reshape(y.shape[0], out_channels, out[1])
+    if pool and not fused_pool:
+        y = max_pool2d(y, 2)
     return y.reshape(*y.shape[1:]) if unbatched else y
 
 

@@ -210,7 +210,8 @@ class Sequential(Module):
         A :class:`Linear` directly followed by :class:`ReLU` or :class:`Sigmoid` runs
         as one fused op (``linear_relu``/``linear_sigmoid``): same result, one tape
         record and one pass over the activations fewer in backward. A ``Conv1d`` or
-        ``Conv2d`` directly followed by :class:`ReLU` runs as ``conv2d_relu`` likewise.
+        ``Conv2d`` directly followed by :class:`ReLU` runs as ``conv2d_relu`` likewise, and
+        as ``conv2d_relu_pool2`` when a 2x2 ``MaxPool2d`` follows the ReLU.
         """
         modules = list(self._modules.values())
         i, n = 0, len(modules)
@@ -228,6 +229,10 @@ class Sequential(Module):
                 and type(modules[i + 1]) is ReLU
                 and "_fuses_relu" in type(module).__dict__
             ):
+                if i + 2 < n and module.fuses_pool(modules[i + 2]):  # and a 2x2 max-pool
+                    x = module.forward_relu_pool(x)
+                    i += 3
+                    continue
                 x = module.forward_relu(x)
                 i += 2
                 continue

@@ -30,13 +30,18 @@ from ..kernels.conv import (
     conv_bias_act_channels,
     conv_bias_act_channels_backward,
     conv_bias_act_numpy,
+    conv_relu_pool,
+    conv_relu_pool_backward,
+    conv_relu_pool_numpy,
     im2col,
     im2col_pixels,
     im2col_pixels_numpy,
     matmul_into,
+    max_pool2d_backward,
+    max_pool2d_forward,
 )
 
-__all__ = ["CONV2D", "CONV2D_RELU", "CONV_TRANSPOSE2D", "EMBEDDING"]
+__all__ = ["CONV2D", "CONV2D_RELU", "CONV2D_RELU_POOL2", "CONV_TRANSPOSE2D", "EMBEDDING"]
 
 
 # Below this many input channels the pixel-major unfolding's inner copies are too short.
@@ -162,6 +167,86 @@ CONV2D_RELU = defop(
     _conv_vjp,
     kernel=conv_bias_act,
     twin=conv_bias_act_numpy,
+)
+
+
+def _conv_products_backward(cols, w2, layout, dz, meta, needs):
+    """dw and dx of a groups == 1 convolution from ``dz`` in the product's layout."""
+    x_shape, kernel, stride, padding, dilation, _, out_size = meta
+    c_in = x_shape[1]
+    dx = dw = None
+    if layout == "pixels":
+        if needs[1]:
+            dw_t = np.dot(cols.T, dz)
+            dw = dw_t.T.reshape(w2.shape[0], kernel[0], kernel[1], c_in).transpose(0, 3, 1, 2)
+            dw = np.ascontiguousarray(dw)
+        if needs[0]:
+            dcols = matmul_into(dz, w2)
+            dx = col2im_pixels(dcols, x_shape, kernel, stride, padding, dilation, out_size)
+    else:
+        if needs[1]:
+            dw = np.dot(dz, cols.T).reshape(w2.shape[0], c_in, *kernel)
+        if needs[0]:
+            dcols = matmul_into(w2.T, dz).reshape(c_in, *kernel, x_shape[0], *out_size)
+            dx = col2im(dcols, x_shape, stride, padding, dilation)
+    return dx, dw
+
+
+def _conv2d_relu_pool2_forward(x, w, b=None, *, stride, padding, dilation, groups, out_size):
+    # groups == 1 only (nn.Sequential fuses nothing else).
+    n = x.shape[0]
+    out_c, cg, kh, kw = w.shape
+    _check_dtypes("conv2d_relu_pool2", x, w, b)
+    pixels = cg >= _PIXELS_MIN_CHANNELS
+    if pixels:
+        cols = im2col_pixels(x, (kh, kw), stride, padding, dilation, out_size)
+        w2 = np.ascontiguousarray(w.transpose(0, 2, 3, 1)).reshape(out_c, -1)
+        product = matmul_into(cols, w2.T)
+    else:
+        k = cg * kh * kw
+        cols = im2col(x, (kh, kw), stride, padding, dilation, out_size).reshape(k, -1)
+        w2 = w.reshape(out_c, k)
+        product = matmul_into(w2, cols)
+    shape = (n, out_c, *out_size)
+    meta = (x.shape, (kh, kw), stride, padding, dilation, groups, out_size)
+    pooled, code, finite = conv_relu_pool(product, b, shape, pixels)
+    if finite:
+        return pooled, (cols, w2, pixels, meta, b is not None, pooled, code, None)
+    # A NaN or inf: the unfused passes, with their NaN rules (a NaN wins the pool).
+    act = conv_bias_act if pixels else conv_bias_act_channels
+    y = act(product, b, shape, True)
+    pooled, idx = max_pool2d_forward(
+        y, (2, 2), (2, 2), (0, 0), (1, 1), (out_size[0] // 2, out_size[1] // 2)
+    )
+    return pooled, (cols, w2, pixels, meta, b is not None, y, None, idx)
+
+
+def _conv2d_relu_pool2_vjp(saved, dy, needs):
+    cols, w2, pixels, meta, has_bias, kept, code, idx = saved
+    shape = (meta[0][0], w2.shape[0], *meta[6])
+    if idx is None:
+        dz, db = conv_relu_pool_backward(kept, code, np.ascontiguousarray(dy), shape, pixels)
+    else:
+        dpool = max_pool2d_backward(dy, idx, shape, (2, 2))
+        back = conv_bias_act_backward if pixels else conv_bias_act_channels_backward
+        dz, db = back(kept, dpool, True)
+    dx, dw = _conv_products_backward(cols, w2, "pixels" if pixels else "channels", dz, meta,
+                                     needs)  # fmt: skip
+    if not has_bias:
+        return (dx, dw)
+    return (dx, dw, db if needs[2] else None)
+
+
+# ``max_pool2d(relu(conv2d(x, w, b)), 2)`` as one record (groups == 1): the pooled output is
+# written straight from the product, so the full-size activation is never stored, and backward
+# writes the product-layout gradient straight from the pooled one. ``nn.Sequential`` records
+# Conv2d -> ReLU -> MaxPool2d(2) this way.
+CONV2D_RELU_POOL2 = defop(
+    "conv2d_relu_pool2",
+    _conv2d_relu_pool2_forward,
+    _conv2d_relu_pool2_vjp,
+    kernel=conv_relu_pool,
+    twin=conv_relu_pool_numpy,
 )
 
 
