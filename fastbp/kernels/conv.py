@@ -1274,6 +1274,7 @@ def _pool_relu_channels_backward_loop(pooled, code, dy, out_h, out_w, dz, db):
     n_batch, out_c, ph_n, pw_n = dy.shape
     pixels = out_h * out_w
     zero = dz.dtype.type(0.0)
+    one = dz.dtype.type(1.0)
     for o in range(out_c):
         row = dz[o]
         if out_h > 2 * ph_n or out_w > 2 * pw_n:  # cells of an odd last row/column: no window
@@ -1283,14 +1284,16 @@ def _pool_relu_channels_backward_loop(pooled, code, dy, out_h, out_w, dz, db):
         for n in range(n_batch):
             for ph in range(ph_n):
                 for pw in range(pw_n):
-                    g = dy[n, o, ph, pw] if pooled[n, o, ph, pw] > zero else zero
+                    # Multiplies by 0/1 rather than branches on random signs (mispredicted
+                    # half the time: 2x slower).
+                    g = dy[n, o, ph, pw] * (zero if pooled[n, o, ph, pw] <= zero else one)
                     total += g
                     k = code[n, o, ph, pw]
                     r0 = n * pixels + 2 * ph * out_w + 2 * pw
-                    row[r0] = g if k == 0 else zero
-                    row[r0 + 1] = g if k == 1 else zero
-                    row[r0 + out_w] = g if k == 2 else zero
-                    row[r0 + out_w + 1] = g if k == 3 else zero
+                    row[r0] = g * (one if k == 0 else zero)
+                    row[r0 + 1] = g * (one if k == 1 else zero)
+                    row[r0 + out_w] = g * (one if k == 2 else zero)
+                    row[r0 + out_w + 1] = g * (one if k == 3 else zero)
         db[o] = total
 
 
@@ -1298,6 +1301,7 @@ def _pool_relu_channels_backward_loop(pooled, code, dy, out_h, out_w, dz, db):
 def _pool_relu_pixels_backward_loop(pooled, code, dy, out_h, out_w, dz_t, db):
     n_batch, out_c, ph_n, pw_n = dy.shape
     zero = dz_t.dtype.type(0.0)
+    one = dz_t.dtype.type(1.0)
     if out_h > 2 * ph_n or out_w > 2 * pw_n:
         for r in range(dz_t.shape[0]):
             for o in range(out_c):
@@ -1310,13 +1314,13 @@ def _pool_relu_pixels_backward_loop(pooled, code, dy, out_h, out_w, dz_t, db):
                 r0 = (n * out_h + 2 * ph) * out_w + 2 * pw
                 a, b_, c_, d = dz_t[r0], dz_t[r0 + 1], dz_t[r0 + out_w], dz_t[r0 + out_w + 1]
                 for o in range(out_c):
-                    g = dy[n, o, ph, pw] if pooled[n, o, ph, pw] > zero else zero
+                    g = dy[n, o, ph, pw] * (zero if pooled[n, o, ph, pw] <= zero else one)
                     db[o] += g
                     k = code[n, o, ph, pw]
-                    a[o] = g if k == 0 else zero
-                    b_[o] = g if k == 1 else zero
-                    c_[o] = g if k == 2 else zero
-                    d[o] = g if k == 3 else zero
+                    a[o] = g * (one if k == 0 else zero)
+                    b_[o] = g * (one if k == 1 else zero)
+                    c_[o] = g * (one if k == 2 else zero)
+                    d[o] = g * (one if k == 3 else zero)
 
 
 def conv_relu_pool(
