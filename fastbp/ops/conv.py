@@ -1,4 +1,4 @@
-"""2-D convolution as im2col + BLAS products (ops ``conv2d`` and ``conv2d_relu``).
+"""2-D convolution as im2col + BLAS products (``conv2d``, ``conv2d_relu``, ``conv2d_relu_pool2``).
 
 Forward, for ``x`` (N, C, H, W) and ``w`` (O, C, kH, kW) (``groups == 1``)::
 
@@ -12,6 +12,8 @@ by ``y > 0`` for ``conv2d_relu``, and sums the bias gradient; then ``dwᵀ = col
 first layer) the pixel-major copies would be too short: the unfolding, the product and the
 fused passes are channel-major instead (``im2col``: (C*kH*kW, N*OH*OW), ``out = w2 @ cols``).
 Grouped convolutions use that layout with one batched ``np.matmul`` per pass.
+``conv2d_relu_pool2`` (groups == 1) replaces the bias + ReLU pass by one that also max-pools
+2x2 (``conv_relu_pool``), so the full-size activation is never written.
 The caller (``fastbp.nn.functional.conv2d``) validates the shapes and resolves the padding into
 the leading pads and the output size, so trailing padding (asymmetric ``'same'``) is implied.
 """
