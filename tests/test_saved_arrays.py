@@ -125,3 +125,25 @@ def test_fingerprint_samples_large_arrays_and_keeps_small_ones_whole():
     assert fingerprint(big) != before
     big[...] = 0
     assert fingerprint(big) == before
+
+
+@pytest.mark.parametrize("in_channels", [1, 16])  # the two layouts: w viewed, w copied
+@pytest.mark.parametrize("write", ["raw", "step"])
+@pytest.mark.parametrize("pool", [False, True])
+def test_conv_weight_changed_before_backward_raises(in_channels, write, pool):
+    # The conv ops save the weight re-laid-out (a copy) or reshaped (a view the guard
+    # cannot match by identity); the first layout gave silently wrong gradients after a
+    # raw write, and neither raised after an optimizer step, as torch does.
+    fb.manual_seed(0)
+    conv = fb.nn.Conv2d(in_channels, 4, 3, padding=1)
+    layers = [conv, fb.nn.ReLU()] + ([fb.nn.MaxPool2d(2)] if pool else [])
+    model = fb.nn.Sequential(*layers)
+    x = fb.tensor(np.random.default_rng(0).random((2, in_channels, 6, 6), np.float32))
+    loss = model(x).sum()
+    if write == "raw":
+        conv.weight.data *= 2
+    else:
+        conv.weight.grad = np.ones_like(conv.weight.data)
+        fb.optim.SGD(conv.parameters(), lr=0.1).step()
+    with pytest.raises(RuntimeError, match="backward of 'conv2d"):
+        loss.backward()

@@ -94,11 +94,14 @@ def _conv_forward(x, w, b, stride, padding, dilation, groups, out_size, relu):
         y = np.ascontiguousarray(out.reshape(out_c, n, *out_size).transpose(1, 0, 2, 3))
         saved = (cols, w, "groups")
     meta = (x.shape, (kh, kw), stride, padding, dilation, groups, out_size, b is not None)
-    return y, (*saved[:2], y if relu else None, (*meta, saved[2]))
+    # ``w`` itself rides along, unused by the vjp: the tape's guard then sees a raw write
+    # or an optimizer step on the weight (``w2`` may be a copy, or a view the guard cannot
+    # match to the weight tensor).
+    return y, (*saved[:2], y if relu else None, (*meta, saved[2]), w)
 
 
 def _conv_vjp(saved, dy, needs):
-    cols, w_saved, y, meta = saved
+    cols, w_saved, y, meta, _ = saved
     x_shape, kernel, stride, padding, dilation, groups, out_size, has_bias, layout = meta
     relu = y is not None
     c_in = x_shape[1]
@@ -213,18 +216,18 @@ def _conv2d_relu_pool2_forward(x, w, b=None, *, stride, padding, dilation, group
     meta = (x.shape, (kh, kw), stride, padding, dilation, groups, out_size)
     pooled, code, finite = conv_relu_pool(product, b, shape, pixels)
     if finite:
-        return pooled, (cols, w2, pixels, meta, b is not None, pooled, code, None)
+        return pooled, (cols, w2, pixels, meta, b is not None, pooled, code, None, w)
     # A NaN or inf: the unfused passes, with their NaN rules (a NaN wins the pool).
     act = conv_bias_act if pixels else conv_bias_act_channels
     y = act(product, b, shape, True)
     pooled, idx = max_pool2d_forward(
         y, (2, 2), (2, 2), (0, 0), (1, 1), (out_size[0] // 2, out_size[1] // 2)
     )
-    return pooled, (cols, w2, pixels, meta, b is not None, y, None, idx)
+    return pooled, (cols, w2, pixels, meta, b is not None, y, None, idx, w)  # w: see conv2d
 
 
 def _conv2d_relu_pool2_vjp(saved, dy, needs):
-    cols, w2, pixels, meta, has_bias, kept, code, idx = saved
+    cols, w2, pixels, meta, has_bias, kept, code, idx, _ = saved
     shape = (meta[0][0], w2.shape[0], *meta[6])
     if idx is None:
         dz, db = conv_relu_pool_backward(kept, code, np.ascontiguousarray(dy), shape, pixels)
