@@ -1,6 +1,6 @@
 """A mistyped data directory is reported, never created, and never downloaded into.
 
-``FASTBP_DATA=/work/shared/data/nope`` or ``--data-dir /nonexistent`` used to create an empty
+``FASTBP_DATA=../shared/data/nope`` or ``--data-dir /nonexistent`` used to create an empty
 directory, try the network and fail with a download error that never said the path may be
 wrong. Every test here runs offline: the fetcher is replaced by one that records its calls.
 """
@@ -52,7 +52,7 @@ def network(monkeypatch):
 
 @pytest.fixture
 def tree(tmp_path, monkeypatch):
-    """``tmp_path/shared/data/mnist`` holds the files, as /work/shared/data/mnist does."""
+    """``tmp_path/shared/data/mnist`` holds the files, as ../shared/data/mnist does."""
     good = tmp_path / "shared" / "data" / "mnist"
     make_mnist(good)
     (tmp_path / "shared" / "data" / "other").mkdir()
@@ -103,7 +103,7 @@ def test_hint_without_any_mnist_nearby_names_the_nearest_parent(tmp_path, networ
 
 
 def test_existing_directory_without_files_is_a_likely_mistake(tree, network):
-    parent = tree.parent  # FASTBP_DATA=/work/shared/data instead of .../data/mnist
+    parent = tree.parent  # FASTBP_DATA=../shared/data instead of .../data/mnist
     before = _entries(parent)
     with pytest.raises(FileNotFoundError, match="holds none of the MNIST IDX files") as info:
         load_mnist(parent)
