@@ -96,7 +96,6 @@ def _fastbp(seed: int, init_out: str | None, warmup: bool):
 
 def _torch(seed: int, init_in: str | None, warmup: bool):
     """The same network, loss and optimizer in PyTorch eager, one thread."""
-    import numpy as np
     import torch
 
     from fastbp.examples import mnist_cnn
@@ -122,38 +121,9 @@ def _torch(seed: int, init_in: str | None, warmup: bool):
     torch.manual_seed(seed)
     model = build()
     if init_in:
-        with np.load(init_in) as arrays:
-            values = [arrays[f"arr_{i}"] for i in range(len(arrays.files))]
-        with torch.no_grad():
-            for p, v in zip(model.parameters(), values, strict=True):
-                # fastbp's Linear weight is (in, out), torch's (out, in); conv weights agree.
-                p.copy_(torch.from_numpy(np.ascontiguousarray(v.T if v.ndim == 2 else v)))
+        time_to_98.load_torch_init(model, init_in)
     optimizer = torch.optim.SGD(model.parameters(), lr=d["lr"], momentum=d["momentum"])
-    cross_entropy = torch.nn.functional.cross_entropy
-    from_numpy = torch.from_numpy
-
-    def train(loader) -> float:
-        model.train()
-        total, count = 0.0, 0
-        for xb, yb in loader:
-            loss = cross_entropy(model(from_numpy(xb)), from_numpy(yb))
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            total += loss.item() * len(yb)
-            count += len(yb)
-        return total / count
-
-    def test(x, y) -> float:
-        model.eval()
-        correct = 0
-        step = mnist_cnn.EVAL_BATCH_SIZE
-        with torch.no_grad():
-            for s in range(0, len(x), step):
-                pred = model(from_numpy(x[s : s + step])).argmax(dim=1).numpy()
-                correct += int((pred == y[s : s + step]).sum())
-        return correct / len(x)
-
+    train, test = time_to_98.torch_loops(model, optimizer, mnist_cnn.EVAL_BATCH_SIZE)
     return train, test, optimizer, f"torch {torch.__version__}"
 
 

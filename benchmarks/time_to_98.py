@@ -162,27 +162,26 @@ def _fastbp_setup(seed: int, init_out: str | None):
     return train, test, f"fastbp {fastbp.__version__}"
 
 
-def _torch_setup(seed: int, init_in: str | None, threads: int):
+def load_torch_init(model, init_in: str) -> None:
+    """Copy the fastbp initial weights saved in ``init_in`` into a torch ``model``.
+
+    fastbp stores Linear weights ``(in, out)`` and torch ``(out, in)``; conv weights agree.
+    """
     import numpy as np
     import torch
 
-    torch.set_num_threads(threads)
-    torch.manual_seed(seed)
-    sizes = (784, *HIDDEN, 10)
-    layers: list[Any] = []
-    for i in range(len(sizes) - 1):
-        layers.append(torch.nn.Linear(sizes[i], sizes[i + 1]))
-        if i < len(sizes) - 2:
-            layers.append(torch.nn.ReLU())
-    model = torch.nn.Sequential(*layers)
-    if init_in:
-        # fastbp stores Linear weights (in, out); torch stores (out, in).
-        with np.load(init_in) as arrays:
-            values = [arrays[f"arr_{i}"] for i in range(len(arrays.files))]
-        with torch.no_grad():
-            for p, v in zip(model.parameters(), values, strict=True):
-                p.copy_(torch.from_numpy(v.T.copy() if v.ndim == 2 else v))
-    optimizer = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
+    with np.load(init_in) as arrays:
+        values = [arrays[f"arr_{i}"] for i in range(len(arrays.files))]
+    with torch.no_grad():
+        for p, v in zip(model.parameters(), values, strict=True):
+            p.copy_(torch.from_numpy(np.ascontiguousarray(v.T if v.ndim == 2 else v)))
+
+
+def torch_loops(model, optimizer, eval_batch: int):
+    """``(train, test)`` for a torch model: one epoch over a loader (returns the mean loss),
+    and the test accuracy scored in batches of ``eval_batch``."""
+    import torch
+
     cross_entropy = torch.nn.functional.cross_entropy
     from_numpy = torch.from_numpy
 
@@ -202,11 +201,30 @@ def _torch_setup(seed: int, init_in: str | None, threads: int):
         model.eval()
         correct = 0
         with torch.no_grad():
-            for s in range(0, len(x), EVAL_BATCH_SIZE):
-                pred = model(from_numpy(x[s : s + EVAL_BATCH_SIZE])).argmax(dim=1).numpy()
-                correct += int((pred == y[s : s + EVAL_BATCH_SIZE]).sum())
+            for s in range(0, len(x), eval_batch):
+                pred = model(from_numpy(x[s : s + eval_batch])).argmax(dim=1).numpy()
+                correct += int((pred == y[s : s + eval_batch]).sum())
         return correct / len(x)
 
+    return train, test
+
+
+def _torch_setup(seed: int, init_in: str | None, threads: int):
+    import torch
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    sizes = (784, *HIDDEN, 10)
+    layers: list[Any] = []
+    for i in range(len(sizes) - 1):
+        layers.append(torch.nn.Linear(sizes[i], sizes[i + 1]))
+        if i < len(sizes) - 2:
+            layers.append(torch.nn.ReLU())
+    model = torch.nn.Sequential(*layers)
+    if init_in:
+        load_torch_init(model, init_in)
+    optimizer = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
+    train, test = torch_loops(model, optimizer, EVAL_BATCH_SIZE)
     return train, test, f"torch {torch.__version__}"
 
 
