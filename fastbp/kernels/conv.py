@@ -931,6 +931,48 @@ def col2im_pixels_numpy(
     return col2im_numpy(cols, x_shape, stride, padding, dilation)
 
 
+def _bias_act(name, argument, loop, product, bias, out_shape, relu) -> np.ndarray:
+    """The checks and buffers of :func:`conv_bias_act` and :func:`conv_bias_act_channels`:
+    ``loop`` reads the product in its layout and writes NCHW."""
+    _check_float(name, **{argument: product})
+    if bias is not None and bias.dtype != product.dtype:
+        raise TypeError(
+            f"{name}: bias dtype {bias.dtype} differs from the product's {product.dtype}"
+        )
+    n, o, oh, ow = out_shape
+    y = _buffer((n, o, oh * ow), product.dtype)
+    has_bias = bias is not None
+    b = np.ascontiguousarray(bias) if has_bias else np.zeros(o, product.dtype)
+    loop(np.ascontiguousarray(product), b, has_bias, bool(relu), y)
+    return y.reshape(out_shape)
+
+
+def _bias_act_backward(
+    name, loop, y, dy, relu, channel_major: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """The checks and buffers of the two ``conv_bias_act*_backward``: ``loop`` writes ``dz``
+    in the layout of its product, (N*OH*OW, O) or (O, N*OH*OW), and the float64 ``db``."""
+    _check_float(name, dy=dy)
+    n, o, oh, ow = dy.shape
+    dy3 = np.ascontiguousarray(dy).reshape(n, o, oh * ow)
+    if relu:
+        if y is None or y.dtype != dy.dtype or y.shape != dy.shape:
+            raise TypeError(
+                f"{name}: y must match dy ({dy.shape}, {dy.dtype}), got "
+                f"{getattr(y, 'shape', None)}, {getattr(y, 'dtype', None)}"
+            )
+        y3 = np.ascontiguousarray(y).reshape(dy3.shape)
+    else:
+        y3 = dy3
+    shape = (o, n * oh * ow) if channel_major else (n * oh * ow, o)
+    dz = _output(shape, dy.dtype)
+    if dz is None:
+        dz = np.empty(shape, dy.dtype)
+    db = np.empty(o, np.float64)
+    loop(y3, dy3, bool(relu), dz, db)
+    return dz, db.astype(dy.dtype)
+
+
 def conv_bias_act(
     out_t: np.ndarray, bias: np.ndarray | None, out_shape: tuple[int, ...], relu: bool
 ) -> np.ndarray:
@@ -966,17 +1008,7 @@ def conv_bias_act(
     <BLANKLINE>
            [[0. , 5. ]]])
     """
-    _check_float("conv_bias_act", out_t=out_t)
-    if bias is not None and bias.dtype != out_t.dtype:
-        raise TypeError(
-            f"conv_bias_act: bias dtype {bias.dtype} differs from the product's {out_t.dtype}"
-        )
-    n, o, oh, ow = out_shape
-    y = _buffer((n, o, oh * ow), out_t.dtype)
-    has_bias = bias is not None
-    b = np.ascontiguousarray(bias) if has_bias else np.zeros(o, out_t.dtype)
-    _bias_act_loop(np.ascontiguousarray(out_t), b, has_bias, bool(relu), y)
-    return y.reshape(out_shape)
+    return _bias_act("conv_bias_act", "out_t", _bias_act_loop, out_t, bias, out_shape, relu)
 
 
 def conv_bias_act_numpy(
@@ -1030,25 +1062,9 @@ def conv_bias_act_backward(
     >>> dz_t.ravel(), db
     (array([0., 1.]), array([1.]))
     """
-    _check_float("conv_bias_act_backward", dy=dy)
-    n, o, oh, ow = dy.shape
-    dy3 = np.ascontiguousarray(dy).reshape(n, o, oh * ow)
-    if relu:
-        if y is None or y.dtype != dy.dtype or y.shape != dy.shape:
-            raise TypeError(
-                f"conv_bias_act_backward: y must match dy ({dy.shape}, {dy.dtype}), got "
-                f"{getattr(y, 'shape', None)}, {getattr(y, 'dtype', None)}"
-            )
-        y3 = np.ascontiguousarray(y).reshape(dy3.shape)
-    else:
-        y3 = dy3
-    shape = (n * oh * ow, o)
-    dz_t = _output(shape, dy.dtype)
-    if dz_t is None:
-        dz_t = np.empty(shape, dy.dtype)
-    db = np.empty(o, np.float64)
-    _bias_act_backward_loop(y3, dy3, bool(relu), dz_t, db)
-    return dz_t, db.astype(dy.dtype)
+    return _bias_act_backward(
+        "conv_bias_act_backward", _bias_act_backward_loop, y, dy, relu, channel_major=False
+    )
 
 
 def conv_bias_act_backward_numpy(
@@ -1101,18 +1117,9 @@ def conv_bias_act_channels(
     ...                        True).ravel()
     array([1.5, 0. ])
     """
-    _check_float("conv_bias_act_channels", out=out)
-    if bias is not None and bias.dtype != out.dtype:
-        raise TypeError(
-            f"conv_bias_act_channels: bias dtype {bias.dtype} differs from the product's "
-            f"{out.dtype}"
-        )
-    n, o, oh, ow = out_shape
-    y = _buffer((n, o, oh * ow), out.dtype)
-    has_bias = bias is not None
-    b = np.ascontiguousarray(bias) if has_bias else np.zeros(o, out.dtype)
-    _bias_act_channels_loop(np.ascontiguousarray(out), b, has_bias, bool(relu), y)
-    return y.reshape(out_shape)
+    return _bias_act(
+        "conv_bias_act_channels", "out", _bias_act_channels_loop, out, bias, out_shape, relu
+    )
 
 
 def conv_bias_act_channels_numpy(
@@ -1126,7 +1133,6 @@ def conv_bias_act_channels_numpy(
     >>> conv_bias_act_channels_numpy(np.array([[-1.0]]), None, (1, 1, 1, 1), True).ravel()
     array([0.])
     """
-    n, o, oh, ow = out_shape
     return conv_bias_act_numpy(np.ascontiguousarray(out.T), bias, out_shape, relu)
 
 
@@ -1164,25 +1170,9 @@ def conv_bias_act_channels_backward(
     >>> dz, db
     (array([[0., 1.]]), array([1.]))
     """
-    _check_float("conv_bias_act_channels_backward", dy=dy)
-    n, o, oh, ow = dy.shape
-    dy3 = np.ascontiguousarray(dy).reshape(n, o, oh * ow)
-    if relu:
-        if y is None or y.dtype != dy.dtype or y.shape != dy.shape:
-            raise TypeError(
-                f"conv_bias_act_channels_backward: y must match dy ({dy.shape}, {dy.dtype}), "
-                f"got {getattr(y, 'shape', None)}, {getattr(y, 'dtype', None)}"
-            )
-        y3 = np.ascontiguousarray(y).reshape(dy3.shape)
-    else:
-        y3 = dy3
-    shape = (o, n * oh * ow)
-    dz = _output(shape, dy.dtype)
-    if dz is None:
-        dz = np.empty(shape, dy.dtype)
-    db = np.empty(o, np.float64)
-    _bias_act_channels_backward_loop(y3, dy3, bool(relu), dz, db)
-    return dz, db.astype(dy.dtype)
+    return _bias_act_backward(
+        "conv_bias_act_channels_backward", _bias_act_channels_backward_loop, y, dy, relu, True
+    )
 
 
 def conv_bias_act_channels_backward_numpy(
