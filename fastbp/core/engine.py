@@ -251,8 +251,9 @@ def _walk(root, seed: np.ndarray, retain_graph: bool, targets: dict[int, list[in
     collecting = targets is not None
     hooked = hooked_edges(root) if leaf_hooks and not collecting else None
     pending: dict[Node, np.ndarray] = {node: seed}
-    heap: list[tuple[int, Node]] = []
-    while node is not None:
+    heap: list[tuple[int, Node]] = [(-node.seq, node)]
+    while heap:
+        node = heappop(heap)[1]
         dy = pending.pop(node)
         saved = node.saved
         if saved is FREED:
@@ -295,9 +296,6 @@ def _walk(root, seed: np.ndarray, retain_graph: bool, targets: dict[int, list[in
             else:
                 pending[parent] = g
                 heappush(heap, (-parent.seq, parent))
-        # Next, the pending record with the largest seq. In a chain it is the only one:
-        # list.pop is cheaper than heappop for that.
-        node = heap.pop()[1] if len(heap) == 1 else heappop(heap)[1] if heap else None
     for t, _ in (hooked or {}).values():  # edges never reached (a vjp gave None upstream)
         run_hooks(t)
     return collected
