@@ -13,14 +13,13 @@ import numpy as np
 from ..core.dtypes import real
 from ..core.registry import defop
 
-_real = real  # ints and bools become float32, as in PyTorch
 
 
 def _unary(name, f, df):
     """An op ``f`` whose derivative ``df(x, out)`` needs the input and/or the output."""
 
     def forward(x):
-        x = _real(x)
+        x = real(x)
         with np.errstate(all="ignore"):  # domain errors give NaN/inf, as in torch
             out = f(x)
         return out, (x, out)
@@ -97,7 +96,7 @@ TRUNC = _rounding("trunc", np.trunc)
 
 
 def _round_decimals_forward(x, decimals=0):
-    return np.round(_real(x), decimals), None
+    return np.round(real(x), decimals), None
 
 
 ROUND_DECIMALS = defop(
@@ -172,7 +171,7 @@ LERP = defop("lerp", _lerp_forward, _lerp_vjp)
 
 
 def _logaddexp_forward(a, b):
-    a, b = _real(a), _real(b)
+    a, b = real(a), real(b)
     with np.errstate(invalid="ignore"):  # inf + -inf gives NaN, as in torch
         return np.logaddexp(a, b), (a, b)
 
@@ -191,7 +190,7 @@ LOGADDEXP = defop("logaddexp", _logaddexp_forward, _logaddexp_vjp)
 
 
 def _copysign_forward(a, b):
-    a = _real(a)
+    a = real(a)
     out = np.copysign(a, b)
     return out, (a, out)
 
