@@ -14,7 +14,6 @@ from ..core.dtypes import real
 from ..core.registry import defop
 
 
-
 def _unary(name, f, df):
     """An op ``f`` whose derivative ``df(x, out)`` needs the input and/or the output."""
 
