@@ -877,6 +877,25 @@ class SGD(Optimizer):
         # always gets a real array of the right size (it does not touch it then).
         _sgd_update(param, grad, state[0], *scalars)
 
+    def _update_each(self, group, params, grads, states, count) -> None:
+        # The every-step path: _own_grads has checked each gradient's dtype, shape and
+        # layout, so the loop calls the kernel itself, without the two Python layers of
+        # _apply and sgd_update (about 1 us per parameter on a small model).
+        if group.get("maximize"):
+            super()._update_each(group, params, grads, states, count)
+            return
+        scalars = self._scalars(group, count)
+        loop = self.update_kernel
+        i = 0
+        try:
+            for i, param in enumerate(params):
+                loop(param, grads[i], states[i][0], *scalars)
+        except Exception:
+            # Only a kernel error gets here (e.g. a parameter made read-only): the checked
+            # wrapper explains it. Parameters before i are updated, as with one call each.
+            _sgd_update(params[i], grads[i], states[i][0], *scalars)
+            raise
+
     def _export_buffer(self, name, view, shape, group=None):
         # As in PyTorch, plain SGD has no momentum buffer.
         group = self.param_groups[0] if group is None else group
