@@ -177,3 +177,17 @@ def test_rejects_what_torch_rejects(name, kwargs):
         getattr(torch.optim, name)([torch.ones(3, requires_grad=True)], **kwargs)
     with pytest.raises(ValueError, match=f"^{name}: "):
         getattr(optim, name)(_params(), **kwargs)
+
+
+def test_sgd_kernel_error_on_the_every_step_path_is_explained():
+    # SGD.step's every-step path calls the kernel directly; an error must still come
+    # back explained by the checked wrapper, naming the kernel and the array.
+    w, v = fb.ones(3, requires_grad=True), fb.ones(2, requires_grad=True)
+    opt = optim.SGD([v, w], lr=0.1)
+    opt.zero_grad()
+    ((w * 2).sum() + (v * 3).sum()).backward()
+    opt._flats[0].flat_views[1].flags.writeable = False  # w's slice of the flat buffer
+    with pytest.raises(ValueError, match=r"sgd_update: param must be writable.*shape \(3,\)"):
+        opt.step()
+    np.testing.assert_allclose(v.data, [0.7, 0.7])  # the parameter before it was updated
+    np.testing.assert_array_equal(w.data, [1, 1, 1])
