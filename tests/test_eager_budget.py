@@ -54,4 +54,4 @@ def test_kernel_step_matches_the_eager_step_bitwise(budget, batch, optimizer):
 def test_script_prints_both_tables(budget, capsys):
     budget.main(["--batches", "1", "--rounds", "2", "--per-round", "1"])
     out = capsys.readouterr().out
-    assert "| B1 sgd |" in out and "kernels / floor" in out and "sgd update" in out
+    assert "| B1 sgd |" in out and "kernels / floor" in out and "| sgd update |" in out
