@@ -1,0 +1,92 @@
+"""Winograd F(2x2, 3x3) transforms: kernels against their NumPy twins, and the whole
+convolution (forward and every gradient) against PyTorch in float64 and float32."""
+
+import numpy as np
+import pytest
+
+from fastbp.kernels import winograd as wg
+
+torch = pytest.importorskip("torch")
+
+CASES = [((2, 3, 7, 9), 5, (1, 1)), ((1, 4, 6, 6), 2, (0, 0)), ((3, 8, 5, 4), 6, (1, 1))]
+
+
+def _conv(x, w, b, pad, out, relu):
+    v = wg.input_tiles(x, pad, out)
+    u = wg.weight_transform(w)
+    y = wg.output_tiles(np.matmul(v, u), b, (x.shape[0], w.shape[0], *out), relu)
+    return y, v, u
+
+
+def _backward(x_shape, v, u, y, dy, pad, out, relu):
+    dm, db = wg.output_tiles_adjoint(y, dy, relu)
+    dx = wg.input_tiles_adjoint(np.matmul(dm, u.transpose(0, 2, 1)), x_shape, pad, out)
+    dw = wg.weight_transform_adjoint(np.matmul(v.transpose(0, 2, 1), dm))
+    return dx, dw, db
+
+
+def _out_size(shape, pad):
+    return (shape[2] + 2 * pad[0] - 2, shape[3] + 2 * pad[1] - 2)
+
+
+@pytest.mark.parametrize("relu", [False, True])
+@pytest.mark.parametrize(("shape", "out_c", "pad"), CASES)
+def test_kernels_match_twins(shape, out_c, pad, relu):
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal(shape)[:, :, ::-1]  # non-contiguous input
+    out = _out_size(shape, pad)
+    v = wg.input_tiles(x, pad, out)
+    np.testing.assert_allclose(v, wg.input_tiles_numpy(x, pad, out), atol=1e-12)
+    m = rng.standard_normal((16, v.shape[1], out_c))
+    b = rng.standard_normal(out_c)
+    y = wg.output_tiles(m, b, (shape[0], out_c, *out), relu)
+    np.testing.assert_allclose(y, wg.output_tiles_numpy(m, b, y.shape, relu), atol=1e-12)
+    dy = rng.standard_normal(y.shape)
+    for got, want in zip(
+        wg.output_tiles_adjoint(y, dy, relu),
+        wg.output_tiles_adjoint_numpy(y, dy, relu),
+        strict=True,
+    ):
+        np.testing.assert_allclose(got, want, atol=1e-12)
+    dv = rng.standard_normal(v.shape)
+    np.testing.assert_allclose(
+        wg.input_tiles_adjoint(dv, shape, pad, out),
+        wg.input_tiles_adjoint_numpy(dv, shape, pad, out),
+        atol=1e-12,
+    )
+
+
+@pytest.mark.parametrize("relu", [False, True])
+@pytest.mark.parametrize(("shape", "out_c", "pad"), CASES)
+def test_winograd_conv_matches_torch_float64(shape, out_c, pad, relu):
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal(shape)
+    w = rng.standard_normal((out_c, shape[1], 3, 3))
+    b = rng.standard_normal(out_c)
+    out = _out_size(shape, pad)
+    y, v, u = _conv(x, w, b, pad, out, relu)
+    tx, tw, tb = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
+    ty = torch.nn.functional.conv2d(tx, tw, tb, padding=pad)
+    ty = torch.relu(ty) if relu else ty
+    np.testing.assert_allclose(y, ty.detach().numpy(), rtol=1e-10, atol=1e-10)
+    dy = rng.standard_normal(y.shape)
+    ty.backward(torch.tensor(dy))
+    dx, dw, db = _backward(shape, v, u, y, dy, pad, out, relu)
+    for got, want in ((dx, tx.grad), (dw, tw.grad), (db, tb.grad)):
+        np.testing.assert_allclose(got, want.numpy(), rtol=1e-10, atol=1e-10)
+
+
+def test_winograd_float32_error_is_small():
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((4, 16, 9, 10)).astype(np.float32)
+    w = (0.1 * rng.standard_normal((8, 16, 3, 3))).astype(np.float32)
+    b = rng.standard_normal(8).astype(np.float32)
+    y, v, u = _conv(x, w, b, (1, 1), (9, 10), False)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    dx, dw, _ = _backward(x.shape, v, u, None, dy, (1, 1), (9, 10), False)
+    assert y.dtype == dx.dtype == dw.dtype == np.float32
+    tx, tw = (torch.tensor(a.astype(np.float64), requires_grad=True) for a in (x, w))
+    ty = torch.nn.functional.conv2d(tx, tw, torch.tensor(b.astype(np.float64)), padding=1)
+    ty.backward(torch.tensor(dy.astype(np.float64)))
+    for got, want in ((y, ty.detach()), (dx, tx.grad), (dw, tw.grad)):
+        np.testing.assert_allclose(got, want.numpy(), rtol=1e-4, atol=1e-4)
