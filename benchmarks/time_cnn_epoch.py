@@ -283,6 +283,10 @@ def _command(args: argparse.Namespace, extra: list[str], out: Path, started: flo
         cmd += ["--data-dir", args.data_dir]
     cmd += ["--started", repr(started)]
     env = dict(os.environ, **{v: "1" for v in time_to_98.THREAD_VARS})
+    # A warm start has Python's bytecode cache as well as Numba's: without it (a shell
+    # with PYTHONDONTWRITEBYTECODE set) every import compiles fastbp's sources again,
+    # 0.2-0.3 s that no user who ran the example once pays.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     return cmd, env
 
 

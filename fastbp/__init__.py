@@ -9,6 +9,11 @@ Example
 array([2., 4.], dtype=float32)
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
 from .core.anomaly import detect_anomaly
 from .core.engine import grad
 from .core.grad_mode import enable_grad, is_grad_enabled, no_grad
@@ -153,12 +158,43 @@ from .functions import (
     where,
 )
 from .gradcheck import GradcheckError, gradcheck
-from .jit import trace
 from .serialization import load, save
 
-from . import autograd, data, nn, optim, viz  # isort: skip
+from . import data, nn, optim  # isort: skip
 
 __version__ = "0.1.0"
 
-# torch interop (issue 14): weights to and from PyTorch state dicts
-from .interop import load_torch_state_dict, to_torch_state_dict  # noqa: E402
+# Imported on first use, so that ``import fastbp`` (and a first training step) does not pay
+# for layers it may never touch: the tracer and compiler, the graph viewer, the autograd
+# namespace and torch interop. (gradcheck stays eager: its module and its function share
+# the name, and importing the module would rebind ``fastbp.gradcheck`` to it.)
+# Name -> (module, attribute or None for the module).
+_LAZY: dict[str, tuple[str, str | None]] = {
+    "trace": (".jit", "trace"),
+    "jit": (".jit", None),
+    "viz": (".viz", None),
+    "autograd": (".autograd", None),
+    "interop": (".interop", None),
+    # torch interop (issue 14): weights to and from PyTorch state dicts
+    "load_torch_state_dict": (".interop", "load_torch_state_dict"),
+    "to_torch_state_dict": (".interop", "to_torch_state_dict"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Import the lazily loaded names of :data:`_LAZY` on first access (PEP 562)."""
+    try:
+        module_name, attribute = _LAZY[name]
+    except KeyError:
+        raise AttributeError(f"module 'fastbp' has no attribute {name!r}") from None
+    module = importlib.import_module(module_name, __name__)
+    # Every lazy name the module provides is bound at once: later accesses are plain
+    # attribute lookups.
+    for other, (source, attr) in _LAZY.items():
+        if source == module_name:
+            globals()[other] = module if attr is None else getattr(module, attr)
+    return globals()[name]
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})

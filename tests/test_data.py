@@ -57,6 +57,14 @@ def no_temp_files(directory: Path) -> bool:
     return not [p for p in directory.iterdir() if p.name.endswith(".tmp")]
 
 
+@pytest.fixture(autouse=True)
+def user_cache(tmp_path, monkeypatch):
+    """The per-user cache of every test: load_mnist keeps decompressed copies there."""
+    cache = tmp_path / "user-cache"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    return cache / "fastbp" / "mnist"
+
+
 @pytest.fixture
 def source(tmp_path, monkeypatch):
     """A directory of tiny .gz MNIST files, with SHA256 overridden to match them."""
@@ -269,6 +277,147 @@ def test_load_mnist_verify(source, tmp_path):
     with pytest.raises(ValueError, match=r"SHA-256.*expected 0{64}") as info:
         load_mnist(src, download=False, verify=True)
     assert str(src / (NAMES[1] + ".gz")) in str(info.value)
+
+
+# --------------------------------------------------------------------------------------------
+# The decompressed cache
+# --------------------------------------------------------------------------------------------
+
+
+def count_reads(monkeypatch) -> list[str]:
+    """Record the name of every IDX file load_mnist reads (decompresses) from its source."""
+    reads: list[str] = []
+    real = data._read_bytes
+
+    def read(path):
+        reads.append(path.name)
+        return real(path)
+
+    monkeypatch.setattr(data, "_read_bytes", read)
+    return reads
+
+
+def test_decompressed_cache_is_written_then_used(source, user_cache, monkeypatch):
+    src, arrays = source
+    first = load_mnist(src, download=False)
+    assert sorted(p.name for p in user_cache.iterdir()) == sorted(
+        f"{name}.npy{ext}" for name in NAMES for ext in ("", ".json")
+    )
+    assert no_temp_files(user_cache)
+    reads = count_reads(monkeypatch)
+    second = load_mnist(src, download=False)
+    assert reads == []  # every array came from its .npy
+    for name, a, b in zip(NAMES, first, second, strict=True):
+        np.testing.assert_array_equal(b, arrays[name])
+        assert type(b) is np.ndarray and b.dtype == np.uint8 and b.shape == a.shape
+    # Writable like read_idx's arrays; the write stays in this process (copy-on-write).
+    second[0][0, 0, 0] ^= 0xFF
+    np.testing.assert_array_equal(load_mnist(src, download=False)[0], arrays[NAMES[0]])
+
+
+def test_decompressed_cache_follows_the_source(source, user_cache, monkeypatch):
+    src, _ = source
+    load_mnist(src, download=False)
+    # A new training-labels file (new content, size and digest) replaces the old one.
+    labels = np.arange(7, dtype=np.uint8) % 10
+    write_idx(src / (NAMES[1] + ".gz"), labels)
+    monkeypatch.setitem(data.SHA256, NAMES[1], decompressed_sha(src / (NAMES[1] + ".gz")))
+    reads = count_reads(monkeypatch)
+    np.testing.assert_array_equal(load_mnist(src, download=False)[1], labels)
+    assert reads == [NAMES[1] + ".gz"]
+    # Only the modification time changes: the source is read again, the cache refreshed.
+    path = src / (NAMES[2] + ".gz")
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
+    load_mnist(src, download=False)
+    assert reads == [NAMES[1] + ".gz", NAMES[2] + ".gz"]
+    load_mnist(src, download=False)
+    assert len(reads) == 2
+
+
+def test_decompressed_cache_is_per_source_path(source, tmp_path, monkeypatch):
+    src, arrays = source
+    load_mnist(src, download=False)
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for name in NAMES:
+        (copy / (name + ".gz")).write_bytes((src / (name + ".gz")).read_bytes())
+    reads = count_reads(monkeypatch)
+    out = load_mnist(copy, download=False)
+    assert len(reads) == 4  # the stamps name the first directory's files
+    np.testing.assert_array_equal(out[0], arrays[NAMES[0]])
+
+
+def test_only_official_content_is_cached(tmp_path, user_cache):
+    make_mnist(tmp_path / "d")  # random files: their digests are not SHA256's
+    load_mnist(tmp_path / "d", download=False)
+    assert not user_cache.exists()
+
+
+def test_uncompressed_sources_and_cache_false_write_nothing(source, tmp_path, user_cache):
+    src, _ = source
+    load_mnist(src, download=False, cache=False)
+    assert not user_cache.exists()
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    for name in NAMES:
+        (plain / name).write_bytes(gzip.decompress((src / (name + ".gz")).read_bytes()))
+    load_mnist(plain, download=False)
+    assert not user_cache.exists()
+
+
+def test_verify_reads_the_sources_not_the_cache(source, monkeypatch):
+    src, _ = source
+    load_mnist(src, download=False)
+    reads = count_reads(monkeypatch)
+    load_mnist(src, download=False, verify=True)
+    assert sorted(reads) == sorted(n + ".gz" for n in NAMES)
+    data.SHA256[NAMES[0]] = "0" * 64  # restored by monkeypatch.setitem in the fixture
+    with pytest.raises(ValueError, match=r"SHA-256.*expected 0{64}"):
+        load_mnist(src, download=False, verify=True)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "stamp", "shape"])
+def test_damaged_cache_falls_back_to_the_source(source, user_cache, monkeypatch, damage):
+    src, arrays = source
+    load_mnist(src, download=False)
+    array_path = user_cache / (NAMES[0] + ".npy")
+    stamp_path = user_cache / (NAMES[0] + ".npy.json")
+    if damage == "truncate":
+        array_path.write_bytes(array_path.read_bytes()[:-100])
+    elif damage == "garbage":
+        array_path.write_bytes(b"not a .npy file")
+    elif damage == "stamp":
+        stamp_path.write_text("[1, 2")
+    else:  # a complete .npy of another shape than the stamp says
+        np.save(array_path, arrays[NAMES[0]][:2])
+    reads = count_reads(monkeypatch)
+    np.testing.assert_array_equal(load_mnist(src, download=False)[0], arrays[NAMES[0]])
+    assert reads == [NAMES[0] + ".gz"]
+    load_mnist(src, download=False)  # rewritten: used again
+    assert reads == [NAMES[0] + ".gz"]
+
+
+def test_unwritable_cache_is_not_an_error(source, tmp_path, monkeypatch, caplog):
+    src, arrays = source
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocker))  # its fastbp/mnist cannot be created
+    with caplog.at_level("INFO", logger="fastbp.data"):
+        out = load_mnist(src, download=False)
+    np.testing.assert_array_equal(out[2], arrays[NAMES[2]])
+    assert "could not cache" in caplog.text
+
+
+def test_real_mnist_from_the_decompressed_cache(monkeypatch):
+    root = _real_mnist_dir()
+    if root is None or not all((root / (n + ".gz")).is_file() for n in NAMES):
+        pytest.skip("set FASTBP_DATA to a directory holding the four official MNIST .gz files")
+    expected = load_mnist(root, download=False, verify=True)  # verified, then cached
+    reads = count_reads(monkeypatch)
+    out = load_mnist(root, download=False)
+    assert reads == []
+    for a, b in zip(expected, out, strict=True):
+        np.testing.assert_array_equal(a, b)
 
 
 # --------------------------------------------------------------------------------------------

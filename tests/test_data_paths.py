@@ -36,6 +36,12 @@ def make_mnist(directory: Path, n: int = 4, seed: int = 0) -> dict[str, np.ndarr
     return arrays
 
 
+@pytest.fixture(autouse=True)
+def user_cache(tmp_path, monkeypatch):
+    """load_mnist keeps decompressed copies in the per-user cache: the tests' stay in theirs."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "user-cache"))
+
+
 @pytest.fixture
 def network(monkeypatch):
     """Record every fetch; serve nothing (each call fails like an unreachable mirror)."""
@@ -175,10 +181,14 @@ def test_default_cache_downloads_by_default(tmp_path, monkeypatch):
     out = load_mnist()
     cache = tmp_path / "xdg" / "fastbp" / "mnist"
     np.testing.assert_array_equal(out[2], arrays[NAMES[2]])
-    assert sorted(p.name for p in cache.iterdir()) == sorted(n + ".gz" for n in NAMES)
+    # The downloads, verified, and beside them their decompressed copies with stamps.
+    assert sorted(p.name for p in cache.iterdir()) == sorted(
+        n + ext for n in NAMES for ext in (".gz", ".npy", ".npy.json")
+    )
     assert len(calls) == 4
-    load_mnist()  # cached: no second download
+    out = load_mnist()  # cached: no second download
     assert len(calls) == 4
+    np.testing.assert_array_equal(out[2], arrays[NAMES[2]])
 
 
 def test_default_cache_failed_download_leaves_no_directory(tmp_path, monkeypatch, network):
