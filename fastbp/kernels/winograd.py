@@ -51,30 +51,32 @@ def _padded(x: np.ndarray, padding, out_size) -> np.ndarray:
 
 @kernel_jit()
 def _input_tiles_loop(xp, v, th, tw):
+    # Channels innermost in every statement: contiguous, and LLVM vectorises over C.
     n_batch = xp.shape[0]
     channels = xp.shape[3]
-    s = np.empty((4, 4), xp.dtype)
+    s = np.empty((4, 4, channels), xp.dtype)
     for n in range(n_batch):
         for ty in range(th):
             for tx in range(tw):
                 t = (n * th + ty) * tw + tx
                 r = 2 * ty
                 q = 2 * tx
-                for c in range(channels):
-                    for a in range(4):
-                        d0 = xp[n, r + a, q, c]
-                        d1 = xp[n, r + a, q + 1, c]
-                        d2 = xp[n, r + a, q + 2, c]
-                        d3 = xp[n, r + a, q + 3, c]
-                        s[a, 0] = d0 - d2
-                        s[a, 1] = d1 + d2
-                        s[a, 2] = d2 - d1
-                        s[a, 3] = d1 - d3
-                    for k in range(4):
-                        v[k, t, c] = s[0, k] - s[2, k]
-                        v[4 + k, t, c] = s[1, k] + s[2, k]
-                        v[8 + k, t, c] = s[2, k] - s[1, k]
-                        v[12 + k, t, c] = s[1, k] - s[3, k]
+                for a in range(4):
+                    d0 = xp[n, r + a, q]
+                    d1 = xp[n, r + a, q + 1]
+                    d2 = xp[n, r + a, q + 2]
+                    d3 = xp[n, r + a, q + 3]
+                    for c in range(channels):
+                        s[a, 0, c] = d0[c] - d2[c]
+                        s[a, 1, c] = d1[c] + d2[c]
+                        s[a, 2, c] = d2[c] - d1[c]
+                        s[a, 3, c] = d1[c] - d3[c]
+                for k in range(4):
+                    for c in range(channels):
+                        v[k, t, c] = s[0, k, c] - s[2, k, c]
+                        v[4 + k, t, c] = s[1, k, c] + s[2, k, c]
+                        v[8 + k, t, c] = s[2, k, c] - s[1, k, c]
+                        v[12 + k, t, c] = s[1, k, c] - s[3, k, c]
 
 
 def input_tiles(x: np.ndarray, padding, out_size) -> np.ndarray:
