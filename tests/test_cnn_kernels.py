@@ -405,6 +405,15 @@ def test_conv_relu_pool_kernels_match_twins(shape, bias, pixels_major, dtype):
     dz_twin, db_twin = kconv.conv_relu_pool_backward_numpy(pooled, code, dy, shape, pixels_major)
     np.testing.assert_array_equal(dz, dz_twin)
     np.testing.assert_allclose(db, db_twin, rtol=1e-5, atol=1e-5)
+    # An inf in dy, at a window that passes no gradient and at one that does: PyTorch's
+    # answer is 0 and inf there, never a NaN (an inf times a 0/1 mask would be one).
+    dy.flat[0], dy.flat[-1] = np.inf, -np.inf
+    pooled.flat[0], pooled.flat[-1] = 0.0, 1.0
+    dz, db = kconv.conv_relu_pool_backward(pooled, code, dy, shape, pixels_major)
+    dz_twin, db_twin = kconv.conv_relu_pool_backward_numpy(pooled, code, dy, shape, pixels_major)
+    assert not np.isnan(dz).any()
+    np.testing.assert_array_equal(dz, dz_twin)
+    np.testing.assert_array_equal(db, db_twin)
 
 
 def test_conv_relu_pool_reports_non_finite():
@@ -418,6 +427,8 @@ POOL_TABLE = [
     ((2, 8, 6, 5), (5, 8, 3, 3), 1, 1),  # pixel-major, odd width (a last column no window reads)
     ((1, 8, 7, 9), (3, 8, 2, 2), 1, 0),  # batch 1, odd sizes, even kernel
     ((2, 9, 8, 8), (4, 9, 3, 3), 2, 1),  # strided conv
+    ((2, 16, 6, 4), (16, 16, 3, 3), 1, 1),  # Winograd tiles, each one pooling window
+    ((1, 16, 7, 5), (17, 16, 3, 3), 1, 1),  # Winograd-sized, odd output: the im2col path
 ]
 
 
@@ -433,6 +444,7 @@ def test_conv2d_relu_pool2_gradcheck_and_equals_unfused(case, bias):
     params = [conv.weight] + ([conv.bias] if bias else [])
     assert fb.gradcheck(lambda x, *ps: conv.forward_relu_pool(x), [x, *params])
     y = conv.forward_relu_pool(x)
+    same_algorithm = y._node.saved[2] == conv(x)._node.saved[3][-1]
     dy = rng.standard_normal(y.shape)
     (y * fb.tensor(dy)).sum().backward()
     grads = [t.grad.copy() for t in (x, *params)]
@@ -440,15 +452,19 @@ def test_conv2d_relu_pool2_gradcheck_and_equals_unfused(case, bias):
         t.grad = None
     y2 = F.max_pool2d(conv(x).relu(), 2)
     (y2 * fb.tensor(dy)).sum().backward()
-    np.testing.assert_array_equal(y.data, y2.data)
+    if same_algorithm:
+        np.testing.assert_array_equal(y.data, y2.data)
+    else:  # odd output: fused im2col, unfused Winograd (16+ channels): rounding differs
+        np.testing.assert_allclose(y.data, y2.data, rtol=1e-13, atol=1e-13)
     for g, t in zip(grads, (x, *params), strict=True):
         np.testing.assert_allclose(g, t.grad, rtol=1e-12, atol=1e-12)
 
 
-def test_conv2d_relu_pool2_nan_takes_the_unfused_rules():
+@pytest.mark.parametrize("channels", [8, 16])  # 16: the Winograd layout, which recomputes
+def test_conv2d_relu_pool2_nan_takes_the_unfused_rules(channels):
     fb.manual_seed(4)
-    conv = nn.Conv2d(8, 3, 3, padding=1, dtype=np.float64)
-    x = np.random.default_rng(19).standard_normal((1, 8, 4, 4))
+    conv = nn.Conv2d(channels, channels, 3, padding=1, dtype=np.float64)
+    x = np.random.default_rng(19).standard_normal((1, channels, 4, 4))
     x[0, 0, 1, 1] = np.nan
     t = fb.tensor(x, requires_grad=True)
     y = conv.forward_relu_pool(t)
@@ -456,6 +472,30 @@ def test_conv2d_relu_pool2_nan_takes_the_unfused_rules():
     np.testing.assert_array_equal(y.data, expected.data)  # NaN where the unfused path has it
     y.sum().backward()
     assert t.grad.shape == x.shape
+
+
+def test_conv2d_relu_pool2_winograd_inf_in_dy_as_torch():
+    """An inf in the pooled gradient reaches exactly the gradients PyTorch's does."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(21)
+    x, w = rng.standard_normal((2, 16, 6, 6)), rng.standard_normal((16, 16, 3, 3))
+    dy = rng.standard_normal((2, 16, 3, 3))
+    dy[1, 2, 1, 1] = np.inf
+    fx, fw = fb.tensor(x, requires_grad=True), fb.tensor(w, requires_grad=True)
+    conv = nn.Conv2d(16, 16, 3, padding=1, bias=False, dtype=np.float64)
+    conv.weight = fw
+    y = conv.forward_relu_pool(fx)
+    assert y._node.saved[2] == "winograd"
+    y.backward(dy)  # pooled gradient holds an inf: backward recomputes through im2col
+    tx, tw = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
+    ty = torch.max_pool2d(torch.relu(torch.nn.functional.conv2d(tx, tw, padding=1)), 2)
+    ty.backward(torch.tensor(dy))
+    np.testing.assert_allclose(y.data, ty.detach().numpy(), rtol=1e-10, atol=1e-10)
+    for got, want in ((fx.grad, tx.grad.numpy()), (fw.grad, tw.grad.numpy())):
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+        np.testing.assert_array_equal(np.isinf(got), np.isinf(want))
+        finite = np.isfinite(want)
+        np.testing.assert_allclose(got[finite], want[finite], rtol=1e-9, atol=1e-9)
 
 
 def test_sequential_fuses_only_a_plain_2x2_pool():

@@ -310,3 +310,99 @@ def test_embedding_vs_torch_repeated_indices_and_padding_idx():
         F.embedding(np.array([6]), w)
     with pytest.raises(TypeError, match="indices must be integers"):
         F.embedding(np.array([0.5]), w)
+
+
+# Winograd F(2x2, 3x3): 3x3, stride 1, undilated, groups 1, at least 16 channels each way.
+WINOGRAD_TABLE = [
+    ((2, 16, 5, 6), (16, 16, 3, 3), 1),  # odd output width
+    ((1, 16, 4, 4), (17, 16, 3, 3), 0),  # batch 1, a single 2x2 tile
+    ((2, 18, 3, 5), (16, 18, 3, 3), 2),  # padding wider than the kernel's reach
+    ((1, 16, 3, 3), (16, 16, 3, 3), 0),  # kernel the size of the input: one output pixel
+    ((2, 16, 6, 5), (16, 16, 3, 3), "same"),
+]
+
+
+def _takes_winograd(x, w, padding):
+    from fastbp.ops import conv as conv_ops
+
+    y = F.conv2d(fb.tensor(np.asarray(x), requires_grad=True), w, None, 1, padding)
+    return conv_ops._winograd_suits(np.asarray(x), np.asarray(w), (1, 1), (1, 1), 1) and (
+        y._node.saved[3][-1] == "winograd"
+    )
+
+
+@pytest.mark.parametrize("case", WINOGRAD_TABLE)
+@pytest.mark.parametrize("relu", [False, True])
+def test_winograd_conv_gradcheck(case, relu):
+    x_shape, w_shape, padding = case
+    rng = np.random.default_rng(4)
+    x, w, b = _inputs(rng, x_shape, w_shape)
+    assert _takes_winograd(x, w, padding)
+    if relu:
+        conv = nn.Conv2d(w_shape[1], w_shape[0], 3, padding=padding, dtype=np.float64)
+        conv.weight, conv.bias = w, b  # the model's Conv2d -> ReLU records 'conv2d_relu'
+        model = nn.Sequential(conv, nn.ReLU())
+        assert fb.gradcheck(lambda *a: model(a[0]), [x, w, b])
+    else:
+        assert fb.gradcheck(lambda *a: F.conv2d(a[0], a[1], a[2], 1, padding), [x, w, b])
+
+
+@pytest.mark.parametrize("case", WINOGRAD_TABLE)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_winograd_conv_matches_torch(case, dtype):
+    torch = pytest.importorskip("torch")
+    x_shape, w_shape, padding = case
+    rng = np.random.default_rng(5)
+    arrays = [rng.standard_normal(s).astype(dtype) for s in (x_shape, w_shape, w_shape[:1])]
+    arrays[0] = arrays[0][:, :, ::-1]  # a non-contiguous view
+    ours = [fb.tensor(a, requires_grad=True) for a in arrays]
+    theirs = [torch.tensor(a.copy(), requires_grad=True) for a in arrays]
+    y = F.relu(F.conv2d(*ours, 1, padding))
+    ty = torch.relu(torch.nn.functional.conv2d(*theirs, 1, padding))
+    dy = rng.standard_normal(ty.shape).astype(dtype)
+    (y * fb.tensor(dy)).sum().backward()
+    (ty * torch.tensor(dy)).sum().backward()
+    tol = 1e-10 if dtype == np.float64 else 2e-4
+    np.testing.assert_allclose(y.data, ty.detach().numpy(), rtol=tol, atol=tol)
+    for ours_t, theirs_t in zip(ours, theirs, strict=True):
+        np.testing.assert_allclose(ours_t.grad, theirs_t.grad.numpy(), rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("where", ["x", "w", "dy"])
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+def test_winograd_conv_nan_and_inf_as_torch(where, value):
+    """A NaN or an inf reaches exactly the outputs (and gradients) PyTorch's does."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((2, 16, 6, 6))
+    w = rng.standard_normal((16, 16, 3, 3))
+    dy = rng.standard_normal((2, 16, 6, 6))
+    {"x": x, "w": w, "dy": dy}[where][1, 3, 2, 4 if where != "w" else 1] = value
+    tx, tw = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
+    ty = torch.nn.functional.conv2d(tx, tw, padding=1)
+    ty.backward(torch.tensor(dy))
+    fx, fw = fb.tensor(x, requires_grad=True), fb.tensor(w, requires_grad=True)
+    y = F.conv2d(fx, fw, padding=1)
+    y.backward(dy)
+    for got, want in ((y.data, ty.detach()), (fx.grad, tx.grad), (fw.grad, tw.grad)):
+        want = want.numpy()
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+        np.testing.assert_array_equal(np.isinf(got), np.isinf(want))
+        finite = np.isfinite(want)
+        np.testing.assert_allclose(got[finite], want[finite], rtol=1e-9, atol=1e-9)
+
+
+def test_winograd_twins_and_path_choice():
+    """Below 16 channels, strided, dilated or grouped convolutions keep the im2col path."""
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((1, 16, 6, 6))
+    assert _takes_winograd(x, rng.standard_normal((16, 16, 3, 3)), 1)
+    assert not _takes_winograd(x, rng.standard_normal((8, 16, 3, 3)), 1)
+    assert not _takes_winograd(x[:, :8], rng.standard_normal((16, 8, 3, 3)), 1)
+    assert not _takes_winograd(x, rng.standard_normal((16, 16, 5, 5)), 2)
+    from fastbp.ops import conv as conv_ops
+
+    w = rng.standard_normal((16, 16, 3, 3))
+    for stride, dilation, groups in (((2, 2), (1, 1), 1), ((1, 1), (2, 2), 1), ((1, 1), (1, 1), 2)):
+        assert not conv_ops._winograd_suits(x, w, stride, dilation, groups)
+    assert not conv_ops._winograd_suits(x.astype(np.float16), w, (1, 1), (1, 1), 1)

@@ -14,14 +14,15 @@ CASES = [((2, 3, 7, 9), 5, (1, 1)), ((1, 4, 6, 6), 2, (0, 0)), ((3, 8, 5, 4), 6,
 def _conv(x, w, b, pad, out, relu):
     v = wg.input_tiles(x, pad, out)
     u = wg.weight_transform(w)
-    y = wg.output_tiles(np.matmul(v, u), b, (x.shape[0], w.shape[0], *out), relu)
+    y, finite = wg.output_tiles(wg.batched_product(v, u), b, (x.shape[0], w.shape[0], *out), relu)
+    assert finite
     return y, v, u
 
 
 def _backward(x_shape, v, u, y, dy, pad, out, relu):
     dm, db = wg.output_tiles_adjoint(y, dy, relu)
-    dx = wg.input_tiles_adjoint(np.matmul(dm, u.transpose(0, 2, 1)), x_shape, pad, out)
-    dw = wg.weight_transform_adjoint(np.matmul(v.transpose(0, 2, 1), dm))
+    dx = wg.input_tiles_adjoint(wg.batched_product(dm, u.transpose(0, 2, 1)), x_shape, pad, out)
+    dw = wg.weight_transform_adjoint(wg.batched_product(v.transpose(0, 2, 1), dm))
     return dx, dw, db
 
 
@@ -39,8 +40,13 @@ def test_kernels_match_twins(shape, out_c, pad, relu):
     np.testing.assert_allclose(v, wg.input_tiles_numpy(x, pad, out), atol=1e-12)
     m = rng.standard_normal((16, v.shape[1], out_c))
     b = rng.standard_normal(out_c)
-    y = wg.output_tiles(m, b, (shape[0], out_c, *out), relu)
-    np.testing.assert_allclose(y, wg.output_tiles_numpy(m, b, y.shape, relu), atol=1e-12)
+    y, finite = wg.output_tiles(m, b, (shape[0], out_c, *out), relu)
+    y_twin, finite_twin = wg.output_tiles_numpy(m, b, y.shape, relu)
+    np.testing.assert_allclose(y, y_twin, atol=1e-12)
+    assert finite and finite_twin
+    m[3, 0, 0] = np.inf  # reported, by the kernel and its twin
+    assert not wg.output_tiles(m, b, y.shape, relu)[1]
+    assert not wg.output_tiles_numpy(m, b, y.shape, relu)[1]
     dy = rng.standard_normal(y.shape)
     for got, want in zip(
         wg.output_tiles_adjoint(y, dy, relu),
@@ -90,3 +96,29 @@ def test_winograd_float32_error_is_small():
     ty.backward(torch.tensor(dy.astype(np.float64)))
     for got, want in ((y, ty.detach()), (dx, tx.grad), (dw, tw.grad)):
         np.testing.assert_allclose(got, want.numpy(), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_pool_relu_tiles_match_twins(bias):
+    rng = np.random.default_rng(4)
+    n, o, oh, ow = 2, 5, 6, 4
+    tiles = n * (oh // 2) * (ow // 2)
+    m = rng.standard_normal((16, tiles, o))
+    m[:, 0, 0] = 0.0  # a window of ties (all four outputs equal) and a zero maximum
+    b = rng.standard_normal(o) if bias else None
+    pooled, code, finite = wg.pool_relu_tiles(m, b, (n, o, oh, ow))
+    twin = wg.pool_relu_tiles_numpy(m, b, (n, o, oh, ow))
+    np.testing.assert_allclose(pooled, twin[0], atol=1e-12)
+    np.testing.assert_array_equal(code, twin[1])
+    assert finite and twin[2]
+    dy = rng.standard_normal(pooled.shape)
+    for got, want in zip(
+        wg.pool_relu_tiles_adjoint(pooled, code, dy),
+        wg.pool_relu_tiles_adjoint_numpy(pooled, code, dy),
+        strict=True,
+    ):
+        np.testing.assert_allclose(got, want, atol=1e-12)
+    m[7, 3, 2] = np.nan
+    assert not wg.pool_relu_tiles(m, b, (n, o, oh, ow))[2]
+    with pytest.raises(ValueError, match="must be even"):
+        wg.pool_relu_tiles(m, b, (n, o, oh + 1, ow))

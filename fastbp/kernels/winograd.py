@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._jit import kernel_jit
+from .dispatch import _output
 
 __all__ = [
     "input_tiles",
@@ -25,6 +26,12 @@ __all__ = [
     "weight_transform",
     "weight_transform_adjoint",
     "tile_counts",
+    "planes",
+    "batched_product",
+    "pool_relu_tiles",
+    "pool_relu_tiles_numpy",
+    "pool_relu_tiles_adjoint",
+    "pool_relu_tiles_adjoint_numpy",
 ]
 
 _BT = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], np.float64)
@@ -35,6 +42,44 @@ _AT = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], np.float64)
 def tile_counts(out_size: tuple[int, int]) -> tuple[int, int]:
     """Number of 2x2 output tiles along each axis (odd sizes round up)."""
     return (out_size[0] + 1) // 2, (out_size[1] + 1) // 2
+
+
+def planes(count: int, rows: int, cols: int, dtype) -> np.ndarray:
+    """An uninitialised (count, rows, cols) array whose planes do not start 4 KiB apart.
+
+    The transforms read or write all 16 planes of a tile at once. With planes a whole
+    number of pages long (3136 tiles x 64 channels x 4 bytes is), those 16 streams fall on
+    one set of the L1 cache and evict each other: the output adjoint ran 6x slower. One
+    cache line of slack per plane spreads them over different sets. Each plane stays
+    C-contiguous, so BLAS reads and writes it in place. Large arrays sit on a reused block
+    (as the conv kernels' outputs): a fresh one costs a page fault per 4 KiB every step.
+
+    Example
+    -------
+    >>> a = planes(16, 3136, 64, np.float32)
+    >>> a.shape, a.strides[0] % 4096
+    ((16, 3136, 64), 64)
+    """
+    item = np.dtype(dtype).itemsize
+    plane = rows * cols
+    stride = -(-plane * item // 4096) * 4096 + 64
+    size = (count - 1) * stride // item + plane
+    dtype = np.dtype(dtype)
+    base = _output((size,), dtype)
+    if base is None:
+        base = np.empty(size, dtype)
+    return np.lib.stride_tricks.as_strided(base, (count, rows, cols), (stride, cols * item, item))
+
+
+def batched_product(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a @ b`` for (16, M, K) and (16, K, N) stacks through BLAS, into :func:`planes`.
+
+    Example
+    -------
+    >>> batched_product(np.ones((16, 2, 3)), np.ones((16, 3, 4))).shape
+    (16, 2, 4)
+    """
+    return np.matmul(a, b, out=planes(a.shape[0], a.shape[1], b.shape[2], a.dtype))
 
 
 def _padded(x: np.ndarray, padding, out_size) -> np.ndarray:
@@ -98,7 +143,7 @@ def input_tiles(x: np.ndarray, padding, out_size) -> np.ndarray:
     """
     th, tw = tile_counts(out_size)
     xp = _padded(x, padding, out_size)
-    v = np.empty((16, x.shape[0] * th * tw, x.shape[1]), x.dtype)
+    v = planes(16, x.shape[0] * th * tw, x.shape[1], x.dtype)
     _input_tiles_loop(xp, v, th, tw)
     return v
 
@@ -122,33 +167,43 @@ def input_tiles_numpy(x: np.ndarray, padding, out_size) -> np.ndarray:
 
 
 @kernel_jit()
-def _output_tiles_loop(m, bias, has_bias, relu, th, tw, y):
+def _output_tiles_loop(m, bias, relu, th, tw, y, totals):
+    # Channels innermost while transforming (contiguous reads of m, vectorised over O); one
+    # tile row's two output rows wait in ``rows`` (in L1) and go out to NCHW row by row.
     n_batch, out_c, out_h, out_w = y.shape
     zero = y.dtype.type(0.0)
-    u = np.empty((2, 4), y.dtype)
+    u = np.empty((2, 4, out_c), y.dtype)
+    rows = np.empty((2, 2 * tw, out_c), y.dtype)
     for n in range(n_batch):
         for ty in range(th):
             for tx in range(tw):
                 t = (n * th + ty) * tw + tx
-                r = 2 * ty
+                for k in range(4):
+                    m0 = m[k, t]
+                    m1 = m[4 + k, t]
+                    m2 = m[8 + k, t]
+                    m3 = m[12 + k, t]
+                    for o in range(out_c):
+                        u[0, k, o] = m0[o] + m1[o] + m2[o]
+                        u[1, k, o] = m1[o] - m2[o] - m3[o]
                 q = 2 * tx
-                for o in range(out_c):
-                    for k in range(4):
-                        u[0, k] = m[k, t, o] + m[4 + k, t, o] + m[8 + k, t, o]
-                        u[1, k] = m[4 + k, t, o] - m[8 + k, t, o] - m[12 + k, t, o]
-                    shift = bias[o] if has_bias else zero
-                    for a in range(2):
-                        if r + a >= out_h:
-                            continue
-                        v0 = u[a, 0] + u[a, 1] + u[a, 2] + shift
-                        v1 = u[a, 1] - u[a, 2] - u[a, 3] + shift
+                for a in range(2):
+                    for o in range(out_c):
+                        v0 = u[a, 0, o] + u[a, 1, o] + u[a, 2, o] + bias[o]
+                        v1 = u[a, 1, o] - u[a, 2, o] - u[a, 3, o] + bias[o]
+                        totals[o] += v0 + v1  # before the ReLU, which would hide a -inf
                         if relu:
                             # NOTE: a NaN stays NaN, as in the unfused relu.
                             v0 = zero if v0 < zero else v0
                             v1 = zero if v1 < zero else v1
-                        y[n, o, r + a, q] = v0
-                        if q + 1 < out_w:
-                            y[n, o, r + a, q + 1] = v1
+                        rows[a, q, o] = v0
+                        rows[a, q + 1, o] = v1
+            r = 2 * ty
+            for a in range(2):
+                if r + a < out_h:
+                    for o in range(out_c):
+                        for col in range(out_w):
+                            y[n, o, r + a, col] = rows[a, col, o]
 
 
 def output_tiles(m, bias, out_shape, relu: bool) -> np.ndarray:
@@ -167,14 +222,20 @@ def output_tiles(m, bias, out_shape, relu: bool) -> np.ndarray:
 
     Returns
     -------
-    ndarray
+    y : ndarray
         (N, O, OH, OW).
+    finite : bool
+        Whether every output before the ReLU is finite. A NaN or an infinity in the input
+        or the weights reaches more outputs through the transforms than through the
+        convolution itself (``inf - inf`` where the weights would cancel), so a caller that
+        must match the direct convolution's NaN pattern recomputes when this is False.
     """
     th, tw = tile_counts(out_shape[2:])
     y = np.empty(out_shape, m.dtype)
-    b = np.zeros(1, m.dtype) if bias is None else bias
-    _output_tiles_loop(m, b, bias is not None, relu, th, tw, y)
-    return y
+    b = np.zeros(out_shape[1], m.dtype) if bias is None else bias
+    totals = np.zeros(out_shape[1], m.dtype)
+    _output_tiles_loop(m, b, relu, th, tw, y, totals)
+    return y, bool(np.isfinite(totals.sum()))
 
 
 def output_tiles_numpy(m, bias, out_shape, relu: bool) -> np.ndarray:
@@ -187,47 +248,66 @@ def output_tiles_numpy(m, bias, out_shape, relu: bool) -> np.ndarray:
     y = yt[:, :oh, :ow].transpose(0, 3, 1, 2)
     if bias is not None:
         y = y + bias[None, :, None, None]
+    finite = bool(np.isfinite(y).all())
     if relu:
         y = np.where(y < 0, 0, y)
-    return np.ascontiguousarray(y)
+    return np.ascontiguousarray(y), finite
 
 
 @kernel_jit()
 def _output_tiles_adjoint_loop(y, dy, relu, th, tw, dm, db):
     # dm = A g Aᵀ for the (masked) 2x2 gradient g of every tile, zero past the odd edges; the
-    # bias gradient is summed in the same pass (float64 totals).
+    # bias gradient is summed in the same pass (float64 totals). One tile row of g is first
+    # gathered from NCHW into ``rows``, channels last (in L1), so that the transform reads
+    # and writes contiguous runs over O.
     n_batch, out_c, out_h, out_w = dy.shape
     zero = dy.dtype.type(0.0)
-    g = np.zeros((2, 2), dy.dtype)
-    h = np.empty((4, 2), dy.dtype)
+    rows = np.zeros((2, 2 * tw, out_c), dy.dtype)  # columns past out_w stay zero
     total = np.zeros(out_c, np.float64)
     for n in range(n_batch):
         for ty in range(th):
+            r = 2 * ty
+            for a in range(2):
+                if r + a >= out_h:
+                    rows[a] = zero
+                    continue
+                for o in range(out_c):
+                    row_total = 0.0
+                    for col in range(out_w):
+                        value = dy[n, o, r + a, col]
+                        if relu and not y[n, o, r + a, col] > zero:
+                            value = zero
+                        rows[a, col, o] = value
+                        row_total += value
+                    total[o] += row_total
             for tx in range(tw):
                 t = (n * th + ty) * tw + tx
-                r = 2 * ty
                 q = 2 * tx
                 for o in range(out_c):
-                    for a in range(2):
-                        for b in range(2):
-                            if r + a < out_h and q + b < out_w:
-                                value = dy[n, o, r + a, q + b]
-                                if relu and not y[n, o, r + a, q + b] > zero:
-                                    value = zero
-                                g[a, b] = value
-                                total[o] += value
-                            else:
-                                g[a, b] = zero
-                    for b in range(2):
-                        h[0, b] = g[0, b]
-                        h[1, b] = g[0, b] + g[1, b]
-                        h[2, b] = g[0, b] - g[1, b]
-                        h[3, b] = -g[1, b]
-                    for i in range(4):
-                        dm[4 * i, t, o] = h[i, 0]
-                        dm[4 * i + 1, t, o] = h[i, 0] + h[i, 1]
-                        dm[4 * i + 2, t, o] = h[i, 0] - h[i, 1]
-                        dm[4 * i + 3, t, o] = -h[i, 1]
+                    g00 = rows[0, q, o]
+                    g01 = rows[0, q + 1, o]
+                    g10 = rows[1, q, o]
+                    g11 = rows[1, q + 1, o]
+                    h10 = g00 + g10
+                    h11 = g01 + g11
+                    h20 = g00 - g10
+                    h21 = g01 - g11
+                    dm[0, t, o] = g00
+                    dm[1, t, o] = g00 + g01
+                    dm[2, t, o] = g00 - g01
+                    dm[3, t, o] = -g01
+                    dm[4, t, o] = h10
+                    dm[5, t, o] = h10 + h11
+                    dm[6, t, o] = h10 - h11
+                    dm[7, t, o] = -h11
+                    dm[8, t, o] = h20
+                    dm[9, t, o] = h20 + h21
+                    dm[10, t, o] = h20 - h21
+                    dm[11, t, o] = -h21
+                    dm[12, t, o] = -g10
+                    dm[13, t, o] = -g10 - g11
+                    dm[14, t, o] = g11 - g10
+                    dm[15, t, o] = g11
     for o in range(out_c):
         db[o] = total[o]
 
@@ -236,7 +316,7 @@ def output_tiles_adjoint(y, dy: np.ndarray, relu: bool):
     """Adjoint of :func:`output_tiles`: ``(dm, db)`` from ``dy`` (masked by ``y > 0``)."""
     n, o, oh, ow = dy.shape
     th, tw = tile_counts((oh, ow))
-    dm = np.empty((16, n * th * tw, o), dy.dtype)
+    dm = planes(16, n * th * tw, o, dy.dtype)
     db = np.empty(o, dy.dtype)
     y_arg = dy if y is None else y
     _output_tiles_adjoint_loop(y_arg, np.ascontiguousarray(dy), relu, th, tw, dm, db)
@@ -260,30 +340,36 @@ def output_tiles_adjoint_numpy(y, dy: np.ndarray, relu: bool):
 
 @kernel_jit()
 def _input_tiles_adjoint_loop(dv, th, tw, dxp):
+    # Channels innermost in every statement, as the forward transform.
     n_batch = dxp.shape[0]
     channels = dxp.shape[3]
-    e = np.empty((4, 4), dxp.dtype)
+    e = np.empty((4, 4, channels), dxp.dtype)
     for n in range(n_batch):
         for ty in range(th):
             for tx in range(tw):
                 t = (n * th + ty) * tw + tx
                 r = 2 * ty
                 q = 2 * tx
-                for c in range(channels):
-                    for k in range(4):
-                        v0 = dv[k, t, c]
-                        v1 = dv[4 + k, t, c]
-                        v2 = dv[8 + k, t, c]
-                        v3 = dv[12 + k, t, c]
-                        e[0, k] = v0
-                        e[1, k] = v1 - v2 + v3
-                        e[2, k] = v1 + v2 - v0
-                        e[3, k] = -v3
-                    for a in range(4):
-                        dxp[n, r + a, q, c] += e[a, 0]
-                        dxp[n, r + a, q + 1, c] += e[a, 1] - e[a, 2] + e[a, 3]
-                        dxp[n, r + a, q + 2, c] += e[a, 1] + e[a, 2] - e[a, 0]
-                        dxp[n, r + a, q + 3, c] -= e[a, 3]
+                for k in range(4):
+                    v0 = dv[k, t]
+                    v1 = dv[4 + k, t]
+                    v2 = dv[8 + k, t]
+                    v3 = dv[12 + k, t]
+                    for c in range(channels):
+                        e[0, k, c] = v0[c]
+                        e[1, k, c] = v1[c] - v2[c] + v3[c]
+                        e[2, k, c] = v1[c] + v2[c] - v0[c]
+                        e[3, k, c] = -v3[c]
+                for a in range(4):
+                    d0 = dxp[n, r + a, q]
+                    d1 = dxp[n, r + a, q + 1]
+                    d2 = dxp[n, r + a, q + 2]
+                    d3 = dxp[n, r + a, q + 3]
+                    for c in range(channels):
+                        d0[c] += e[a, 0, c]
+                        d1[c] += e[a, 1, c] - e[a, 2, c] + e[a, 3, c]
+                        d2[c] += e[a, 1, c] + e[a, 2, c] - e[a, 0, c]
+                        d3[c] -= e[a, 3, c]
 
 
 def _crop(dxp: np.ndarray, x_shape, padding) -> np.ndarray:
@@ -320,7 +406,8 @@ def input_tiles_adjoint_numpy(dv: np.ndarray, x_shape, padding, out_size) -> np.
 def weight_transform(w: np.ndarray) -> np.ndarray:
     """``G g Gᵀ`` of every (O, C) 3x3 filter, as (16, C, O) for the batched products."""
     g = _G.astype(w.dtype)
-    u = np.matmul(np.matmul(g, w), g.T)  # (O, C, 4, 4)
+    with np.errstate(invalid="ignore"):  # an inf weight: the caller recomputes (see output_tiles)
+        u = np.matmul(np.matmul(g, w), g.T)  # (O, C, 4, 4)
     return np.ascontiguousarray(u.transpose(2, 3, 1, 0)).reshape(16, w.shape[1], w.shape[0])
 
 
@@ -330,3 +417,189 @@ def weight_transform_adjoint(du: np.ndarray) -> np.ndarray:
     c, o = du.shape[1], du.shape[2]
     d = du.reshape(4, 4, c, o).transpose(3, 2, 0, 1)
     return np.ascontiguousarray(np.matmul(np.matmul(g.T, d), g))
+
+
+# ---- Winograd output -> bias -> ReLU -> 2x2 max-pool in one pass --------------------------------
+#
+# With an even output, every 2x2 tile is exactly one 2x2 / stride-2 pooling window, so the
+# output transform can pool as it goes: the full-size activation is never written. ``code``
+# keeps the winner's place (0..3, row-major, the first maximum on ties), as
+# ``fastbp.kernels.conv.conv_relu_pool``; a window whose maximum is not positive passes no
+# gradient.
+
+
+@kernel_jit()
+def _pool_relu_tiles_loop(m, bias, th, tw, pooled, code):
+    n_batch, out_c = pooled.shape[0], pooled.shape[1]
+    zero = pooled.dtype.type(0.0)
+    u = np.empty((2, 4, out_c), m.dtype)
+    best_row = np.empty((tw, out_c), m.dtype)
+    code_row = np.empty((tw, out_c), code.dtype)
+    totals = np.zeros(out_c, m.dtype)
+    for n in range(n_batch):
+        for ty in range(th):
+            for tx in range(tw):
+                t = (n * th + ty) * tw + tx
+                for k in range(4):
+                    m0 = m[k, t]
+                    m1 = m[4 + k, t]
+                    m2 = m[8 + k, t]
+                    m3 = m[12 + k, t]
+                    for o in range(out_c):
+                        u[0, k, o] = m0[o] + m1[o] + m2[o]
+                        u[1, k, o] = m1[o] - m2[o] - m3[o]
+                for o in range(out_c):
+                    v0 = u[0, 0, o] + u[0, 1, o] + u[0, 2, o] + bias[o]
+                    v1 = u[0, 1, o] - u[0, 2, o] - u[0, 3, o] + bias[o]
+                    v2 = u[1, 0, o] + u[1, 1, o] + u[1, 2, o] + bias[o]
+                    v3 = u[1, 1, o] - u[1, 2, o] - u[1, 3, o] + bias[o]
+                    totals[o] += v0 + v1 + v2 + v3
+                    best, k = v0, 0
+                    if v1 > best:
+                        best, k = v1, 1
+                    if v2 > best:
+                        best, k = v2, 2
+                    if v3 > best:
+                        best, k = v3, 3
+                    best_row[tx, o] = best if best > zero else zero
+                    code_row[tx, o] = k
+            for o in range(out_c):
+                for tx in range(tw):
+                    pooled[n, o, ty, tx] = best_row[tx, o]
+                    code[n, o, ty, tx] = code_row[tx, o]
+    return totals.sum()
+
+
+def pool_relu_tiles(m: np.ndarray, bias, out_shape) -> tuple[np.ndarray, np.ndarray, bool]:
+    """``max_pool2d(relu(Aᵀ m A + b), 2)`` of every tile, for an even output.
+
+    Parameters
+    ----------
+    m : ndarray
+        (16, N*TH*TW, O), the Winograd-domain product.
+    bias : ndarray or None
+        (O,).
+    out_shape : (int, int, int, int)
+        (N, O, OH, OW), the convolution's output shape; OH and OW even.
+
+    Returns
+    -------
+    pooled : ndarray
+        (N, O, OH // 2, OW // 2).
+    code : ndarray of uint8
+        The winner's place (0..3, row-major) in each window.
+    finite : bool
+        False if an output before the ReLU was a NaN or an inf: the caller recomputes
+        (see :func:`output_tiles`).
+
+    Example
+    -------
+    >>> m = np.zeros((16, 1, 1)); m[5, 0, 0] = 2.0  # the (1, 1) tap of the middle sum
+    >>> pooled, code, finite = pool_relu_tiles(m, None, (1, 1, 2, 2))
+    >>> pooled.ravel(), code.ravel(), finite
+    (array([2.]), array([0], dtype=uint8), True)
+    """
+    n, o, oh, ow = out_shape
+    if oh % 2 or ow % 2:
+        raise ValueError(f"pool_relu_tiles: the output {oh}x{ow} must be even in both sizes")
+    pooled = np.empty((n, o, oh // 2, ow // 2), m.dtype)
+    code = np.empty(pooled.shape, np.uint8)
+    b = np.zeros(o, m.dtype) if bias is None else np.ascontiguousarray(bias)
+    total = _pool_relu_tiles_loop(m, b, oh // 2, ow // 2, pooled, code)
+    return pooled, code, bool(np.isfinite(total))
+
+
+def pool_relu_tiles_numpy(m: np.ndarray, bias, out_shape):
+    """NumPy twin of :func:`pool_relu_tiles`: the output transform, then ReLU and max-pool."""
+    n, o, oh, ow = out_shape
+    y, finite = output_tiles_numpy(m, bias, out_shape, False)
+    windows = y.reshape(n, o, oh // 2, 2, ow // 2, 2).transpose(0, 1, 2, 4, 3, 5)
+    windows = windows.reshape(n, o, oh // 2, ow // 2, 4)
+    code = np.argmax(windows, axis=-1).astype(np.uint8)  # the first maximum
+    best = np.take_along_axis(windows, code[..., None].astype(np.intp), -1)[..., 0]
+    return np.where(best > 0, best, 0).astype(m.dtype), code, finite
+
+
+@kernel_jit()
+def _pool_relu_tiles_adjoint_loop(pooled, code, dy, dm, db):
+    n_batch, out_c, th, tw = dy.shape
+    zero = dy.dtype.type(0.0)
+    one = dy.dtype.type(1.0)
+    g_row = np.empty((tw, out_c), dy.dtype)
+    k_row = np.empty((tw, out_c), code.dtype)
+    totals = np.zeros(out_c, np.float64)
+    for n in range(n_batch):
+        for ty in range(th):
+            for o in range(out_c):
+                row_total = 0.0
+                for tx in range(tw):
+                    # Multiplies by 0/1, not branches on random signs (see conv_relu_pool);
+                    # an inf in dy then makes db non-finite and the caller recomputes.
+                    g = dy[n, o, ty, tx] * (zero if pooled[n, o, ty, tx] <= zero else one)
+                    g_row[tx, o] = g
+                    k_row[tx, o] = code[n, o, ty, tx]
+                    row_total += g
+                totals[o] += row_total
+            for tx in range(tw):
+                t = (n * th + ty) * tw + tx
+                for o in range(out_c):
+                    g = g_row[tx, o]
+                    k = k_row[tx, o]
+                    g00 = g * (one if k == 0 else zero)
+                    g01 = g * (one if k == 1 else zero)
+                    g10 = g * (one if k == 2 else zero)
+                    g11 = g * (one if k == 3 else zero)
+                    h10 = g00 + g10
+                    h11 = g01 + g11
+                    h20 = g00 - g10
+                    h21 = g01 - g11
+                    dm[0, t, o] = g00
+                    dm[1, t, o] = g00 + g01
+                    dm[2, t, o] = g00 - g01
+                    dm[3, t, o] = -g01
+                    dm[4, t, o] = h10
+                    dm[5, t, o] = h10 + h11
+                    dm[6, t, o] = h10 - h11
+                    dm[7, t, o] = -h11
+                    dm[8, t, o] = h20
+                    dm[9, t, o] = h20 + h21
+                    dm[10, t, o] = h20 - h21
+                    dm[11, t, o] = -h21
+                    dm[12, t, o] = -g10
+                    dm[13, t, o] = -g10 - g11
+                    dm[14, t, o] = g11 - g10
+                    dm[15, t, o] = g11
+    for o in range(out_c):
+        db[o] = totals[o]
+
+
+def pool_relu_tiles_adjoint(pooled: np.ndarray, code: np.ndarray, dy: np.ndarray):
+    """Adjoint of :func:`pool_relu_tiles`: ``(dm, db)`` from the pooled gradient ``dy``.
+
+    ``dy`` reaches each window's winner when the window's maximum was positive, and then the
+    output transform's adjoint takes it to the Winograd domain; ``db`` sums it (float64).
+
+    Example
+    -------
+    >>> pooled, code = np.array([[[[2.0]]]]), np.array([[[[3]]]], np.uint8)
+    >>> dm, db = pool_relu_tiles_adjoint(pooled, code, np.array([[[[1.0]]]]))
+    >>> dm[15, 0, 0], db
+    (np.float64(1.0), array([1.]))
+    """
+    n, o, th, tw = dy.shape
+    dm = planes(16, n * th * tw, o, dy.dtype)
+    db = np.empty(o, dy.dtype)
+    _pool_relu_tiles_adjoint_loop(pooled, code, np.ascontiguousarray(dy), dm, db)
+    return dm, db
+
+
+def pool_relu_tiles_adjoint_numpy(pooled: np.ndarray, code: np.ndarray, dy: np.ndarray):
+    """NumPy twin of :func:`pool_relu_tiles_adjoint`."""
+    n, o, th, tw = dy.shape
+    g = np.where(pooled > 0, dy, 0)
+    cells = (code[..., None] == np.arange(4)) * g[..., None]  # (N, O, TH, TW, 4)
+    full = (
+        cells.reshape(n, o, th, tw, 2, 2).transpose(0, 1, 2, 4, 3, 5).reshape(n, o, 2 * th, 2 * tw)
+    )
+    dm, db = output_tiles_adjoint_numpy(None, full.astype(dy.dtype), False)
+    return dm, db
