@@ -432,9 +432,17 @@ POOL_TABLE = [
 ]
 
 
+@pytest.fixture
+def small_winograd(monkeypatch):
+    """Let small shapes take the Winograd layout (in use from 1500 output tiles)."""
+    from fastbp.ops import conv as conv_ops
+
+    monkeypatch.setattr(conv_ops, "_WINOGRAD_MIN_TILES", 1)
+
+
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("case", POOL_TABLE)
-def test_conv2d_relu_pool2_gradcheck_and_equals_unfused(case, bias):
+def test_conv2d_relu_pool2_gradcheck_and_equals_unfused(case, bias, small_winograd):
     x_shape, w_shape, stride, padding = case
     fb.manual_seed(3)
     conv = nn.Conv2d(x_shape[1], w_shape[0], w_shape[2:], stride, padding, bias=bias,
@@ -461,7 +469,7 @@ def test_conv2d_relu_pool2_gradcheck_and_equals_unfused(case, bias):
 
 
 @pytest.mark.parametrize("channels", [8, 16])  # 16: the Winograd layout, which recomputes
-def test_conv2d_relu_pool2_nan_takes_the_unfused_rules(channels):
+def test_conv2d_relu_pool2_nan_takes_the_unfused_rules(channels, small_winograd):
     fb.manual_seed(4)
     conv = nn.Conv2d(channels, channels, 3, padding=1, dtype=np.float64)
     x = np.random.default_rng(19).standard_normal((1, channels, 4, 4))
@@ -474,7 +482,7 @@ def test_conv2d_relu_pool2_nan_takes_the_unfused_rules(channels):
     assert t.grad.shape == x.shape
 
 
-def test_conv2d_relu_pool2_winograd_inf_in_dy_as_torch():
+def test_conv2d_relu_pool2_winograd_inf_in_dy_as_torch(small_winograd):
     """An inf in the pooled gradient reaches exactly the gradients PyTorch's does."""
     torch = pytest.importorskip("torch")
     rng = np.random.default_rng(21)

@@ -322,18 +322,27 @@ WINOGRAD_TABLE = [
 ]
 
 
+@pytest.fixture
+def small_winograd(monkeypatch):
+    """Let the small shapes below take the Winograd layout (in use from 1500 output tiles)."""
+    from fastbp.ops import conv as conv_ops
+
+    monkeypatch.setattr(conv_ops, "_WINOGRAD_MIN_TILES", 1)
+
+
 def _takes_winograd(x, w, padding):
     from fastbp.ops import conv as conv_ops
 
     y = F.conv2d(fb.tensor(np.asarray(x), requires_grad=True), w, None, 1, padding)
-    return conv_ops._winograd_suits(np.asarray(x), np.asarray(w), (1, 1), (1, 1), 1) and (
-        y._node.saved[3][-1] == "winograd"
+    suits = conv_ops._winograd_suits(
+        np.asarray(x), np.asarray(w), (1, 1), (1, 1), 1, tuple(y.shape[-2:])
     )
+    return suits and y._node.saved[3][-1] == "winograd"
 
 
 @pytest.mark.parametrize("case", WINOGRAD_TABLE)
 @pytest.mark.parametrize("relu", [False, True])
-def test_winograd_conv_gradcheck(case, relu):
+def test_winograd_conv_gradcheck(case, relu, small_winograd):
     x_shape, w_shape, padding = case
     rng = np.random.default_rng(4)
     x, w, b = _inputs(rng, x_shape, w_shape)
@@ -349,7 +358,7 @@ def test_winograd_conv_gradcheck(case, relu):
 
 @pytest.mark.parametrize("case", WINOGRAD_TABLE)
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_winograd_conv_matches_torch(case, dtype):
+def test_winograd_conv_matches_torch(case, dtype, small_winograd):
     torch = pytest.importorskip("torch")
     x_shape, w_shape, padding = case
     rng = np.random.default_rng(5)
@@ -370,7 +379,7 @@ def test_winograd_conv_matches_torch(case, dtype):
 
 @pytest.mark.parametrize("where", ["x", "w", "dy"])
 @pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
-def test_winograd_conv_nan_and_inf_as_torch(where, value):
+def test_winograd_conv_nan_and_inf_as_torch(where, value, small_winograd):
     """A NaN or an inf reaches exactly the outputs (and gradients) PyTorch's does."""
     torch = pytest.importorskip("torch")
     rng = np.random.default_rng(6)
@@ -392,7 +401,15 @@ def test_winograd_conv_nan_and_inf_as_torch(where, value):
         np.testing.assert_allclose(got[finite], want[finite], rtol=1e-9, atol=1e-9)
 
 
-def test_winograd_twins_and_path_choice():
+def test_winograd_path_choice_by_size():
+    """A batch of fewer than 1500 output tiles keeps im2col (faster there); more take Winograd."""
+    rng = np.random.default_rng(8)
+    w = rng.standard_normal((16, 16, 3, 3)).astype(np.float32)
+    assert not _takes_winograd(rng.standard_normal((4, 16, 14, 14)).astype(np.float32), w, 1)
+    assert _takes_winograd(rng.standard_normal((31, 16, 14, 14)).astype(np.float32), w, 1)
+
+
+def test_winograd_path_choice(small_winograd):
     """Below 16 channels, strided, dilated or grouped convolutions keep the im2col path."""
     rng = np.random.default_rng(7)
     x = rng.standard_normal((1, 16, 6, 6))
@@ -404,5 +421,5 @@ def test_winograd_twins_and_path_choice():
 
     w = rng.standard_normal((16, 16, 3, 3))
     for stride, dilation, groups in (((2, 2), (1, 1), 1), ((1, 1), (2, 2), 1), ((1, 1), (1, 1), 2)):
-        assert not conv_ops._winograd_suits(x, w, stride, dilation, groups)
-    assert not conv_ops._winograd_suits(x.astype(np.float16), w, (1, 1), (1, 1), 1)
+        assert not conv_ops._winograd_suits(x, w, stride, dilation, groups, (6, 6))
+    assert not conv_ops._winograd_suits(x.astype(np.float16), w, (1, 1), (1, 1), 1, (6, 6))
