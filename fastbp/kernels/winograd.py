@@ -117,11 +117,13 @@ def _input_tiles_loop(xp, v, th, tw):
                         s[a, 2, c] = d2[c] - d1[c]
                         s[a, 3, c] = d1[c] - d3[c]
                 for k in range(4):
+                    s0, s1, s2, s3 = s[0, k], s[1, k], s[2, k], s[3, k]
+                    v0, v1, v2, v3 = v[k, t], v[4 + k, t], v[8 + k, t], v[12 + k, t]
                     for c in range(channels):
-                        v[k, t, c] = s[0, k, c] - s[2, k, c]
-                        v[4 + k, t, c] = s[1, k, c] + s[2, k, c]
-                        v[8 + k, t, c] = s[2, k, c] - s[1, k, c]
-                        v[12 + k, t, c] = s[1, k, c] - s[3, k, c]
+                        v0[c] = s0[c] - s2[c]
+                        v1[c] = s1[c] + s2[c]
+                        v2[c] = s2[c] - s1[c]
+                        v3[c] = s1[c] - s3[c]
 
 
 def input_tiles(x: np.ndarray, padding, out_size) -> np.ndarray:
@@ -167,6 +169,17 @@ def input_tiles_numpy(x: np.ndarray, padding, out_size) -> np.ndarray:
 
 
 @kernel_jit()
+def _tile_rows(m, t, u):
+    # u = Aᵀ m (the rows half of the output transform) of tile t, over all channels.
+    for k in range(4):
+        m0, m1, m2, m3 = m[k, t], m[4 + k, t], m[8 + k, t], m[12 + k, t]
+        u0, u1 = u[0, k], u[1, k]
+        for o in range(m0.shape[0]):
+            u0[o] = m0[o] + m1[o] + m2[o]
+            u1[o] = m1[o] - m2[o] - m3[o]
+
+
+@kernel_jit()
 def _output_tiles_loop(m, bias, relu, th, tw, y, totals):
     # Channels innermost while transforming (contiguous reads of m, vectorised over O); one
     # tile row's two output rows wait in ``rows`` (in L1) and go out to NCHW row by row.
@@ -178,14 +191,7 @@ def _output_tiles_loop(m, bias, relu, th, tw, y, totals):
         for ty in range(th):
             for tx in range(tw):
                 t = (n * th + ty) * tw + tx
-                for k in range(4):
-                    m0 = m[k, t]
-                    m1 = m[4 + k, t]
-                    m2 = m[8 + k, t]
-                    m3 = m[12 + k, t]
-                    for o in range(out_c):
-                        u[0, k, o] = m0[o] + m1[o] + m2[o]
-                        u[1, k, o] = m1[o] - m2[o] - m3[o]
+                _tile_rows(m, t, u)
                 q = 2 * tx
                 for a in range(2):
                     for o in range(out_c):
@@ -255,6 +261,38 @@ def output_tiles_numpy(m, bias, out_shape, relu: bool) -> np.ndarray:
 
 
 @kernel_jit()
+def _tile_adjoint(g00, g01, g10, g11, dm, t):
+    # dm[:, t] = A g Aᵀ of one tile's 2x2 gradient g, given as four rows over the channels;
+    # one view per plane, so that every statement is contiguous over O and vectorises.
+    d0, d1, d2, d3 = dm[0, t], dm[1, t], dm[2, t], dm[3, t]
+    d4, d5, d6, d7 = dm[4, t], dm[5, t], dm[6, t], dm[7, t]
+    d8, d9, d10, d11 = dm[8, t], dm[9, t], dm[10, t], dm[11, t]
+    d12, d13, d14, d15 = dm[12, t], dm[13, t], dm[14, t], dm[15, t]
+    for o in range(g00.shape[0]):
+        a, b, c, d = g00[o], g01[o], g10[o], g11[o]
+        h10 = a + c
+        h11 = b + d
+        h20 = a - c
+        h21 = b - d
+        d0[o] = a
+        d1[o] = a + b
+        d2[o] = a - b
+        d3[o] = -b
+        d4[o] = h10
+        d5[o] = h10 + h11
+        d6[o] = h10 - h11
+        d7[o] = -h11
+        d8[o] = h20
+        d9[o] = h20 + h21
+        d10[o] = h20 - h21
+        d11[o] = -h21
+        d12[o] = -c
+        d13[o] = -c - d
+        d14[o] = d - c
+        d15[o] = d
+
+
+@kernel_jit()
 def _output_tiles_adjoint_loop(y, dy, relu, th, tw, dm, db):
     # dm = A g Aᵀ for the (masked) 2x2 gradient g of every tile, zero past the odd edges; the
     # bias gradient is summed in the same pass (float64 totals). One tile row of g is first
@@ -283,31 +321,7 @@ def _output_tiles_adjoint_loop(y, dy, relu, th, tw, dm, db):
             for tx in range(tw):
                 t = (n * th + ty) * tw + tx
                 q = 2 * tx
-                for o in range(out_c):
-                    g00 = rows[0, q, o]
-                    g01 = rows[0, q + 1, o]
-                    g10 = rows[1, q, o]
-                    g11 = rows[1, q + 1, o]
-                    h10 = g00 + g10
-                    h11 = g01 + g11
-                    h20 = g00 - g10
-                    h21 = g01 - g11
-                    dm[0, t, o] = g00
-                    dm[1, t, o] = g00 + g01
-                    dm[2, t, o] = g00 - g01
-                    dm[3, t, o] = -g01
-                    dm[4, t, o] = h10
-                    dm[5, t, o] = h10 + h11
-                    dm[6, t, o] = h10 - h11
-                    dm[7, t, o] = -h11
-                    dm[8, t, o] = h20
-                    dm[9, t, o] = h20 + h21
-                    dm[10, t, o] = h20 - h21
-                    dm[11, t, o] = -h21
-                    dm[12, t, o] = -g10
-                    dm[13, t, o] = -g10 - g11
-                    dm[14, t, o] = g11 - g10
-                    dm[15, t, o] = g11
+                _tile_adjoint(rows[0, q], rows[0, q + 1], rows[1, q], rows[1, q + 1], dm, t)
     for o in range(out_c):
         db[o] = total[o]
 
@@ -440,14 +454,7 @@ def _pool_relu_tiles_loop(m, bias, th, tw, pooled, code):
         for ty in range(th):
             for tx in range(tw):
                 t = (n * th + ty) * tw + tx
-                for k in range(4):
-                    m0 = m[k, t]
-                    m1 = m[4 + k, t]
-                    m2 = m[8 + k, t]
-                    m3 = m[12 + k, t]
-                    for o in range(out_c):
-                        u[0, k, o] = m0[o] + m1[o] + m2[o]
-                        u[1, k, o] = m1[o] - m2[o] - m3[o]
+                _tile_rows(m, t, u)
                 for o in range(out_c):
                     v0 = u[0, 0, o] + u[0, 1, o] + u[0, 2, o] + bias[o]
                     v1 = u[0, 1, o] - u[0, 2, o] - u[0, 3, o] + bias[o]
@@ -522,11 +529,12 @@ def pool_relu_tiles_numpy(m: np.ndarray, bias, out_shape):
 
 @kernel_jit()
 def _pool_relu_tiles_adjoint_loop(pooled, code, dy, dm, db):
+    # One tile row at a time: first the four cells of every window (the masked gradient at
+    # its winner, zeros elsewhere) gathered from NCHW, channels last; then the transform.
     n_batch, out_c, th, tw = dy.shape
     zero = dy.dtype.type(0.0)
     one = dy.dtype.type(1.0)
-    g_row = np.empty((tw, out_c), dy.dtype)
-    k_row = np.empty((tw, out_c), code.dtype)
+    cells = np.empty((4, tw, out_c), dy.dtype)
     totals = np.zeros(out_c, np.float64)
     for n in range(n_batch):
         for ty in range(th):
@@ -536,39 +544,16 @@ def _pool_relu_tiles_adjoint_loop(pooled, code, dy, dm, db):
                     # Multiplies by 0/1, not branches on random signs (see conv_relu_pool);
                     # an inf in dy then makes db non-finite and the caller recomputes.
                     g = dy[n, o, ty, tx] * (zero if pooled[n, o, ty, tx] <= zero else one)
-                    g_row[tx, o] = g
-                    k_row[tx, o] = code[n, o, ty, tx]
+                    k = code[n, o, ty, tx]
+                    cells[0, tx, o] = g * (one if k == 0 else zero)
+                    cells[1, tx, o] = g * (one if k == 1 else zero)
+                    cells[2, tx, o] = g * (one if k == 2 else zero)
+                    cells[3, tx, o] = g * (one if k == 3 else zero)
                     row_total += g
                 totals[o] += row_total
             for tx in range(tw):
                 t = (n * th + ty) * tw + tx
-                for o in range(out_c):
-                    g = g_row[tx, o]
-                    k = k_row[tx, o]
-                    g00 = g * (one if k == 0 else zero)
-                    g01 = g * (one if k == 1 else zero)
-                    g10 = g * (one if k == 2 else zero)
-                    g11 = g * (one if k == 3 else zero)
-                    h10 = g00 + g10
-                    h11 = g01 + g11
-                    h20 = g00 - g10
-                    h21 = g01 - g11
-                    dm[0, t, o] = g00
-                    dm[1, t, o] = g00 + g01
-                    dm[2, t, o] = g00 - g01
-                    dm[3, t, o] = -g01
-                    dm[4, t, o] = h10
-                    dm[5, t, o] = h10 + h11
-                    dm[6, t, o] = h10 - h11
-                    dm[7, t, o] = -h11
-                    dm[8, t, o] = h20
-                    dm[9, t, o] = h20 + h21
-                    dm[10, t, o] = h20 - h21
-                    dm[11, t, o] = -h21
-                    dm[12, t, o] = -g10
-                    dm[13, t, o] = -g10 - g11
-                    dm[14, t, o] = g11 - g10
-                    dm[15, t, o] = g11
+                _tile_adjoint(cells[0, tx], cells[1, tx], cells[2, tx], cells[3, tx], dm, t)
     for o in range(out_c):
         db[o] = totals[o]
 
