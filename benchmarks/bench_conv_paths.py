@@ -13,6 +13,13 @@ A script (and, under pytest with ``--benchmark-disable``, a smoke test)::
 
 The three take turns, one call each per round; the medians and their ratios are printed, then
 where the Winograd call's time goes (each kernel timed alone on the layer's arrays).
+
+``--steps 1,16,64,256`` times the MNIST CNN's whole training step instead (the network of
+``benchmarks/cnn_systems.py``, plain SGD and SGD with momentum) at those batch sizes, with the
+library's choice of path, with the Winograd layout switched off, and in PyTorch: what the
+batch-size threshold of the Winograd layout (``fastbp.ops.conv._WINOGRAD_MIN_TILES``) was set
+from. (The step takes Winograd only from 1500 output tiles, e.g. batch 31 at 14x14; below,
+the first two columns run the same code.)
 """
 
 from __future__ import annotations
@@ -136,14 +143,65 @@ def table(medians: dict[str, float], split: dict[str, float]) -> str:
     return "\n".join(rows)
 
 
+def step_rows(batches: list[int], seconds: float = 2.0, no_winograd_tiles: bool = False) -> str:
+    """Markdown: the CNN step at each batch, with and without the Winograd layout, and torch."""
+    import cnn_systems
+
+    threshold = conv_ops._WINOGRAD_MIN_TILES
+    if no_winograd_tiles:  # tests: small batches, still through the Winograd layout
+        conv_ops._WINOGRAD_MIN_TILES = 1
+    rows = [
+        "| step | library's choice | im2col only | PyTorch eager | choice / im2col "
+        "| choice / PyTorch |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    try:
+        for batch in batches:
+            for optimizer in ("sgd", "sgd-momentum"):
+                chosen = cnn_systems.make_fastbp(batch, optimizer)
+                plain = cnn_systems.make_fastbp(batch, optimizer)
+
+                def im2col_step(plain=plain) -> None:
+                    with im2col_only():
+                        plain()
+
+                calls = {"choice": chosen, "im2col": im2col_step}
+                if "torch" in cnn_systems.available():
+                    calls["torch"] = cnn_systems.make_torch(batch, optimizer)
+                for fn in calls.values():
+                    for _ in range(3):
+                        fn()
+                times: dict[str, list[float]] = {name: [] for name in calls}
+                for _ in range(max(5, int(seconds / (0.001 * batch + 0.002) / len(calls)))):
+                    for name, fn in calls.items():
+                        t0 = time.perf_counter()
+                        fn()
+                        times[name].append(time.perf_counter() - t0)
+                ms = {name: float(np.median(t)) * 1e3 for name, t in times.items()}
+                torch_ms = ms.get("torch")
+                rows.append(
+                    f"| B{batch} {optimizer} | {ms['choice']:.2f} ms | {ms['im2col']:.2f} ms | "
+                    + (f"{torch_ms:.2f} ms" if torch_ms else "–")
+                    + f" | {ms['choice'] / ms['im2col']:.2f}x | "
+                    + (f"{ms['choice'] / torch_ms:.2f}x |" if torch_ms else "– |")
+                )
+    finally:
+        conv_ops._WINOGRAD_MIN_TILES = threshold
+    return "\n".join(rows)
+
+
 def main(argv: list[str] | None = None) -> str:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--cpu", type=int, default=None, help="pin to this CPU")
     parser.add_argument("--rounds", type=int, default=20, help="calls per path [20]")
+    parser.add_argument("--steps", default=None, help="comma-separated batch sizes: CNN steps")
     args = parser.parse_args(argv)
     if args.cpu is not None:
         os.sched_setaffinity(0, {args.cpu})
-    text = table(measure(args.rounds), kernel_split())
+    if args.steps:
+        text = step_rows([int(b) for b in args.steps.split(",")])
+    else:
+        text = table(measure(args.rounds), kernel_split())
     print(text)
     return text
 
@@ -167,6 +225,9 @@ def test_conv_paths_run_and_agree(monkeypatch):
     text = table(measure(1, shape, 16), kernel_split(shape, 16, repeat=1))
     assert "| winograd |" in text and "| im2col |" in text and "output adjoint" in text
     assert len(calls) >= 2
+    steps = step_rows([2], seconds=0.0, no_winograd_tiles=True)
+    assert "| B2 sgd |" in steps and "| B2 sgd-momentum |" in steps
+    assert conv_ops._WINOGRAD_MIN_TILES == 1  # as the monkeypatch left it
 
 
 if __name__ == "__main__":
