@@ -117,16 +117,23 @@ def kernel_split(shape=SHAPE, out_channels=OUT_CHANNELS, repeat: int = 10) -> di
 
 
 def measure(rounds: int = 20, shape=SHAPE, out_channels=OUT_CHANNELS) -> dict[str, float]:
-    """Median milliseconds per path, the paths taking turns call by call."""
+    """Median milliseconds per path, the paths taking turns call by call (see ``_turns``)."""
     calls = make_calls(shape, out_channels)
     for fn in calls.values():  # first calls compile and fill the buffer pool
         fn()
         fn()
-    times: dict[str, list[float]] = {name: [] for name in calls}
-    for _ in range(rounds):
-        for name, fn in calls.items():
+    return _turns(calls, rounds)
+
+
+def _turns(calls: dict[str, Callable[[], object]], rounds: int) -> dict[str, float]:
+    """Median milliseconds of each call over ``rounds`` turns, the order rotating each turn
+    (the call after PyTorch's finds the caches cold: a fixed order favours the others)."""
+    names = list(calls)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(rounds):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
             t0 = time.perf_counter()
-            fn()
+            calls[name]()
             times[name].append(time.perf_counter() - t0)
     return {name: float(np.median(t)) * 1e3 for name, t in times.items()}
 
@@ -171,13 +178,8 @@ def step_rows(batches: list[int], seconds: float = 2.0, no_winograd_tiles: bool 
                 for fn in calls.values():
                     for _ in range(3):
                         fn()
-                times: dict[str, list[float]] = {name: [] for name in calls}
-                for _ in range(max(5, int(seconds / (0.001 * batch + 0.002) / len(calls)))):
-                    for name, fn in calls.items():
-                        t0 = time.perf_counter()
-                        fn()
-                        times[name].append(time.perf_counter() - t0)
-                ms = {name: float(np.median(t)) * 1e3 for name, t in times.items()}
+                rounds = max(6, int(seconds / (0.001 * batch + 0.002) / len(calls)))
+                ms = _turns(calls, rounds)
                 torch_ms = ms.get("torch")
                 rows.append(
                     f"| B{batch} {optimizer} | {ms['choice']:.2f} ms | {ms['im2col']:.2f} ms | "
