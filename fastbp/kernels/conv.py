@@ -1202,10 +1202,31 @@ def conv_bias_act_channels_backward_numpy(
 
 
 @kernel_jit()
+def _window_max(v0, v1, v2, v3):
+    """The maximum of a 2x2 window (row-major cells) and its place 0..3, the first on ties.
+
+    A tournament of selects (cells 0 and 1, cells 2 and 3, then the two winners), with no
+    branch, so that loops calling it vectorise. For finite values only: the callers check.
+
+    Example
+    -------
+    >>> _window_max(1.0, 3.0, 3.0, 0.0)
+    (3.0, 1)
+    """
+    upper = v1 > v0
+    best_top = v1 if upper else v0
+    k_top = 1 if upper else 0
+    lower = v3 > v2
+    best_bottom = v3 if lower else v2
+    k_bottom = 3 if lower else 2
+    down = best_bottom > best_top
+    return (best_bottom if down else best_top), (k_bottom if down else k_top)
+
+
+@kernel_jit()
 def _pool_relu_channels_loop(out, bias, has_bias, out_h, out_w, pooled, code):
-    # Row by row, a tournament of selects (v0 vs v1, v2 vs v3, then the two winners: the
-    # first maximum on ties) and per-column sums for the finite check: no branch and no
-    # serial reduction, so LLVM vectorises over the pooled columns (2x the nested ifs).
+    # Row by row, _window_max's selects and per-column sums for the finite check: no branch
+    # and no serial reduction, so LLVM vectorises over the pooled columns (2x nested ifs).
     n_batch, out_c, ph_n, pw_n = pooled.shape
     pixels = out_h * out_w
     zero = pooled.dtype.type(0.0)
@@ -1225,16 +1246,9 @@ def _pool_relu_channels_loop(out, bias, has_bias, out_h, out_w, pooled, code):
                     v2 = bottom[2 * pw] + shift
                     v3 = bottom[2 * pw + 1] + shift
                     sums[pw] += (v0 + v1) + (v2 + v3)
-                    upper = v1 > v0
-                    best_top = v1 if upper else v0
-                    k_top = 1 if upper else 0
-                    lower = v3 > v2
-                    best_bottom = v3 if lower else v2
-                    k_bottom = 3 if lower else 2
-                    down = best_bottom > best_top
-                    best = best_bottom if down else best_top
+                    best, k = _window_max(v0, v1, v2, v3)
                     best_row[pw] = best if best > zero else zero
-                    code_row[pw] = k_bottom if down else k_top
+                    code_row[pw] = k
     return sums.sum()
 
 
@@ -1255,13 +1269,7 @@ def _pool_relu_pixels_loop(out_t, bias, has_bias, out_h, out_w, pooled, code):
                     v2 = c_[o] + shift
                     v3 = d[o] + shift
                     total += v0 + v1 + v2 + v3
-                    best, k = v0, 0
-                    if v1 > best:
-                        best, k = v1, 1
-                    if v2 > best:
-                        best, k = v2, 2
-                    if v3 > best:
-                        best, k = v3, 3
+                    best, k = _window_max(v0, v1, v2, v3)
                     pooled[n, o, ph, pw] = best if best > zero else zero
                     code[n, o, ph, pw] = k
     return total

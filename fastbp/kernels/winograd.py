@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._jit import kernel_jit
+from .conv import _window_max
 from .dispatch import _output
 
 __all__ = [
@@ -461,13 +462,7 @@ def _pool_relu_tiles_loop(m, bias, th, tw, pooled, code):
                     v2 = u[1, 0, o] + u[1, 1, o] + u[1, 2, o] + bias[o]
                     v3 = u[1, 1, o] - u[1, 2, o] - u[1, 3, o] + bias[o]
                     totals[o] += v0 + v1 + v2 + v3
-                    best, k = v0, 0
-                    if v1 > best:
-                        best, k = v1, 1
-                    if v2 > best:
-                        best, k = v2, 2
-                    if v3 > best:
-                        best, k = v3, 3
+                    best, k = _window_max(v0, v1, v2, v3)
                     best_row[tx, o] = best if best > zero else zero
                     code_row[tx, o] = k
             for o in range(out_c):
