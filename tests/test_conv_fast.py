@@ -1,12 +1,11 @@
 """Winograd F(2x2, 3x3) transforms: kernels against their NumPy twins, and the whole
-convolution (forward and every gradient) against PyTorch in float64 and float32."""
+convolution (forward and every gradient) against PyTorch in float64 and float32 (those
+skipped without torch; the twin tests always run)."""
 
 import numpy as np
 import pytest
 
 from fastbp.kernels import winograd as wg
-
-torch = pytest.importorskip("torch")
 
 CASES = [((2, 3, 7, 9), 5, (1, 1)), ((1, 4, 6, 6), 2, (0, 0)), ((3, 8, 5, 4), 6, (1, 1))]
 
@@ -65,6 +64,7 @@ def test_kernels_match_twins(shape, out_c, pad, relu):
 @pytest.mark.parametrize("relu", [False, True])
 @pytest.mark.parametrize(("shape", "out_c", "pad"), CASES)
 def test_winograd_conv_matches_torch_float64(shape, out_c, pad, relu):
+    torch = pytest.importorskip("torch")
     rng = np.random.default_rng(2)
     x = rng.standard_normal(shape)
     w = rng.standard_normal((out_c, shape[1], 3, 3))
@@ -83,6 +83,7 @@ def test_winograd_conv_matches_torch_float64(shape, out_c, pad, relu):
 
 
 def test_winograd_float32_error_is_small():
+    torch = pytest.importorskip("torch")
     rng = np.random.default_rng(3)
     x = rng.standard_normal((4, 16, 9, 10)).astype(np.float32)
     w = (0.1 * rng.standard_normal((8, 16, 3, 3))).astype(np.float32)
