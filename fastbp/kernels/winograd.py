@@ -213,7 +213,7 @@ def _output_tiles_loop(m, bias, relu, th, tw, y, totals):
                             y[n, o, r + a, col] = rows[a, col, o]
 
 
-def output_tiles(m, bias, out_shape, relu: bool) -> np.ndarray:
+def output_tiles(m, bias, out_shape, relu: bool) -> tuple[np.ndarray, bool]:
     """``act(Aᵀ m A + b)`` of every tile, written as NCHW (odd edges cropped).
 
     Parameters
