@@ -90,13 +90,20 @@ __all__ = [
 DEFAULT_TIMEOUT = 300.0
 # Tags on the control communicator (a duplicate of the world, so that these small
 # messages never match a user's point-to-point traffic).
-_TAG_FAULT, _TAG_QUERY, _TAG_ANSWER = 7101, 7102, 7103
+_TAG_FAULT, _TAG_QUERY, _TAG_ANSWER, _TAG_PRINTED = 7101, 7102, 7103, 7104
 # Environment variables by which MPI launchers tell a process it is one of several.
 _LAUNCHER_VARS = ("PMI_SIZE", "PMI_RANK", "OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "MPI_LOCALNRANKS")
 
 
 class DistributedError(RuntimeError):
-    """Another rank failed, or a collective did not complete within the timeout."""
+    """Another rank failed, or a collective did not complete within the timeout.
+
+    ``failed_rank`` is the rank whose fault notice raised this error (None for a timeout).
+    """
+
+    def __init__(self, message: str, failed_rank: int | None = None) -> None:
+        super().__init__(message)
+        self.failed_rank = failed_rank
 
 
 class ReduceOp:
@@ -283,7 +290,8 @@ def _check_control(g: _Group) -> None:
         if tag == _TAG_FAULT:
             raise DistributedError(
                 f"fastbp.distributed: rank {source} failed while rank {g.rank} was in "
-                f"{g.waiting_for or 'training'}: {message}"
+                f"{g.waiting_for or 'training'}: {message}",
+                failed_rank=source,
             )
         if tag == _TAG_QUERY:
             ctrl.isend(g.waiting_for, dest=source, tag=_TAG_ANSWER)
@@ -333,7 +341,10 @@ def _excepthook(etype, value, tb) -> None:
     """Print the error, tell the other ranks which rank failed, and abort the MPI job.
 
     Without this a rank that raises would leave the others blocked in their next
-    collective; aborting ends them all (after they had a moment to print the notice).
+    collective; aborting ends them all. The abort kills every rank at once, so it waits
+    until the others have printed their side: a rank that fails first tells its peers and
+    waits for each one's "printed" reply; a peer that heard of it prints, replies, then
+    aborts. Under load a fixed pause was not enough: a peer could be killed mid-traceback.
     """
     _previous_excepthook(etype, value, tb)
     g = _group
@@ -341,17 +352,40 @@ def _excepthook(etype, value, tb) -> None:
         return
     try:
         sys.stderr.flush()
-        if not isinstance(value, DistributedError):
-            notice = f"{etype.__name__}: {value}"
-            requests = [
-                g.ctrl.issend(notice, dest=r, tag=_TAG_FAULT) for r in range(g.size) if r != g.rank
-            ]
-            end = time.monotonic() + 2.0  # peers polling see it within milliseconds
-            while time.monotonic() < end and not g.MPI.Request.Testall(requests):
-                time.sleep(0.001)
-            time.sleep(0.3)  # let them print before the abort ends them
+        if isinstance(value, DistributedError):
+            if value.failed_rank is not None:
+                reply = g.ctrl.isend("printed", dest=value.failed_rank, tag=_TAG_PRINTED)
+                _poll_until([reply], seconds=1.0, g=g)
+            time.sleep(0.2)  # the launcher forwards what was printed before the abort
+        else:
+            _tell_peers_and_wait_for_them(g, f"{etype.__name__}: {value}")
     finally:
         g.comm.Abort(1)
+
+
+def _tell_peers_and_wait_for_them(g: _Group, notice: str) -> None:
+    """Send the fault notice; wait for the peers that received it to report they printed."""
+    peers = [r for r in range(g.size) if r != g.rank]
+    sends = {r: g.ctrl.issend(notice, dest=r, tag=_TAG_FAULT) for r in peers}
+    _poll_until(list(sends.values()), seconds=2.0, g=g)  # polling peers take it at once
+    heard = {r for r, request in sends.items() if request.Test()}
+    status = g.MPI.Status()
+    end = time.monotonic() + 5.0
+    while heard and time.monotonic() < end:
+        if g.ctrl.iprobe(source=g.MPI.ANY_SOURCE, tag=_TAG_PRINTED, status=status):
+            source = status.Get_source()
+            g.ctrl.recv(source=source, tag=_TAG_PRINTED)
+            heard.discard(source)
+        else:
+            time.sleep(0.001)
+    time.sleep(0.2)
+
+
+def _poll_until(requests: list, seconds: float, g: _Group) -> None:
+    """Poll ``requests`` until all complete or ``seconds`` pass (no timeout error)."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end and not g.MPI.Request.Testall(requests):
+        time.sleep(0.001)
 
 
 # --------------------------------------------------------------------------- collectives

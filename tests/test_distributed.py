@@ -94,6 +94,9 @@ def faults():
         "hang": _start(2, "fault.py", "hang", env={"FASTBP_DIST_TIMEOUT": "2"}),
         "kill": _start(2, "fault.py", "kill", env={"FASTBP_DIST_TIMEOUT": "20"}),
         "unused": _start(2, "fault.py", "unused", env={"FASTBP_DIST_TIMEOUT": "60"}),
+        "raise-slow-print": _start(
+            2, "fault.py", "raise", env={"FASTBP_DIST_TIMEOUT": "60", "FAULT_SLOW_PRINT": "1"}
+        ),
     }
     if hydra:  # MPICH's launcher can be told not to end the job when a rank dies
         started["kill-no-cleanup"] = _start(
@@ -119,6 +122,14 @@ def test_unused_parameter_on_one_rank_does_not_hang_the_others(faults):
     proc, seconds = faults["unused"]
     assert proc.returncode != 0 and seconds < 40, proc.stderr
     assert "rank 1 failed" in proc.stderr and "find_unused_parameters=True" in proc.stderr
+
+
+def test_abort_waits_for_a_peer_that_prints_late(faults):
+    # the failed rank aborts the job only after rank 0 has printed whose fault it was
+    # (a fixed pause once lost rank 0's message on a loaded CI machine)
+    proc, seconds = faults["raise-slow-print"]
+    assert proc.returncode != 0 and seconds < 40, proc.stderr
+    assert "rank 1 failed" in proc.stderr and "boom in the data pipeline" in proc.stderr
 
 
 def test_hung_rank_is_named_after_the_timeout(faults):

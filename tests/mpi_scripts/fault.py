@@ -4,6 +4,8 @@
 refuses to start, and rank 0, already waiting for that layer's gradient, must hear of it.
 
 The others must end within the timeout (FASTBP_DIST_TIMEOUT) with an error naming rank 1.
+With FAULT_SLOW_PRINT=1 rank 0 prints its error a second late, as on a loaded machine: the
+failed rank's abort must wait for it rather than kill it mid-traceback.
 """
 
 import os
@@ -21,6 +23,14 @@ from fastbp import nn, optim
 mode = sys.argv[1]
 dist.init()
 r = dist.rank()
+if os.environ.get("FAULT_SLOW_PRINT") == "1" and r == 0:
+    _print_error = dist._previous_excepthook
+
+    def _print_error_late(*exc_info):
+        time.sleep(1.0)
+        _print_error(*exc_info)
+
+    dist._previous_excepthook = _print_error_late
 fb.manual_seed(0)
 net = nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 2))
 ddp = dist.DistributedDataParallel(net)
