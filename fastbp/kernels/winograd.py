@@ -95,36 +95,72 @@ def _padded(x: np.ndarray, padding, out_size) -> np.ndarray:
     return xp
 
 
+# The 1-D transforms. A tile's 2-D transform applies one along the rows, then the other way;
+# the kernels below read and write array elements directly (no per-tile views: a Numba
+# view costs a reference count each, and 16 or more of them per tile took half the time).
+
+
+@kernel_jit()
+def _bt(d0, d1, d2, d3):
+    # Bᵀ d
+    return d0 - d2, d1 + d2, d2 - d1, d1 - d3
+
+
+@kernel_jit()
+def _b(e0, e1, e2, e3):
+    # B e, the adjoint of _bt
+    return e0, e1 - e2 + e3, e1 + e2 - e0, -e3
+
+
+@kernel_jit()
+def _at(m0, m1, m2, m3):
+    # Aᵀ m
+    return m0 + m1 + m2, m1 - m2 - m3
+
+
+@kernel_jit()
+def _a(g0, g1):
+    # A g, the adjoint of _at
+    return g0, g0 + g1, g0 - g1, -g1
+
+
 @kernel_jit()
 def _input_tiles_loop(xp, v, th, tw):
-    # Channels innermost in every statement: contiguous, and LLVM vectorises over C.
+    # Channels innermost: every load and store runs along C, which LLVM vectorises.
     n_batch = xp.shape[0]
     channels = xp.shape[3]
-    s = np.empty((4, 4, channels), xp.dtype)
     for n in range(n_batch):
         for ty in range(th):
             for tx in range(tw):
                 t = (n * th + ty) * tw + tx
                 r = 2 * ty
                 q = 2 * tx
-                for a in range(4):
-                    d0 = xp[n, r + a, q]
-                    d1 = xp[n, r + a, q + 1]
-                    d2 = xp[n, r + a, q + 2]
-                    d3 = xp[n, r + a, q + 3]
-                    for c in range(channels):
-                        s[a, 0, c] = d0[c] - d2[c]
-                        s[a, 1, c] = d1[c] + d2[c]
-                        s[a, 2, c] = d2[c] - d1[c]
-                        s[a, 3, c] = d1[c] - d3[c]
-                for k in range(4):
-                    s0, s1, s2, s3 = s[0, k], s[1, k], s[2, k], s[3, k]
-                    v0, v1, v2, v3 = v[k, t], v[4 + k, t], v[8 + k, t], v[12 + k, t]
-                    for c in range(channels):
-                        v0[c] = s0[c] - s2[c]
-                        v1[c] = s1[c] + s2[c]
-                        v2[c] = s2[c] - s1[c]
-                        v3[c] = s1[c] - s3[c]
+                for c in range(channels):
+                    s00, s01, s02, s03 = _bt(
+                        xp[n, r, q, c], xp[n, r, q + 1, c], xp[n, r, q + 2, c], xp[n, r, q + 3, c]
+                    )
+                    s10, s11, s12, s13 = _bt(
+                        xp[n, r + 1, q, c],
+                        xp[n, r + 1, q + 1, c],
+                        xp[n, r + 1, q + 2, c],
+                        xp[n, r + 1, q + 3, c],
+                    )
+                    s20, s21, s22, s23 = _bt(
+                        xp[n, r + 2, q, c],
+                        xp[n, r + 2, q + 1, c],
+                        xp[n, r + 2, q + 2, c],
+                        xp[n, r + 2, q + 3, c],
+                    )
+                    s30, s31, s32, s33 = _bt(
+                        xp[n, r + 3, q, c],
+                        xp[n, r + 3, q + 1, c],
+                        xp[n, r + 3, q + 2, c],
+                        xp[n, r + 3, q + 3, c],
+                    )
+                    v[0, t, c], v[4, t, c], v[8, t, c], v[12, t, c] = _bt(s00, s10, s20, s30)
+                    v[1, t, c], v[5, t, c], v[9, t, c], v[13, t, c] = _bt(s01, s11, s21, s31)
+                    v[2, t, c], v[6, t, c], v[10, t, c], v[14, t, c] = _bt(s02, s12, s22, s32)
+                    v[3, t, c], v[7, t, c], v[11, t, c], v[15, t, c] = _bt(s03, s13, s23, s33)
 
 
 def input_tiles(x: np.ndarray, padding, out_size) -> np.ndarray:
@@ -170,14 +206,16 @@ def input_tiles_numpy(x: np.ndarray, padding, out_size) -> np.ndarray:
 
 
 @kernel_jit()
-def _tile_rows(m, t, u):
-    # u = Aᵀ m (the rows half of the output transform) of tile t, over all channels.
-    for k in range(4):
-        m0, m1, m2, m3 = m[k, t], m[4 + k, t], m[8 + k, t], m[12 + k, t]
-        u0, u1 = u[0, k], u[1, k]
-        for o in range(m0.shape[0]):
-            u0[o] = m0[o] + m1[o] + m2[o]
-            u1[o] = m1[o] - m2[o] - m3[o]
+def _tile_outputs(m, t, o, bias):
+    # The 2x2 outputs (y00, y01, y10, y11) of tile t, channel o: Aᵀ m A + b.
+    u00, u10 = _at(m[0, t, o], m[4, t, o], m[8, t, o], m[12, t, o])
+    u01, u11 = _at(m[1, t, o], m[5, t, o], m[9, t, o], m[13, t, o])
+    u02, u12 = _at(m[2, t, o], m[6, t, o], m[10, t, o], m[14, t, o])
+    u03, u13 = _at(m[3, t, o], m[7, t, o], m[11, t, o], m[15, t, o])
+    y00, y01 = _at(u00, u01, u02, u03)
+    y10, y11 = _at(u10, u11, u12, u13)
+    b = bias[o]
+    return y00 + b, y01 + b, y10 + b, y11 + b
 
 
 @kernel_jit()
@@ -186,25 +224,25 @@ def _output_tiles_loop(m, bias, relu, th, tw, y, totals):
     # tile row's two output rows wait in ``rows`` (in L1) and go out to NCHW row by row.
     n_batch, out_c, out_h, out_w = y.shape
     zero = y.dtype.type(0.0)
-    u = np.empty((2, 4, out_c), y.dtype)
     rows = np.empty((2, 2 * tw, out_c), y.dtype)
     for n in range(n_batch):
         for ty in range(th):
             for tx in range(tw):
                 t = (n * th + ty) * tw + tx
-                _tile_rows(m, t, u)
                 q = 2 * tx
-                for a in range(2):
-                    for o in range(out_c):
-                        v0 = u[a, 0, o] + u[a, 1, o] + u[a, 2, o] + bias[o]
-                        v1 = u[a, 1, o] - u[a, 2, o] - u[a, 3, o] + bias[o]
-                        totals[o] += v0 + v1  # before the ReLU, which would hide a -inf
-                        if relu:
-                            # NOTE: a NaN stays NaN, as in the unfused relu.
-                            v0 = zero if v0 < zero else v0
-                            v1 = zero if v1 < zero else v1
-                        rows[a, q, o] = v0
-                        rows[a, q + 1, o] = v1
+                for o in range(out_c):
+                    y00, y01, y10, y11 = _tile_outputs(m, t, o, bias)
+                    totals[o] += (y00 + y01) + (y10 + y11)  # before the ReLU: it hides a -inf
+                    if relu:
+                        # NOTE: a NaN stays NaN, as in the unfused relu.
+                        y00 = zero if y00 < zero else y00
+                        y01 = zero if y01 < zero else y01
+                        y10 = zero if y10 < zero else y10
+                        y11 = zero if y11 < zero else y11
+                    rows[0, q, o] = y00
+                    rows[0, q + 1, o] = y01
+                    rows[1, q, o] = y10
+                    rows[1, q + 1, o] = y11
             r = 2 * ty
             for a in range(2):
                 if r + a < out_h:
@@ -262,35 +300,14 @@ def output_tiles_numpy(m, bias, out_shape, relu: bool) -> np.ndarray:
 
 
 @kernel_jit()
-def _tile_adjoint(g00, g01, g10, g11, dm, t):
-    # dm[:, t] = A g Aᵀ of one tile's 2x2 gradient g, given as four rows over the channels;
-    # one view per plane, so that every statement is contiguous over O and vectorises.
-    d0, d1, d2, d3 = dm[0, t], dm[1, t], dm[2, t], dm[3, t]
-    d4, d5, d6, d7 = dm[4, t], dm[5, t], dm[6, t], dm[7, t]
-    d8, d9, d10, d11 = dm[8, t], dm[9, t], dm[10, t], dm[11, t]
-    d12, d13, d14, d15 = dm[12, t], dm[13, t], dm[14, t], dm[15, t]
-    for o in range(g00.shape[0]):
-        a, b, c, d = g00[o], g01[o], g10[o], g11[o]
-        h10 = a + c
-        h11 = b + d
-        h20 = a - c
-        h21 = b - d
-        d0[o] = a
-        d1[o] = a + b
-        d2[o] = a - b
-        d3[o] = -b
-        d4[o] = h10
-        d5[o] = h10 + h11
-        d6[o] = h10 - h11
-        d7[o] = -h11
-        d8[o] = h20
-        d9[o] = h20 + h21
-        d10[o] = h20 - h21
-        d11[o] = -h21
-        d12[o] = -c
-        d13[o] = -c - d
-        d14[o] = d - c
-        d15[o] = d
+def _tile_adjoint(g00, g01, g10, g11, dm, t, o):
+    # dm[:, t, o] = A g Aᵀ of one tile's 2x2 gradient g, channel o.
+    h00, h10, h20, h30 = _a(g00, g10)
+    h01, h11, h21, h31 = _a(g01, g11)
+    dm[0, t, o], dm[1, t, o], dm[2, t, o], dm[3, t, o] = _a(h00, h01)
+    dm[4, t, o], dm[5, t, o], dm[6, t, o], dm[7, t, o] = _a(h10, h11)
+    dm[8, t, o], dm[9, t, o], dm[10, t, o], dm[11, t, o] = _a(h20, h21)
+    dm[12, t, o], dm[13, t, o], dm[14, t, o], dm[15, t, o] = _a(h30, h31)
 
 
 @kernel_jit()
@@ -322,7 +339,10 @@ def _output_tiles_adjoint_loop(y, dy, relu, th, tw, dm, db):
             for tx in range(tw):
                 t = (n * th + ty) * tw + tx
                 q = 2 * tx
-                _tile_adjoint(rows[0, q], rows[0, q + 1], rows[1, q], rows[1, q + 1], dm, t)
+                for o in range(out_c):
+                    _tile_adjoint(
+                        rows[0, q, o], rows[0, q + 1, o], rows[1, q, o], rows[1, q + 1, o], dm, t, o
+                    )
     for o in range(out_c):
         db[o] = total[o]
 
@@ -355,36 +375,40 @@ def output_tiles_adjoint_numpy(y, dy: np.ndarray, relu: bool):
 
 @kernel_jit()
 def _input_tiles_adjoint_loop(dv, th, tw, dxp):
-    # Channels innermost in every statement, as the forward transform.
+    # Channels innermost, as the forward transform; B dv Bᵀ is added into the patch.
     n_batch = dxp.shape[0]
     channels = dxp.shape[3]
-    e = np.empty((4, 4, channels), dxp.dtype)
     for n in range(n_batch):
         for ty in range(th):
             for tx in range(tw):
                 t = (n * th + ty) * tw + tx
                 r = 2 * ty
                 q = 2 * tx
-                for k in range(4):
-                    v0 = dv[k, t]
-                    v1 = dv[4 + k, t]
-                    v2 = dv[8 + k, t]
-                    v3 = dv[12 + k, t]
-                    for c in range(channels):
-                        e[0, k, c] = v0[c]
-                        e[1, k, c] = v1[c] - v2[c] + v3[c]
-                        e[2, k, c] = v1[c] + v2[c] - v0[c]
-                        e[3, k, c] = -v3[c]
-                for a in range(4):
-                    d0 = dxp[n, r + a, q]
-                    d1 = dxp[n, r + a, q + 1]
-                    d2 = dxp[n, r + a, q + 2]
-                    d3 = dxp[n, r + a, q + 3]
-                    for c in range(channels):
-                        d0[c] += e[a, 0, c]
-                        d1[c] += e[a, 1, c] - e[a, 2, c] + e[a, 3, c]
-                        d2[c] += e[a, 1, c] + e[a, 2, c] - e[a, 0, c]
-                        d3[c] -= e[a, 3, c]
+                for c in range(channels):
+                    e00, e10, e20, e30 = _b(dv[0, t, c], dv[4, t, c], dv[8, t, c], dv[12, t, c])
+                    e01, e11, e21, e31 = _b(dv[1, t, c], dv[5, t, c], dv[9, t, c], dv[13, t, c])
+                    e02, e12, e22, e32 = _b(dv[2, t, c], dv[6, t, c], dv[10, t, c], dv[14, t, c])
+                    e03, e13, e23, e33 = _b(dv[3, t, c], dv[7, t, c], dv[11, t, c], dv[15, t, c])
+                    d0, d1, d2, d3 = _b(e00, e01, e02, e03)
+                    dxp[n, r, q, c] += d0
+                    dxp[n, r, q + 1, c] += d1
+                    dxp[n, r, q + 2, c] += d2
+                    dxp[n, r, q + 3, c] += d3
+                    d0, d1, d2, d3 = _b(e10, e11, e12, e13)
+                    dxp[n, r + 1, q, c] += d0
+                    dxp[n, r + 1, q + 1, c] += d1
+                    dxp[n, r + 1, q + 2, c] += d2
+                    dxp[n, r + 1, q + 3, c] += d3
+                    d0, d1, d2, d3 = _b(e20, e21, e22, e23)
+                    dxp[n, r + 2, q, c] += d0
+                    dxp[n, r + 2, q + 1, c] += d1
+                    dxp[n, r + 2, q + 2, c] += d2
+                    dxp[n, r + 2, q + 3, c] += d3
+                    d0, d1, d2, d3 = _b(e30, e31, e32, e33)
+                    dxp[n, r + 3, q, c] += d0
+                    dxp[n, r + 3, q + 1, c] += d1
+                    dxp[n, r + 3, q + 2, c] += d2
+                    dxp[n, r + 3, q + 3, c] += d3
 
 
 def _crop(dxp: np.ndarray, x_shape, padding) -> np.ndarray:
@@ -447,7 +471,6 @@ def weight_transform_adjoint(du: np.ndarray) -> np.ndarray:
 def _pool_relu_tiles_loop(m, bias, th, tw, pooled, code):
     n_batch, out_c = pooled.shape[0], pooled.shape[1]
     zero = pooled.dtype.type(0.0)
-    u = np.empty((2, 4, out_c), m.dtype)
     best_row = np.empty((tw, out_c), m.dtype)
     code_row = np.empty((tw, out_c), code.dtype)
     totals = np.zeros(out_c, m.dtype)
@@ -455,13 +478,9 @@ def _pool_relu_tiles_loop(m, bias, th, tw, pooled, code):
         for ty in range(th):
             for tx in range(tw):
                 t = (n * th + ty) * tw + tx
-                _tile_rows(m, t, u)
                 for o in range(out_c):
-                    v0 = u[0, 0, o] + u[0, 1, o] + u[0, 2, o] + bias[o]
-                    v1 = u[0, 1, o] - u[0, 2, o] - u[0, 3, o] + bias[o]
-                    v2 = u[1, 0, o] + u[1, 1, o] + u[1, 2, o] + bias[o]
-                    v3 = u[1, 1, o] - u[1, 2, o] - u[1, 3, o] + bias[o]
-                    totals[o] += v0 + v1 + v2 + v3
+                    v0, v1, v2, v3 = _tile_outputs(m, t, o, bias)
+                    totals[o] += (v0 + v1) + (v2 + v3)
                     best, k = _window_max(v0, v1, v2, v3)
                     best_row[tx, o] = best if best > zero else zero
                     code_row[tx, o] = k
@@ -548,7 +567,10 @@ def _pool_relu_tiles_adjoint_loop(pooled, code, dy, dm, db):
                 totals[o] += row_total
             for tx in range(tw):
                 t = (n * th + ty) * tw + tx
-                _tile_adjoint(cells[0, tx], cells[1, tx], cells[2, tx], cells[3, tx], dm, t)
+                for o in range(out_c):
+                    _tile_adjoint(
+                        cells[0, tx, o], cells[1, tx, o], cells[2, tx, o], cells[3, tx, o], dm, t, o
+                    )
     for o in range(out_c):
         db[o] = totals[o]
 
