@@ -12,7 +12,9 @@ a busy spell of the machine is shared by all of them):
 
 * ``compute``: the plain step without any communication;
 * ``ddp``: the step through :class:`fastbp.distributed.DistributedDataParallel` with small
-  buckets (all-reduces start during backward);
+  buckets; ranks on one machine average them through a shared-memory window;
+* ``ddp-mpi``: the same with ``FASTBP_DDP_SHARED_MEMORY=0``: MPI's ``Iallreduce`` per
+  bucket, started during backward;
 * ``ddp-1-bucket``: DDP with one bucket (torch's default 25 MiB holds this whole model);
 * ``after``: no DDP; one all-reduce of all gradients after backward returns;
 * ``allreduce``: the all-reduce of the 535K float32 gradients alone, of the last bucket
@@ -146,7 +148,10 @@ def worker(steps: int) -> dict:
         waits.append(ddp.wait_seconds)
         overlapped.append(ddp.overlapped_bytes)
 
+    os.environ["FASTBP_DDP_SHARED_MEMORY"] = "0"  # read at wrap time
+    ddp_mpi = dist.DistributedDataParallel(model(), bucket_cap_mb=0.25)
     one = dist.DistributedDataParallel(model(), bucket_cap_mb=25)
+    del os.environ["FASTBP_DDP_SHARED_MEMORY"]
     after_net = model()
     params = list(after_net.parameters())
     flat = np.empty(sum(p.data.size for p in params), np.float32)
@@ -164,6 +169,7 @@ def worker(steps: int) -> dict:
         "solo": step_fn(alone, alone.parameters()),  # rank 0 alone: one rank's step
         "compute": step_fn(plain, plain.parameters()),
         "ddp": ddp_timed,
+        "ddp-mpi": step_fn(ddp_mpi, ddp_mpi.parameters()),
         "ddp-1-bucket": step_fn(one, one.parameters()),
         "after": step_fn(after_net, params, reduce_after),
     }
@@ -214,8 +220,8 @@ def table(results: list[dict]) -> str:
     *1-rank run* from the plain step of the ``mpiexec -n 1`` run just before it.
     """
     rows = [
-        "| ranks | 1 rank alone | compute step | DDP step | DDP 1 bucket | all-reduce after "
-        "backward | samples/s (DDP) | speedup, same run | speedup vs 1-rank run |",
+        "| ranks | 1 rank alone | compute step | DDP step | DDP, MPI all-reduce | DDP 1 bucket "
+        "(MPI) | all-reduce after backward | speedup, same run | speedup vs 1-rank run |",
         "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     base = results[0]
@@ -225,8 +231,8 @@ def table(results: list[dict]) -> str:
         n = res["ranks"]
         rows.append(
             f"| {n} | {res['solo'] * 1e3:.2f} ms | {res['compute'] * 1e3:.2f} ms | "
-            f"{res['ddp'] * 1e3:.2f} ms | {res['ddp-1-bucket'] * 1e3:.2f} ms | "
-            f"{res['after'] * 1e3:.2f} ms | {n * BATCH / res['ddp']:.0f} | "
+            f"{res['ddp'] * 1e3:.2f} ms | {res['ddp-mpi'] * 1e3:.2f} ms | "
+            f"{res['ddp-1-bucket'] * 1e3:.2f} ms | {res['after'] * 1e3:.2f} ms | "
             f"{n * res['solo'] / res['ddp']:.2f}x | {n * base['compute'] / res['ddp']:.2f}x |"
         )
     rows += [
@@ -266,13 +272,14 @@ def summary(results: list[dict]) -> str:
     for n in sorted({r["ranks"] for r in results} - {1}):
         runs = [r for r in results if r["ranks"] == n]
         same = [n * r["solo"] / r["ddp"] for r in runs]
-        keys = ("solo", "compute", "ddp", "ddp-1-bucket", "after", "ddp_wait")
+        keys = ("solo", "compute", "ddp", "ddp-mpi", "ddp-1-bucket", "after", "ddp_wait")
         med = {k: float(np.median([r[k] for r in runs])) * 1e3 for k in keys}
         lines.append(
             f"{n} ranks, {len(runs)} runs: speedup (same run) median {np.median(same):.2f}x "
             f"(runs: {', '.join(f'{v:.2f}' for v in same)}); medians: 1 rank alone "
             f"{med['solo']:.2f} ms, compute {med['compute']:.2f} ms, DDP {med['ddp']:.2f} ms "
-            f"(wait after backward {med['ddp_wait']:.2f} ms), 1 bucket "
+            f"(wait after backward {med['ddp_wait']:.2f} ms), DDP with MPI's all-reduce "
+            f"{med['ddp-mpi']:.2f} ms, 1 bucket "
             f"{med['ddp-1-bucket']:.2f} ms, all-reduce after backward {med['after']:.2f} ms"
         )
         ones = [r for r in results if r["ranks"] == 1]

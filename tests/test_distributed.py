@@ -80,8 +80,9 @@ def test_collectives_and_sampler(n):
     assert_ok(proc, n)
 
 
-def test_ddp_equals_one_process_no_sync_mismatch_trace_resume(tmp_path):
-    proc, _ = mpirun(2, "ddp.py", str(tmp_path))
+@pytest.mark.parametrize("shared_memory", ["1", "0"], ids=["shared-memory", "mpi-allreduce"])
+def test_ddp_equals_one_process_no_sync_mismatch_trace_resume(tmp_path, shared_memory):
+    proc, _ = mpirun(2, "ddp.py", str(tmp_path), env={"FASTBP_DDP_SHARED_MEMORY": shared_memory})
     assert_ok(proc, 2)
 
 

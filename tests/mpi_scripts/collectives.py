@@ -95,5 +95,40 @@ for length in (0, 1, n - 1, n, 10, 11, 12, 37):
                 other = dist.DistributedSampler(length, shuffle=True, seed=3, drop_last=drop_last)
                 other.set_epoch(3)
                 assert not np.array_equal(other.indices(), mine) or len(mine) < 2
+# The shared-memory mean DDP uses on one machine: buckets of both float dtypes, sizes that
+# n does not divide, and one smaller than n (some ranks reduce nothing); several rounds, so
+# both halves of the double buffer serve, and a buffer that is not the array put.
+from mpi4py import MPI  # noqa: E402
+
+from fastbp._node_reduce import NodeAllReduce  # noqa: E402
+
+layout = [(7, np.dtype(np.float32)), (1, np.dtype(np.float64)), (1000, np.dtype(np.float32))]
+reducer = NodeAllReduce.create(
+    MPI.COMM_WORLD, MPI, layout, lambda request, what: dist._wait([request], what)
+)
+assert reducer is not None  # mpiexec on one machine
+
+
+def values(round_, rank, i, count, dtype):
+    g = np.random.default_rng(100 * round_ + 10 * rank + i)
+    return (g.standard_normal(count) * 10.0 ** g.integers(-3, 4, count)).astype(dtype)
+
+
+for round_ in range(3):
+    mine = [values(round_, r, i, c, d) for i, (c, d) in enumerate(layout)]
+    out = [a.copy() if i == 1 else a for i, a in enumerate(mine)]  # the put array itself, or not
+    for i, a in enumerate(mine):
+        reducer.put(i, a)
+    reducer.average(out)
+    for i, (c, d) in enumerate(layout):
+        everyone = [values(round_, k, i, c, d) for k in range(n)]
+        expected = everyone[0] + everyone[1]
+        for a in everyone[2:]:
+            expected = expected + a
+        expected = expected * d.type(1.0 / n)
+        np.testing.assert_array_equal(out[i], expected, err_msg=f"round {round_} bucket {i}")
+        first = out[i].copy()
+        dist.broadcast(first, 0)
+        np.testing.assert_array_equal(first, out[i])  # the same bits on every rank
 sys.stdout.write(f"OK {r}\n")  # one write: lines of two ranks do not interleave
 sys.stdout.flush()
