@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from .kernels.reduce import mean_of_copies
+
 __all__ = ["NodeAllReduce"]
 
 _ALIGN = 64  # bytes: each bucket starts on its own cache line
@@ -123,12 +125,8 @@ class NodeAllReduce:
             lo, hi = self.shares[i][r]
             if lo == hi:
                 continue
-            mean = buffer[lo:hi]
-            np.add(slots[0][i][lo:hi], slots[1][i][lo:hi], out=mean)
-            for k in range(2, self.size):  # in rank order, as every rank reads it
-                mean += slots[k][i][lo:hi]
-            mean *= self.scales[i]
-            slots[r][i][lo:hi] = mean
+            copies = tuple(slots[k][i] for k in range(self.size))  # summed in rank order
+            mean_of_copies(copies, lo, hi, self.scales[i], buffer, slots[r][i])
         self._barrier("the shared-memory all-reduce (reducing)")
         for i, buffer in enumerate(buffers):
             for k, (lo, hi) in enumerate(self.shares[i]):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._jit import kernel_jit
-from .conv import _window_max
+from .conv import _buffer, _window_max
 from .dispatch import _output
 
 __all__ = [
@@ -89,10 +89,17 @@ def _padded(x: np.ndarray, padding, out_size) -> np.ndarray:
     th, tw = tile_counts(out_size)
     hp, wp = 2 * th + 2, 2 * tw + 2
     ph, pw = padding
-    xp = np.zeros((n, hp, wp, c), x.dtype)
+    xp = _zeros((n, hp, wp, c), x.dtype)
     rows, cols = min(h, hp - ph), min(w, wp - pw)
     xp[:, ph : ph + rows, pw : pw + cols] = x[:, :, :rows, :cols].transpose(0, 2, 3, 1)
     return xp
+
+
+def _zeros(shape: tuple[int, ...], dtype) -> np.ndarray:
+    # On a reused block: a fresh multi-megabyte np.zeros costs a page fault per 4 KiB.
+    out = _buffer(shape, np.dtype(dtype))
+    out.fill(0)
+    return out
 
 
 # The 1-D transforms. A tile's 2-D transform applies one along the rows, then the other way;
@@ -276,7 +283,7 @@ def output_tiles(m, bias, out_shape, relu: bool) -> tuple[np.ndarray, bool]:
         must match the direct convolution's NaN pattern recomputes when this is False.
     """
     th, tw = tile_counts(out_shape[2:])
-    y = np.empty(out_shape, m.dtype)
+    y = _buffer(tuple(out_shape), m.dtype)
     b = np.zeros(out_shape[1], m.dtype) if bias is None else bias
     totals = np.zeros(out_shape[1], m.dtype)
     _output_tiles_loop(m, b, relu, th, tw, y, totals)
@@ -414,8 +421,13 @@ def _input_tiles_adjoint_loop(dv, th, tw, dxp):
 def _crop(dxp: np.ndarray, x_shape, padding) -> np.ndarray:
     n, c, h, w = x_shape
     ph, pw = padding
-    dx = np.zeros((n, c, h, w), dxp.dtype)
     rows, cols = min(h, dxp.shape[1] - ph), min(w, dxp.shape[2] - pw)
+    # Inputs the tiles do not reach (a trailing row or column past the last output) get 0.
+    dx = (
+        _buffer((n, c, h, w), dxp.dtype)
+        if (rows, cols) == (h, w)
+        else _zeros((n, c, h, w), dxp.dtype)
+    )
     dx[:, :, :rows, :cols] = dxp[:, ph : ph + rows, pw : pw + cols].transpose(0, 3, 1, 2)
     return dx
 
@@ -424,7 +436,7 @@ def input_tiles_adjoint(dv: np.ndarray, x_shape, padding, out_size) -> np.ndarra
     """Adjoint of :func:`input_tiles`: sum ``B dv Bᵀ`` of every tile back into (N, C, H, W)."""
     th, tw = tile_counts(out_size)
     n, c = x_shape[0], x_shape[1]
-    dxp = np.zeros((n, 2 * th + 2, 2 * tw + 2, c), dv.dtype)
+    dxp = _zeros((n, 2 * th + 2, 2 * tw + 2, c), dv.dtype)
     _input_tiles_adjoint_loop(dv, th, tw, dxp)
     return _crop(dxp, x_shape, padding)
 
