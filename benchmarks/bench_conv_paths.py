@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import sys
 import time
 from collections.abc import Callable, Iterator
 
@@ -204,7 +205,10 @@ def main(argv: list[str] | None = None) -> str:
         text = step_rows([int(b) for b in args.steps.split(",")])
     else:
         text = table(measure(args.rounds), kernel_split())
-    print(text)
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from blas_info import blas_line
+
+    print(blas_line() + "\n\n" + text)
     return text
 
 

@@ -307,7 +307,10 @@ def main(argv=None) -> list[dict]:
             print("RESULT " + json.dumps(res), flush=True)
         return [res]
     results = [run(n, args.steps) for _ in range(args.repeat) for n in args.ranks]
-    print(table(results))
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from blas_info import blas_line
+
+    print(blas_line() + "\n\n" + table(results))
     if any(n > 1 for n in args.ranks):
         print()
         print(summary(results))

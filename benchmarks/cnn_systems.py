@@ -38,7 +38,8 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import compare  # noqa: E402  (the benchmarks directory is not a package)
+import blas_info  # noqa: E402  (the benchmarks directory is not a package)
+import compare  # noqa: E402
 import mlp_systems as ms  # noqa: E402
 
 BATCHES = (1, 16, 64, 256)
@@ -771,7 +772,7 @@ def main(argv: list[str] | None = None) -> dict:
         log=sys.stderr,
     )
     table = markdown(results, paths)
-    print(table)
+    print(blas_info.blas_line() + "\n\n" + table)
     if args.markdown:
         with open(args.markdown, "w", encoding="utf-8") as f:
             f.write(table + "\n")

@@ -126,7 +126,10 @@ def main(argv: list[str] | None = None) -> dict:
     table = markdown_tables(results, systems, args.threads)
     table += "\n\nThe path fastbp-trace takes in each row:\n\n| step | path |\n| --- | --- |\n"
     table += "\n".join(f"| {row} | {path} |" for row, path in paths.items())
-    print(table)
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from blas_info import blas_line
+
+    print(blas_line() + "\n\n" + table)
     if args.markdown:
         with open(args.markdown, "w") as f:
             f.write(table + "\n")
