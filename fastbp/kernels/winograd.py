@@ -64,7 +64,7 @@ def planes(count: int, rows: int, cols: int, dtype) -> np.ndarray:
     item = np.dtype(dtype).itemsize
     plane = rows * cols
     stride = -(-plane * item // 4096) * 4096 + 64
-    size = (count - 1) * stride // item + plane
+    size = count * stride // item  # the last plane's slack too: see _rows_view
     dtype = np.dtype(dtype)
     base = _output((size,), dtype)
     if base is None:
@@ -102,21 +102,328 @@ def _zeros(shape: tuple[int, ...], dtype) -> np.ndarray:
     return out
 
 
-# The 1-D transforms. A tile's 2-D transform applies one along the rows, then the other way;
-# the kernels below read and write array elements directly (no per-tile views: a Numba
-# view costs a reference count each, and 16 or more of them per tile took half the time).
+# ---- How the transform kernels are laid out ---------------------------------------------------
+#
+# Every transform works on one tile row at a time, and on one output row of that tile row per
+# inner loop: a contiguous run of TW*C values (TW tiles, C channels innermost) that the
+# planes hold back to back. Three things make those loops vectorise:
+#
+# * Indices are unsigned (``uint64``). Numba wraps a negative signed index around, and the
+#   select that does it on a computed index (``base + e``) keeps LLVM from knowing the
+#   addresses are consecutive, so it would not vectorise at all.
+# * Each loop writes one row and reads at most four: LLVM must check at run time that the
+#   row it writes overlaps none it reads, and gives up beyond eight checks (a loop writing
+#   all 16 planes of a tile needs hundreds).
+# * The padded input keeps even and odd columns apart, (N, HP, 2, WP/2, C): patch column
+#   ``b`` of tile ``tx`` is then column ``tx + b // 2`` of parity ``b % 2``, so a tile row's
+#   patch column is one contiguous run as well.
+#
+# A 2-D transform is a 1-D transform along the columns of each row, then along the rows;
+# the loops below do exactly the additions of that order, so the results are the same bits
+# as transforming one tile at a time. Rows of a transform that are one term (``x`` or
+# ``-x``) are copies; ``x + s*y`` with ``s = ±1`` is ``x ± y`` exactly.
+
+_U = np.uint64
+
+# Bᵀ's rows as (first, second, sign): row i of Bᵀ d is d[first] + sign * d[second].
+_BT_ROWS = np.array([[0, 2, -1], [1, 2, 1], [2, 1, -1], [1, 3, -1]], np.int64)
 
 
 @kernel_jit()
-def _bt(d0, d1, d2, d3):
-    # Bᵀ d
-    return d0 - d2, d1 + d2, d2 - d1, d1 - d3
+def _two_by_two(src, a1, a2, b1, b2, sign_in, sign_out, dst, row, offset, n):
+    # dst[row, offset + e] = (s[a1] + si*s[a2]) + so*(s[b1] + si*s[b2]), s[k] = src[k + e]
+    for e in range(n):
+        first = src[a1 + e] + sign_in * src[a2 + e]
+        second = src[b1 + e] + sign_in * src[b2 + e]
+        dst[row, offset + e] = first + sign_out * second
 
 
 @kernel_jit()
-def _b(e0, e1, e2, e3):
-    # B e, the adjoint of _bt
-    return e0, e1 - e2 + e3, e1 + e2 - e0, -e3
+def _input_tiles_loop(xs, v, n_batch, hp, wh, channels, th, tw, rows):
+    # xs: the split padded input, flat; v: (16, S) planes, element (k, t*C + c).
+    c, wh, hp, th, tw = _U(channels), _U(wh), _U(hp), _U(th), _U(tw)
+    half = wh * c  # one parity of one padded row
+    row = _U(2) * half
+    length = tw * c
+    for n in range(_U(n_batch)):
+        for ty in range(th):
+            top = (n * hp + _U(2) * ty) * row
+            out = (n * th + ty) * length
+            for i in range(4):
+                r1 = top + _U(rows[i, 0]) * row
+                r2 = top + _U(rows[i, 1]) * row
+                sign_i = v.dtype.type(rows[i, 2])
+                for j in range(4):
+                    b1, b2 = _U(rows[j, 0]), _U(rows[j, 1])
+                    c1 = (b1 % _U(2)) * half + (b1 // _U(2)) * c
+                    c2 = (b2 % _U(2)) * half + (b2 // _U(2)) * c
+                    sign_j = v.dtype.type(rows[j, 2])
+                    _two_by_two(
+                        xs,
+                        r1 + c1,
+                        r1 + c2,
+                        r2 + c1,
+                        r2 + c2,
+                        sign_j,
+                        sign_i,
+                        v,
+                        4 * i + j,
+                        out,
+                        length,
+                    )
+
+
+def _rows_view(a: np.ndarray) -> np.ndarray:
+    # (count, S) view of planes whose rows are contiguous (S elements apart: see planes()),
+    # the C-contiguous type the kernels index as (k, t*cols + c).
+    item = a.itemsize
+    if a.shape[2] * item != a.strides[1] or a.strides[2] != item or a.strides[0] % item:
+        a = np.ascontiguousarray(a)
+    stride = a.strides[0] // item if a.shape[0] > 1 else a.shape[1] * a.shape[2]
+    return np.lib.stride_tricks.as_strided(a, (a.shape[0], stride), (stride * item, item))
+
+
+def _split_padded(x: np.ndarray, padding, out_size) -> np.ndarray:
+    # (N, HP, 2, WP/2, C): channels last, zero padded to the tiles' reach, columns split by
+    # parity (see above). Input column w sits at padded column w + pw.
+    n, c, h, w = x.shape
+    th, tw = tile_counts(out_size)
+    hp = 2 * th + 2
+    ph, pw = padding
+    xs = _zeros((n, hp, 2, tw + 1, c), x.dtype)
+    rows = min(h, hp - ph)
+    for parity in range(2):
+        first = (parity - pw) % 2  # the first input column that lands on this parity
+        count = min((w - first + 1) // 2, tw + 1 - (first + pw) // 2)
+        if count > 0 and rows > 0:
+            j0 = (first + pw) // 2
+            xs[:, ph : ph + rows, parity, j0 : j0 + count] = x[
+                :, :, :rows, first : first + 2 * count : 2
+            ].transpose(0, 2, 3, 1)
+    return xs
+
+
+def _split_crop(dxs: np.ndarray, x_shape, padding) -> np.ndarray:
+    # The inverse of _split_padded's placement: (N, C, H, W) from the split padded gradient.
+    n, c, h, w = x_shape
+    ph, pw = padding
+    rows = min(h, dxs.shape[1] - ph)
+    tw1 = dxs.shape[3]
+    counts = []
+    for parity in range(2):
+        first = (parity - pw) % 2
+        counts.append((first, max(0, min((w - first + 1) // 2, tw1 - (first + pw) // 2))))
+    covered = rows == h and sum(count for _, count in counts) == w
+    dx = _buffer((n, c, h, w), dxs.dtype) if covered else _zeros((n, c, h, w), dxs.dtype)
+    for parity, (first, count) in enumerate(counts):
+        if count > 0 and rows > 0:
+            j0 = (first + pw) // 2
+            dx[:, :, :rows, first : first + 2 * count : 2] = dxs[
+                :, ph : ph + rows, parity, j0 : j0 + count
+            ].transpose(0, 3, 1, 2)
+    return dx
+
+
+@kernel_jit()
+def _one(src, k, src_at, sign, dst, row, dst_at, n):
+    # dst[row, dst_at + e] = sign * src[k, src_at + e]  (sign ±1: a copy or a negation)
+    for e in range(n):
+        dst[row, dst_at + e] = sign * src[k, src_at + e]
+
+
+@kernel_jit()
+def _two(src, k1, k2, src_at, sign, dst, row, dst_at, n):
+    # dst[row, dst_at + e] = s[k1] + sign * s[k2], s[k] = src[k, src_at + e]
+    for e in range(n):
+        dst[row, dst_at + e] = src[k1, src_at + e] + sign * src[k2, src_at + e]
+
+
+@kernel_jit()
+def _three(src, k1, k2, k3, src_at, sign2, sign3, dst, row, dst_at, n):
+    # dst[row, dst_at + e] = (s[k1] + sign2 * s[k2]) + sign3 * s[k3]
+    for e in range(n):
+        i = src_at + e
+        dst[row, dst_at + e] = (src[k1, i] + sign2 * src[k2, i]) + sign3 * src[k3, i]
+
+
+@kernel_jit()
+def _a_rows(src, k0, k1, src_at, dst, first, dst_at, n):
+    # The four rows of A g for g = (src[k0], src[k1]): g0, g0 + g1, g0 - g1, -g1.
+    one = dst.dtype.type(1.0)
+    _one(src, k0, src_at, one, dst, first, dst_at, n)
+    _two(src, k0, k1, src_at, one, dst, first + 1, dst_at, n)
+    _two(src, k0, k1, src_at, -one, dst, first + 2, dst_at, n)
+    _one(src, k1, src_at, -one, dst, first + 3, dst_at, n)
+
+
+@kernel_jit()
+def _b_rows(src, k0, k1, k2, k3, src_at, dst, first, n):
+    # The four rows of B e for e = src[k0..k3]: e0, (e1 - e2) + e3, (e1 + e2) - e0, -e3.
+    one = dst.dtype.type(1.0)
+    zero = _U(0)
+    _one(src, k0, src_at, one, dst, first, zero, n)
+    _three(src, k1, k2, k3, src_at, -one, one, dst, first + 1, zero, n)
+    _three(src, k1, k2, k0, src_at, one, -one, dst, first + 2, zero, n)
+    _one(src, k3, src_at, -one, dst, first + 3, zero, n)
+
+
+@kernel_jit()
+def _three_bias(src, k1, k2, k3, sign, bias_row, relu, dst, row, n):
+    # dst[row, e] = act((src[k1] + s*src[k2]) + s*src[k3] + bias); returns how many values
+    # before the ReLU were not finite (x - x is NaN only for inf and NaN).
+    zero = dst.dtype.type(0.0)
+    bad = 0
+    for e in range(n):
+        value = (src[k1, e] + sign * src[k2, e]) + sign * src[k3, e] + bias_row[e]
+        bad += value - value != zero
+        if relu:
+            # NOTE: a NaN stays NaN, as in the unfused relu.
+            value = zero if value < zero else value
+        dst[row, e] = value
+    return bad
+
+
+@kernel_jit()
+def _output_tiles_loop(m, bias_row, relu, th, tw, y):
+    # Aᵀ m A + b, per tile row: first the two rows of Aᵀ m for each of the 4 columns (u),
+    # then the 2x2 outputs (rows, by output row a and parity b), then out to NCHW.
+    n_batch, out_c, out_h, out_w = y.shape
+    one = m.dtype.type(1.0)
+    length = _U(tw) * _U(out_c)
+    u = np.empty((8, length), m.dtype)
+    rows = np.empty((4, length), m.dtype)
+    bad = 0
+    for n in range(n_batch):
+        for ty in range(th):
+            offset = _U(n * th + ty) * length
+            for j in range(4):
+                _three(m, j, 4 + j, 8 + j, offset, one, one, u, j, _U(0), length)
+                _three(m, 4 + j, 8 + j, 12 + j, offset, -one, -one, u, 4 + j, _U(0), length)
+            for a in range(2):
+                bad += _three_bias(
+                    u, 4 * a, 4 * a + 1, 4 * a + 2, one, bias_row, relu, rows, 2 * a, length
+                )
+                bad += _three_bias(
+                    u,
+                    4 * a + 1,
+                    4 * a + 2,
+                    4 * a + 3,
+                    -one,
+                    bias_row,
+                    relu,
+                    rows,
+                    2 * a + 1,
+                    length,
+                )
+            r = 2 * ty
+            for a in range(2):
+                if r + a < out_h:
+                    _rows_to_nchw(rows, 2 * a, y, n, r + a, tw)
+    return bad
+
+
+@kernel_jit()
+def _rows_to_nchw(rows, first, y, n, r, tw):
+    # y[n, o, r, 2*tx + b] = rows[first + b, tx*O + o]: a transpose, so one side is strided.
+    out_c, out_w = _U(y.shape[1]), _U(y.shape[3])
+    for o in range(out_c):
+        for tx in range(_U(tw)):
+            col = _U(2) * tx
+            y[n, o, r, col] = rows[first, tx * out_c + o]
+            if col + _U(1) < out_w:
+                y[n, o, r, col + _U(1)] = rows[first + 1, tx * out_c + o]
+
+
+@kernel_jit()
+def _nchw_to_rows(dy, y, relu, n, r, g, first, tw):
+    # g[first + b, tx*O + o] = dy[n, o, r, 2*tx + b], zero where y <= 0 (relu) and past the
+    # last column (the other half of _rows_to_nchw).
+    zero = dy.dtype.type(0.0)
+    out_c, out_w = _U(dy.shape[1]), _U(dy.shape[3])
+    for o in range(out_c):
+        for tx in range(_U(tw)):
+            for b in range(_U(2)):
+                col = _U(2) * tx + b
+                value = zero
+                if col < out_w:
+                    value = dy[n, o, r, col]
+                    if relu and not y[n, o, r, col] > zero:
+                        value = zero
+                g[first + b, tx * out_c + o] = value
+
+
+@kernel_jit()
+def _output_tiles_adjoint_loop(y, dy, relu, th, tw, dm, db):
+    # dm = A g Aᵀ for the (masked) 2x2 gradient g of every tile, zero past the odd edges; the
+    # bias gradient is summed in the same pass (float64 totals). A tile row of g is first
+    # gathered from NCHW into ``g`` (by output row a and parity b, channels last), then
+    # transformed a row at a time: h = A g by columns, then dm = h Aᵀ.
+    n_batch, out_c, out_h, out_w = dy.shape
+    zero = dy.dtype.type(0.0)
+    length = _U(tw) * _U(out_c)
+    g = np.zeros((4, length), dy.dtype)
+    h = np.empty((8, length), dy.dtype)
+    total = np.zeros(length, np.float64)  # per (tile column, channel): summed in vectors
+    for n in range(n_batch):
+        for ty in range(th):
+            r = 2 * ty
+            for a in range(2):
+                if r + a >= out_h:
+                    g[2 * a] = zero
+                    g[2 * a + 1] = zero
+                    continue
+                _nchw_to_rows(dy, y, relu, n, r + a, g, 2 * a, tw)
+            for k in range(4):
+                for e in range(length):
+                    total[e] += g[k, e]
+            for b in range(2):
+                _a_rows(g, b, 2 + b, _U(0), h, 4 * b, _U(0), length)  # h[4b + i] = (A g)[i, b]
+            offset = _U(n * th + ty) * length
+            for i in range(4):
+                _a_rows(h, i, 4 + i, _U(0), dm, 4 * i, offset, length)
+    for o in range(out_c):
+        column_sum = 0.0
+        for tx in range(tw):
+            column_sum += total[tx * out_c + o]
+        db[o] = column_sum
+
+
+@kernel_jit()
+def _add_into(dst, offset, src, k, n):
+    # dst[offset + e] += src[k, e]
+    for e in range(n):
+        dst[offset + e] += src[k, e]
+
+
+@kernel_jit()
+def _input_tiles_adjoint_loop(dv, n_batch, hp, wh, channels, th, tw, dxs):
+    # The adjoint of _input_tiles_loop: B dv Bᵀ of each tile, added into its patch of the
+    # split padded gradient. Per tile row: e = B dv along the patch rows (e[4j + a] from
+    # planes j, 4+j, 8+j, 12+j), then d = e Bᵀ along the columns (f[4a + b]), then each of
+    # the 16 rows of d is added into patch row a, column b.
+    c, wh, hp, th, tw = _U(channels), _U(wh), _U(hp), _U(th), _U(tw)
+    half = wh * c
+    row = _U(2) * half
+    length = tw * c
+    e = np.empty((16, length), dxs.dtype)
+    f = np.empty((16, length), dxs.dtype)
+    for n in range(_U(n_batch)):
+        for ty in range(th):
+            offset = (n * th + ty) * length
+            for j in range(4):
+                _b_rows(dv, j, 4 + j, 8 + j, 12 + j, offset, e, 4 * j, length)
+            for a in range(4):
+                _b_rows(e, a, 4 + a, 8 + a, 12 + a, _U(0), f, 4 * a, length)
+            top = (n * hp + _U(2) * ty) * row
+            for a in range(4):
+                # Patch columns 2 and 3 of tile tx are columns 0 and 1 of tile tx + 1: adding
+                # those first keeps the order of a tile-by-tile loop, so the same sums.
+                for b in (2, 3, 0, 1):
+                    column = _U(b % 2) * half + _U(b // 2) * c
+                    _add_into(dxs, top + _U(a) * row + column, f, 4 * a + b, length)
+
+
+# The 1-D transforms of one tile, for the fused pooling kernels below.
 
 
 @kernel_jit()
@@ -129,45 +436,6 @@ def _at(m0, m1, m2, m3):
 def _a(g0, g1):
     # A g, the adjoint of _at
     return g0, g0 + g1, g0 - g1, -g1
-
-
-@kernel_jit()
-def _input_tiles_loop(xp, v, th, tw):
-    # Channels innermost: every load and store runs along C, which LLVM vectorises.
-    n_batch = xp.shape[0]
-    channels = xp.shape[3]
-    for n in range(n_batch):
-        for ty in range(th):
-            for tx in range(tw):
-                t = (n * th + ty) * tw + tx
-                r = 2 * ty
-                q = 2 * tx
-                for c in range(channels):
-                    s00, s01, s02, s03 = _bt(
-                        xp[n, r, q, c], xp[n, r, q + 1, c], xp[n, r, q + 2, c], xp[n, r, q + 3, c]
-                    )
-                    s10, s11, s12, s13 = _bt(
-                        xp[n, r + 1, q, c],
-                        xp[n, r + 1, q + 1, c],
-                        xp[n, r + 1, q + 2, c],
-                        xp[n, r + 1, q + 3, c],
-                    )
-                    s20, s21, s22, s23 = _bt(
-                        xp[n, r + 2, q, c],
-                        xp[n, r + 2, q + 1, c],
-                        xp[n, r + 2, q + 2, c],
-                        xp[n, r + 2, q + 3, c],
-                    )
-                    s30, s31, s32, s33 = _bt(
-                        xp[n, r + 3, q, c],
-                        xp[n, r + 3, q + 1, c],
-                        xp[n, r + 3, q + 2, c],
-                        xp[n, r + 3, q + 3, c],
-                    )
-                    v[0, t, c], v[4, t, c], v[8, t, c], v[12, t, c] = _bt(s00, s10, s20, s30)
-                    v[1, t, c], v[5, t, c], v[9, t, c], v[13, t, c] = _bt(s01, s11, s21, s31)
-                    v[2, t, c], v[6, t, c], v[10, t, c], v[14, t, c] = _bt(s02, s12, s22, s32)
-                    v[3, t, c], v[7, t, c], v[11, t, c], v[15, t, c] = _bt(s03, s13, s23, s33)
 
 
 def input_tiles(x: np.ndarray, padding, out_size) -> np.ndarray:
@@ -188,9 +456,10 @@ def input_tiles(x: np.ndarray, padding, out_size) -> np.ndarray:
         (16, N*TH*TW, C), ``TH, TW = tile_counts(out_size)``.
     """
     th, tw = tile_counts(out_size)
-    xp = _padded(x, padding, out_size)
-    v = planes(16, x.shape[0] * th * tw, x.shape[1], x.dtype)
-    _input_tiles_loop(xp, v, th, tw)
+    n, c = x.shape[0], x.shape[1]
+    xs = _split_padded(x, padding, out_size)
+    v = planes(16, n * th * tw, c, x.dtype)
+    _input_tiles_loop(xs.reshape(-1), _rows_view(v), n, xs.shape[1], tw + 1, c, th, tw, _BT_ROWS)
     return v
 
 
@@ -225,39 +494,6 @@ def _tile_outputs(m, t, o, bias):
     return y00 + b, y01 + b, y10 + b, y11 + b
 
 
-@kernel_jit()
-def _output_tiles_loop(m, bias, relu, th, tw, y, totals):
-    # Channels innermost while transforming (contiguous reads of m, vectorised over O); one
-    # tile row's two output rows wait in ``rows`` (in L1) and go out to NCHW row by row.
-    n_batch, out_c, out_h, out_w = y.shape
-    zero = y.dtype.type(0.0)
-    rows = np.empty((2, 2 * tw, out_c), y.dtype)
-    for n in range(n_batch):
-        for ty in range(th):
-            for tx in range(tw):
-                t = (n * th + ty) * tw + tx
-                q = 2 * tx
-                for o in range(out_c):
-                    y00, y01, y10, y11 = _tile_outputs(m, t, o, bias)
-                    totals[o] += (y00 + y01) + (y10 + y11)  # before the ReLU: it hides a -inf
-                    if relu:
-                        # NOTE: a NaN stays NaN, as in the unfused relu.
-                        y00 = zero if y00 < zero else y00
-                        y01 = zero if y01 < zero else y01
-                        y10 = zero if y10 < zero else y10
-                        y11 = zero if y11 < zero else y11
-                    rows[0, q, o] = y00
-                    rows[0, q + 1, o] = y01
-                    rows[1, q, o] = y10
-                    rows[1, q + 1, o] = y11
-            r = 2 * ty
-            for a in range(2):
-                if r + a < out_h:
-                    for o in range(out_c):
-                        for col in range(out_w):
-                            y[n, o, r + a, col] = rows[a, col, o]
-
-
 def output_tiles(m, bias, out_shape, relu: bool) -> tuple[np.ndarray, bool]:
     """``act(Aᵀ m A + b)`` of every tile, written as NCHW (odd edges cropped).
 
@@ -285,9 +521,9 @@ def output_tiles(m, bias, out_shape, relu: bool) -> tuple[np.ndarray, bool]:
     th, tw = tile_counts(out_shape[2:])
     y = _buffer(tuple(out_shape), m.dtype)
     b = np.zeros(out_shape[1], m.dtype) if bias is None else bias
-    totals = np.zeros(out_shape[1], m.dtype)
-    _output_tiles_loop(m, b, relu, th, tw, y, totals)
-    return y, bool(np.isfinite(totals.sum()))
+    bias_row = np.tile(np.asarray(b, m.dtype), tw)  # the bias of every (tile, channel) of a row
+    bad = _output_tiles_loop(_rows_view(m), bias_row, relu, th, tw, y)
+    return y, bad == 0
 
 
 def output_tiles_numpy(m, bias, out_shape, relu: bool) -> np.ndarray:
@@ -317,43 +553,6 @@ def _tile_adjoint(g00, g01, g10, g11, dm, t, o):
     dm[12, t, o], dm[13, t, o], dm[14, t, o], dm[15, t, o] = _a(h30, h31)
 
 
-@kernel_jit()
-def _output_tiles_adjoint_loop(y, dy, relu, th, tw, dm, db):
-    # dm = A g Aᵀ for the (masked) 2x2 gradient g of every tile, zero past the odd edges; the
-    # bias gradient is summed in the same pass (float64 totals). One tile row of g is first
-    # gathered from NCHW into ``rows``, channels last (in L1), so that the transform reads
-    # and writes contiguous runs over O.
-    n_batch, out_c, out_h, out_w = dy.shape
-    zero = dy.dtype.type(0.0)
-    rows = np.zeros((2, 2 * tw, out_c), dy.dtype)  # columns past out_w stay zero
-    total = np.zeros(out_c, np.float64)
-    for n in range(n_batch):
-        for ty in range(th):
-            r = 2 * ty
-            for a in range(2):
-                if r + a >= out_h:
-                    rows[a] = zero
-                    continue
-                for o in range(out_c):
-                    row_total = 0.0
-                    for col in range(out_w):
-                        value = dy[n, o, r + a, col]
-                        if relu and not y[n, o, r + a, col] > zero:
-                            value = zero
-                        rows[a, col, o] = value
-                        row_total += value
-                    total[o] += row_total
-            for tx in range(tw):
-                t = (n * th + ty) * tw + tx
-                q = 2 * tx
-                for o in range(out_c):
-                    _tile_adjoint(
-                        rows[0, q, o], rows[0, q + 1, o], rows[1, q, o], rows[1, q + 1, o], dm, t, o
-                    )
-    for o in range(out_c):
-        db[o] = total[o]
-
-
 def output_tiles_adjoint(y, dy: np.ndarray, relu: bool):
     """Adjoint of :func:`output_tiles`: ``(dm, db)`` from ``dy`` (masked by ``y > 0``)."""
     n, o, oh, ow = dy.shape
@@ -361,7 +560,7 @@ def output_tiles_adjoint(y, dy: np.ndarray, relu: bool):
     dm = planes(16, n * th * tw, o, dy.dtype)
     db = np.empty(o, dy.dtype)
     y_arg = dy if y is None else y
-    _output_tiles_adjoint_loop(y_arg, np.ascontiguousarray(dy), relu, th, tw, dm, db)
+    _output_tiles_adjoint_loop(y_arg, np.ascontiguousarray(dy), relu, th, tw, _rows_view(dm), db)
     return dm, db
 
 
@@ -380,65 +579,13 @@ def output_tiles_adjoint_numpy(y, dy: np.ndarray, relu: bool):
     ).astype(dy.dtype)
 
 
-@kernel_jit()
-def _input_tiles_adjoint_loop(dv, th, tw, dxp):
-    # Channels innermost, as the forward transform; B dv Bᵀ is added into the patch.
-    n_batch = dxp.shape[0]
-    channels = dxp.shape[3]
-    for n in range(n_batch):
-        for ty in range(th):
-            for tx in range(tw):
-                t = (n * th + ty) * tw + tx
-                r = 2 * ty
-                q = 2 * tx
-                for c in range(channels):
-                    e00, e10, e20, e30 = _b(dv[0, t, c], dv[4, t, c], dv[8, t, c], dv[12, t, c])
-                    e01, e11, e21, e31 = _b(dv[1, t, c], dv[5, t, c], dv[9, t, c], dv[13, t, c])
-                    e02, e12, e22, e32 = _b(dv[2, t, c], dv[6, t, c], dv[10, t, c], dv[14, t, c])
-                    e03, e13, e23, e33 = _b(dv[3, t, c], dv[7, t, c], dv[11, t, c], dv[15, t, c])
-                    d0, d1, d2, d3 = _b(e00, e01, e02, e03)
-                    dxp[n, r, q, c] += d0
-                    dxp[n, r, q + 1, c] += d1
-                    dxp[n, r, q + 2, c] += d2
-                    dxp[n, r, q + 3, c] += d3
-                    d0, d1, d2, d3 = _b(e10, e11, e12, e13)
-                    dxp[n, r + 1, q, c] += d0
-                    dxp[n, r + 1, q + 1, c] += d1
-                    dxp[n, r + 1, q + 2, c] += d2
-                    dxp[n, r + 1, q + 3, c] += d3
-                    d0, d1, d2, d3 = _b(e20, e21, e22, e23)
-                    dxp[n, r + 2, q, c] += d0
-                    dxp[n, r + 2, q + 1, c] += d1
-                    dxp[n, r + 2, q + 2, c] += d2
-                    dxp[n, r + 2, q + 3, c] += d3
-                    d0, d1, d2, d3 = _b(e30, e31, e32, e33)
-                    dxp[n, r + 3, q, c] += d0
-                    dxp[n, r + 3, q + 1, c] += d1
-                    dxp[n, r + 3, q + 2, c] += d2
-                    dxp[n, r + 3, q + 3, c] += d3
-
-
-def _crop(dxp: np.ndarray, x_shape, padding) -> np.ndarray:
-    n, c, h, w = x_shape
-    ph, pw = padding
-    rows, cols = min(h, dxp.shape[1] - ph), min(w, dxp.shape[2] - pw)
-    # Inputs the tiles do not reach (a trailing row or column past the last output) get 0.
-    dx = (
-        _buffer((n, c, h, w), dxp.dtype)
-        if (rows, cols) == (h, w)
-        else _zeros((n, c, h, w), dxp.dtype)
-    )
-    dx[:, :, :rows, :cols] = dxp[:, ph : ph + rows, pw : pw + cols].transpose(0, 3, 1, 2)
-    return dx
-
-
 def input_tiles_adjoint(dv: np.ndarray, x_shape, padding, out_size) -> np.ndarray:
     """Adjoint of :func:`input_tiles`: sum ``B dv Bᵀ`` of every tile back into (N, C, H, W)."""
     th, tw = tile_counts(out_size)
     n, c = x_shape[0], x_shape[1]
-    dxp = _zeros((n, 2 * th + 2, 2 * tw + 2, c), dv.dtype)
-    _input_tiles_adjoint_loop(dv, th, tw, dxp)
-    return _crop(dxp, x_shape, padding)
+    dxs = _zeros((n, 2 * th + 2, 2, tw + 1, c), dv.dtype)
+    _input_tiles_adjoint_loop(_rows_view(dv), n, dxs.shape[1], tw + 1, c, th, tw, dxs.reshape(-1))
+    return _split_crop(dxs, x_shape, padding)
 
 
 def input_tiles_adjoint_numpy(dv: np.ndarray, x_shape, padding, out_size) -> np.ndarray:
@@ -451,7 +598,12 @@ def input_tiles_adjoint_numpy(dv: np.ndarray, x_shape, padding, out_size) -> np.
     for i in range(4):
         for j in range(4):
             dxp[:, i : i + 2 * th : 2, j : j + 2 * tw : 2] += d[:, :, :, i, j]
-    return _crop(dxp, x_shape, padding)
+    h, w = x_shape[2], x_shape[3]
+    ph, pw = padding
+    dx = np.zeros(x_shape, dv.dtype)  # inputs past the tiles' reach get 0
+    rows, cols = min(h, dxp.shape[1] - ph), min(w, dxp.shape[2] - pw)
+    dx[:, :, :rows, :cols] = dxp[:, ph : ph + rows, pw : pw + cols].transpose(0, 3, 1, 2)
+    return dx
 
 
 def weight_transform(w: np.ndarray) -> np.ndarray:
