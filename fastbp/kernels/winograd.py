@@ -69,7 +69,8 @@ def planes(count: int, rows: int, cols: int, dtype) -> np.ndarray:
     base = _output((size,), dtype)
     if base is None:
         base = np.empty(size, dtype)
-    return np.lib.stride_tricks.as_strided(base, (count, rows, cols), (stride, cols * item, item))
+    # np.ndarray over the block: its .base is the block, which _rows_view reads back.
+    return np.ndarray((count, rows, cols), dtype, buffer=base, strides=(stride, cols * item, item))
 
 
 def batched_product(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -176,11 +177,20 @@ def _input_tiles_loop(xs, v, n_batch, hp, wh, channels, th, tw, rows):
 def _rows_view(a: np.ndarray) -> np.ndarray:
     # (count, S) view of planes whose rows are contiguous (S elements apart: see planes()),
     # the C-contiguous type the kernels index as (k, t*cols + c).
-    item = a.itemsize
-    if a.shape[2] * item != a.strides[1] or a.strides[2] != item or a.strides[0] % item:
-        a = np.ascontiguousarray(a)
-    stride = a.strides[0] // item if a.shape[0] > 1 else a.shape[1] * a.shape[2]
-    return np.lib.stride_tricks.as_strided(a, (a.shape[0], stride), (stride * item, item))
+    if a.flags.c_contiguous:
+        return a.reshape(a.shape[0], -1)
+    base, item = a.base, a.itemsize
+    if (
+        isinstance(base, np.ndarray)
+        and base.flags.c_contiguous
+        and base.ctypes.data == a.ctypes.data
+        and a.strides[1:] == (a.shape[2] * item, item)
+        and a.strides[0] % item == 0
+        and base.size * base.itemsize >= a.shape[0] * a.strides[0]
+    ):  # from planes(): the block holds every plane's slack
+        stride = a.strides[0] // item
+        return np.ndarray((a.shape[0], stride), a.dtype, buffer=base, strides=(stride * item, item))
+    return np.ascontiguousarray(a).reshape(a.shape[0], -1)
 
 
 def _split_padded(x: np.ndarray, padding, out_size) -> np.ndarray:
@@ -203,7 +213,7 @@ def _split_padded(x: np.ndarray, padding, out_size) -> np.ndarray:
     return xs
 
 
-def _split_crop(dxs: np.ndarray, x_shape, padding) -> np.ndarray:
+def _split_crop(dxs: np.ndarray, x_shape, padding, out=None) -> np.ndarray:
     # The inverse of _split_padded's placement: (N, C, H, W) from the split padded gradient.
     n, c, h, w = x_shape
     ph, pw = padding
@@ -214,7 +224,12 @@ def _split_crop(dxs: np.ndarray, x_shape, padding) -> np.ndarray:
         first = (parity - pw) % 2
         counts.append((first, max(0, min((w - first + 1) // 2, tw1 - (first + pw) // 2))))
     covered = rows == h and sum(count for _, count in counts) == w
-    dx = _buffer((n, c, h, w), dxs.dtype) if covered else _zeros((n, c, h, w), dxs.dtype)
+    if out is None:
+        dx = _buffer((n, c, h, w), dxs.dtype) if covered else _zeros((n, c, h, w), dxs.dtype)
+    else:
+        dx = out
+        if not covered:
+            dx.fill(0)
     for parity, (first, count) in enumerate(counts):
         if count > 0 and rows > 0:
             j0 = (first + pw) // 2
@@ -494,7 +509,7 @@ def _tile_outputs(m, t, o, bias):
     return y00 + b, y01 + b, y10 + b, y11 + b
 
 
-def output_tiles(m, bias, out_shape, relu: bool) -> tuple[np.ndarray, bool]:
+def output_tiles(m, bias, out_shape, relu: bool, out=None) -> tuple[np.ndarray, bool]:
     """``act(Aᵀ m A + b)`` of every tile, written as NCHW (odd edges cropped).
 
     Parameters
@@ -507,11 +522,13 @@ def output_tiles(m, bias, out_shape, relu: bool) -> tuple[np.ndarray, bool]:
         (N, O, OH, OW).
     relu : bool
         Apply ReLU.
+    out : ndarray, optional
+        A C-contiguous (N, O, OH, OW) array to write into.
 
     Returns
     -------
     y : ndarray
-        (N, O, OH, OW).
+        (N, O, OH, OW), ``out`` when given.
     finite : bool
         Whether every output before the ReLU is finite. A NaN or an infinity in the input
         or the weights reaches more outputs through the transforms than through the
@@ -519,7 +536,7 @@ def output_tiles(m, bias, out_shape, relu: bool) -> tuple[np.ndarray, bool]:
         must match the direct convolution's NaN pattern recomputes when this is False.
     """
     th, tw = tile_counts(out_shape[2:])
-    y = _buffer(tuple(out_shape), m.dtype)
+    y = _buffer(tuple(out_shape), m.dtype) if out is None else out
     b = np.zeros(out_shape[1], m.dtype) if bias is None else bias
     bias_row = np.tile(np.asarray(b, m.dtype), tw)  # the bias of every (tile, channel) of a row
     bad = _output_tiles_loop(_rows_view(m), bias_row, relu, th, tw, y)
@@ -579,13 +596,16 @@ def output_tiles_adjoint_numpy(y, dy: np.ndarray, relu: bool):
     ).astype(dy.dtype)
 
 
-def input_tiles_adjoint(dv: np.ndarray, x_shape, padding, out_size) -> np.ndarray:
-    """Adjoint of :func:`input_tiles`: sum ``B dv Bᵀ`` of every tile back into (N, C, H, W)."""
+def input_tiles_adjoint(dv: np.ndarray, x_shape, padding, out_size, out=None) -> np.ndarray:
+    """Adjoint of :func:`input_tiles`: sum ``B dv Bᵀ`` of every tile back into (N, C, H, W).
+
+    ``out``, a C-contiguous array of ``x_shape``, receives the result if given.
+    """
     th, tw = tile_counts(out_size)
     n, c = x_shape[0], x_shape[1]
     dxs = _zeros((n, 2 * th + 2, 2, tw + 1, c), dv.dtype)
     _input_tiles_adjoint_loop(_rows_view(dv), n, dxs.shape[1], tw + 1, c, th, tw, dxs.reshape(-1))
-    return _split_crop(dxs, x_shape, padding)
+    return _split_crop(dxs, x_shape, padding, out)
 
 
 def input_tiles_adjoint_numpy(dv: np.ndarray, x_shape, padding, out_size) -> np.ndarray:
@@ -655,7 +675,9 @@ def _pool_relu_tiles_loop(m, bias, th, tw, pooled, code):
     return totals.sum()
 
 
-def pool_relu_tiles(m: np.ndarray, bias, out_shape) -> tuple[np.ndarray, np.ndarray, bool]:
+def pool_relu_tiles(
+    m: np.ndarray, bias, out_shape, out=None
+) -> tuple[np.ndarray, np.ndarray, bool]:
     """``max_pool2d(relu(Aᵀ m A + b), 2)`` of every tile, for an even output.
 
     Parameters
@@ -666,6 +688,8 @@ def pool_relu_tiles(m: np.ndarray, bias, out_shape) -> tuple[np.ndarray, np.ndar
         (O,).
     out_shape : (int, int, int, int)
         (N, O, OH, OW), the convolution's output shape; OH and OW even.
+    out : (ndarray, ndarray), optional
+        C-contiguous ``pooled`` and ``code`` arrays to write into.
 
     Returns
     -------
@@ -687,8 +711,11 @@ def pool_relu_tiles(m: np.ndarray, bias, out_shape) -> tuple[np.ndarray, np.ndar
     n, o, oh, ow = out_shape
     if oh % 2 or ow % 2:
         raise ValueError(f"pool_relu_tiles: the output {oh}x{ow} must be even in both sizes")
-    pooled = np.empty((n, o, oh // 2, ow // 2), m.dtype)
-    code = np.empty(pooled.shape, np.uint8)
+    if out is None:
+        pooled = np.empty((n, o, oh // 2, ow // 2), m.dtype)
+        code = np.empty(pooled.shape, np.uint8)
+    else:
+        pooled, code = out
     b = np.zeros(o, m.dtype) if bias is None else np.ascontiguousarray(bias)
     total = _pool_relu_tiles_loop(m, b, oh // 2, ow // 2, pooled, code)
     return pooled, code, bool(np.isfinite(total))
@@ -769,3 +796,136 @@ def pool_relu_tiles_adjoint_numpy(pooled: np.ndarray, code: np.ndarray, dy: np.n
     )
     dm, db = output_tiles_adjoint_numpy(None, full.astype(dy.dtype), False)
     return dm, db
+
+
+# ---- Whole convolutions, a block of images at a time -------------------------------------------
+#
+# The Winograd planes of a whole batch are 4x the size of the output (16 planes per 2x2
+# tile): at batch 64, 32 -> 64 channels, 14x14, the input's planes take 6.4 MB and the
+# product's 12.8 MB, so one layer's passes went through 45 MB, more than the L3 cache, and
+# every transform and product waited on memory. Taking a few images at a time keeps each
+# block's planes (about _BLOCK_BYTES) in cache from the transform to the product and back;
+# the planes are never whole, and backward recomputes the input's planes from x (the input
+# transform is the cheapest pass) instead of keeping them from the forward pass.
+
+_BLOCK_BYTES = 2 * 2**20
+
+
+def _image_blocks(n: int, per_image_bytes: int):
+    step = max(1, _BLOCK_BYTES // max(1, per_image_bytes))
+    return [(lo, min(n, lo + step)) for lo in range(0, n, step)]
+
+
+def _block_bytes(c: int, o: int, out_size, itemsize: int) -> int:
+    th, tw = tile_counts(out_size)
+    return 16 * th * tw * (c + o) * itemsize
+
+
+def conv_forward(x, u, bias, padding, out_size, relu: bool, pool: bool = False):
+    """The Winograd convolution of ``x`` with transformed weights ``u``, block by block.
+
+    Parameters
+    ----------
+    x : ndarray
+        (N, C, H, W), float32/float64.
+    u : ndarray
+        (16, C, O), :func:`weight_transform` of the weights.
+    bias : ndarray or None
+        (O,).
+    padding, out_size : (int, int)
+        As :func:`input_tiles`.
+    relu : bool
+        Apply ReLU (always applied with ``pool``).
+    pool : bool
+        Also 2x2 max-pool (even ``out_size``), as :func:`pool_relu_tiles`.
+
+    Returns
+    -------
+    out : ndarray
+        (N, O, OH, OW), or the pooled (N, O, OH/2, OW/2).
+    code : ndarray or None
+        With ``pool``, each window's winner (see :func:`pool_relu_tiles`).
+    finite : bool
+        Whether every output before the ReLU was finite (else the caller recomputes).
+
+    Example
+    -------
+    >>> x, w = np.ones((2, 1, 4, 4)), np.ones((1, 1, 3, 3))
+    >>> y, _, finite = conv_forward(x, weight_transform(w), None, (1, 1), (4, 4), False)
+    >>> y[0, 0], finite
+    (array([[4., 6., 6., 4.],
+           [6., 9., 9., 6.],
+           [6., 9., 9., 6.],
+           [4., 6., 6., 4.]]), True)
+    """
+    n, c = x.shape[0], x.shape[1]
+    o = u.shape[2]
+    oh, ow = out_size
+    if pool:
+        out = np.empty((n, o, oh // 2, ow // 2), x.dtype)
+        code = np.empty(out.shape, np.uint8)
+    else:
+        out, code = _buffer((n, o, oh, ow), x.dtype), None
+    finite = True
+    for lo, hi in _image_blocks(n, _block_bytes(c, o, out_size, x.dtype.itemsize)):
+        m = batched_product(input_tiles(x[lo:hi], padding, out_size), u)
+        shape = (hi - lo, o, oh, ow)
+        if pool:
+            _, _, ok = pool_relu_tiles(m, bias, shape, out=(out[lo:hi], code[lo:hi]))
+        else:
+            _, ok = output_tiles(m, bias, shape, relu, out=out[lo:hi])
+        finite = finite and ok
+    return out, code, finite
+
+
+def conv_backward(x, u, kept, code, dy, padding, out_size, relu: bool, pool: bool, needs):
+    """Gradients of :func:`conv_forward`: ``(dx, du, db, finite)``, block by block.
+
+    Parameters
+    ----------
+    x, u, padding, out_size, relu, pool
+        As given to :func:`conv_forward`.
+    kept : ndarray or None
+        Its output (needed with ``relu`` or ``pool``).
+    code : ndarray or None
+        Its ``code`` (with ``pool``).
+    dy : ndarray
+        The gradient of its output.
+    needs : (bool, bool)
+        Whether ``dx`` and ``du`` are wanted (else None).
+
+    Returns
+    -------
+    dx : ndarray or None
+        (N, C, H, W).
+    du : ndarray or None
+        (16, C, O), for :func:`weight_transform_adjoint`.
+    db : ndarray
+        (O,), summed in float64.
+    finite : bool
+        Whether ``db`` is finite; a NaN or inf in ``dy`` spreads differently through the
+        transforms than through the convolution, so the caller recomputes when it is not.
+    """
+    n, c = x.shape[0], x.shape[1]
+    o = u.shape[2]
+    dx = _buffer(tuple(x.shape), x.dtype) if needs[0] else None
+    du = None
+    db = np.zeros(o, np.float64)
+    ut = u.transpose(0, 2, 1)
+    for lo, hi in _image_blocks(n, _block_bytes(c, o, out_size, x.dtype.itemsize)):
+        if pool:
+            dm, db_block = pool_relu_tiles_adjoint(kept[lo:hi], code[lo:hi], dy[lo:hi])
+        else:
+            dm, db_block = output_tiles_adjoint(kept[lo:hi] if relu else None, dy[lo:hi], relu)
+        db += db_block
+        if needs[1]:
+            v = input_tiles(x[lo:hi], padding, out_size)
+            part = batched_product(v.transpose(0, 2, 1), dm)
+            if du is None:
+                du = np.array(part)
+            else:
+                du += part
+        if needs[0]:
+            dv = batched_product(dm, ut)
+            input_tiles_adjoint(dv, (hi - lo, *x.shape[1:]), padding, out_size, out=dx[lo:hi])
+    return dx, du, db.astype(dy.dtype), bool(np.isfinite(db).all())

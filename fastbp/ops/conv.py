@@ -133,33 +133,18 @@ def _pixels_weight(w):
     return np.ascontiguousarray(w.transpose(0, 2, 3, 1)).reshape(w.shape[0], -1)
 
 
-def _winograd_backward(v, u, dm, x_shape, padding, out_size, needs):
-    """dx and dw of a Winograd-layout convolution from ``dm``, the Winograd-domain gradient."""
-    dx = dw = None
-    if needs[1]:
-        dw = winograd.weight_transform_adjoint(winograd.batched_product(v.transpose(0, 2, 1), dm))
-    if needs[0]:
-        dv = winograd.batched_product(dm, u.transpose(0, 2, 1))
-        dx = winograd.input_tiles_adjoint(dv, x_shape, padding, out_size)
-    return dx, dw
-
-
 def _conv_forward(x, w, b, stride, padding, dilation, groups, out_size, relu):
-    n = x.shape[0]
     out_c, cg, kh, kw = w.shape
     _check_dtypes("conv2d_relu" if relu else "conv2d", x, w, b)
     fast = _winograd_suits(x, w, stride, dilation, groups, out_size)
     if fast:
         # 16 products of (tiles, C) x (C, O) in place of one of (pixels, 9C) x (9C, O):
         # 2.25x fewer multiplies, and no 9x unfolded copy of the input.
-        v = winograd.input_tiles(x, padding, out_size)
         u = winograd.weight_transform(w)
-        y, fast = winograd.output_tiles(
-            winograd.batched_product(v, u), b, (n, out_c, *out_size), relu
-        )
+        y, _, fast = winograd.conv_forward(x, u, b, padding, out_size, relu)
         # A NaN or inf reaches more outputs through the transforms than through the
         # convolution; the im2col path below then gives PyTorch's NaN pattern.
-        saved = (v, u, "winograd")
+        saved = (None, u, "winograd")
     if not fast:
         y, saved = _im2col_forward(x, w, b, stride, padding, dilation, groups, out_size, relu)
     meta = (x.shape, (kh, kw), stride, padding, dilation, groups, out_size, b is not None)
@@ -177,10 +162,11 @@ def _conv_vjp(saved, dy, needs):
     c_in = x_shape[1]
     dx = dw = db = None
     if layout == "winograd":
-        v, u = cols, w_saved
-        dm, db = winograd.output_tiles_adjoint(y, dy, relu)
-        if np.isfinite(db).all():
-            dx, dw = _winograd_backward(v, u, dm, x_shape, padding, out_size, needs)
+        dx, du, db, finite = winograd.conv_backward(
+            x, w_saved, y, None, dy, padding, out_size, relu, False, needs[:2]
+        )
+        if finite:
+            dw = None if du is None else winograd.weight_transform_adjoint(du)
         else:  # a NaN or inf in dy: PyTorch's NaN pattern, from the im2col products
             layout = "pixels"
             cols = im2col_pixels(x, kernel, stride, padding, dilation, out_size)
@@ -288,11 +274,10 @@ def _conv2d_relu_pool2_forward(x, w, b=None, *, stride, padding, dilation, group
         out_size[0] % 2 or out_size[1] % 2
     ):
         # Every 2x2 output tile is one pooling window: the output transform pools as it goes.
-        v = winograd.input_tiles(x, padding, out_size)
         u = winograd.weight_transform(w)
-        pooled, code, finite = winograd.pool_relu_tiles(winograd.batched_product(v, u), b, shape)
+        pooled, code, finite = winograd.conv_forward(x, u, b, padding, out_size, True, pool=True)
         if finite:  # else the im2col path below, with its NaN rules
-            return pooled, (v, u, "winograd", meta, has_bias, pooled, code, None, w, x)
+            return pooled, (None, u, "winograd", meta, has_bias, pooled, code, None, w, x)
     pixels = cg >= _PIXELS_MIN_CHANNELS
     layout = "pixels" if pixels else "channels"
     if pixels:
@@ -322,9 +307,11 @@ def _conv2d_relu_pool2_vjp(saved, dy, needs):
     shape = (x_shape[0], w.shape[0], *out_size)
     dx = dw = None
     if layout == "winograd":
-        dm, db = winograd.pool_relu_tiles_adjoint(kept, code, dy)
-        if np.isfinite(db).all():
-            dx, dw = _winograd_backward(cols, w2, dm, x_shape, padding, out_size, needs)
+        dx, du, db, finite = winograd.conv_backward(
+            x, w2, kept, code, dy, padding, out_size, True, True, needs[:2]
+        )
+        if finite:
+            dw = None if du is None else winograd.weight_transform_adjoint(du)
         else:  # a NaN or inf in dy: the im2col products, with PyTorch's NaN pattern
             layout = "pixels"
             cols = im2col_pixels(x, kernel, stride, padding, dilation, out_size)
