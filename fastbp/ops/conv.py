@@ -141,10 +141,10 @@ def _conv_forward(x, w, b, stride, padding, dilation, groups, out_size, relu):
         # 16 products of (tiles, C) x (C, O) in place of one of (pixels, 9C) x (9C, O):
         # 2.25x fewer multiplies, and no 9x unfolded copy of the input.
         u = winograd.weight_transform(w)
-        y, _, fast = winograd.conv_forward(x, u, b, padding, out_size, relu)
+        y, _, fast, xs = winograd.conv_forward(x, u, b, padding, out_size, relu)
         # A NaN or inf reaches more outputs through the transforms than through the
         # convolution; the im2col path below then gives PyTorch's NaN pattern.
-        saved = (None, u, "winograd")
+        saved = (xs, u, "winograd")
     if not fast:
         y, saved = _im2col_forward(x, w, b, stride, padding, dilation, groups, out_size, relu)
     meta = (x.shape, (kh, kw), stride, padding, dilation, groups, out_size, b is not None)
@@ -163,7 +163,7 @@ def _conv_vjp(saved, dy, needs):
     dx = dw = db = None
     if layout == "winograd":
         dx, du, db, finite = winograd.conv_backward(
-            x, w_saved, y, None, dy, padding, out_size, relu, False, needs[:2]
+            cols, x_shape, w_saved, y, None, dy, padding, out_size, relu, False, needs[:2]
         )
         if finite:
             dw = None if du is None else winograd.weight_transform_adjoint(du)
@@ -275,9 +275,9 @@ def _conv2d_relu_pool2_forward(x, w, b=None, *, stride, padding, dilation, group
     ):
         # Every 2x2 output tile is one pooling window: the output transform pools as it goes.
         u = winograd.weight_transform(w)
-        pooled, code, finite = winograd.conv_forward(x, u, b, padding, out_size, True, pool=True)
+        pooled, code, finite, xs = winograd.conv_forward(x, u, b, padding, out_size, True, True)
         if finite:  # else the im2col path below, with its NaN rules
-            return pooled, (None, u, "winograd", meta, has_bias, pooled, code, None, w, x)
+            return pooled, (xs, u, "winograd", meta, has_bias, pooled, code, None, w, x)
     pixels = cg >= _PIXELS_MIN_CHANNELS
     layout = "pixels" if pixels else "channels"
     if pixels:
@@ -308,7 +308,7 @@ def _conv2d_relu_pool2_vjp(saved, dy, needs):
     dx = dw = None
     if layout == "winograd":
         dx, du, db, finite = winograd.conv_backward(
-            x, w2, kept, code, dy, padding, out_size, True, True, needs[:2]
+            cols, x_shape, w2, kept, code, dy, padding, out_size, True, True, needs[:2]
         )
         if finite:
             dw = None if du is None else winograd.weight_transform_adjoint(du)
