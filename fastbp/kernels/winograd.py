@@ -448,21 +448,6 @@ def _input_tiles_adjoint_loop(dv, n_batch, hp, wh, channels, th, tw, dxs):
                     _add_into(dxs, top + _U(a) * row + column, f, 4 * a + b, length)
 
 
-# The 1-D transforms of one tile, for the fused pooling kernels below.
-
-
-@kernel_jit()
-def _at(m0, m1, m2, m3):
-    # Aᵀ m
-    return m0 + m1 + m2, m1 - m2 - m3
-
-
-@kernel_jit()
-def _a(g0, g1):
-    # A g, the adjoint of _at
-    return g0, g0 + g1, g0 - g1, -g1
-
-
 def input_tiles(x: np.ndarray, padding, out_size) -> np.ndarray:
     """``Bᵀ d B`` of every 4x4 input patch.
 
@@ -508,19 +493,6 @@ def input_tiles_numpy(x: np.ndarray, padding, out_size) -> np.ndarray:
     bt = _BT.astype(x.dtype)
     v = np.einsum("ai,ntsijc,bj->abntsc", bt, p, bt)
     return np.ascontiguousarray(v).reshape(16, -1, x.shape[1])
-
-
-@kernel_jit()
-def _tile_outputs(m, t, o, bias):
-    # The 2x2 outputs (y00, y01, y10, y11) of tile t, channel o: Aᵀ m A + b.
-    u00, u10 = _at(m[0, t, o], m[4, t, o], m[8, t, o], m[12, t, o])
-    u01, u11 = _at(m[1, t, o], m[5, t, o], m[9, t, o], m[13, t, o])
-    u02, u12 = _at(m[2, t, o], m[6, t, o], m[10, t, o], m[14, t, o])
-    u03, u13 = _at(m[3, t, o], m[7, t, o], m[11, t, o], m[15, t, o])
-    y00, y01 = _at(u00, u01, u02, u03)
-    y10, y11 = _at(u10, u11, u12, u13)
-    b = bias[o]
-    return y00 + b, y01 + b, y10 + b, y11 + b
 
 
 def output_tiles(m, bias, out_shape, relu: bool, out=None) -> tuple[np.ndarray, bool]:
@@ -571,17 +543,6 @@ def output_tiles_numpy(m, bias, out_shape, relu: bool) -> np.ndarray:
     if relu:
         y = np.where(y < 0, 0, y)
     return np.ascontiguousarray(y), finite
-
-
-@kernel_jit()
-def _tile_adjoint(g00, g01, g10, g11, dm, t, o):
-    # dm[:, t, o] = A g Aᵀ of one tile's 2x2 gradient g, channel o.
-    h00, h10, h20, h30 = _a(g00, g10)
-    h01, h11, h21, h31 = _a(g01, g11)
-    dm[0, t, o], dm[1, t, o], dm[2, t, o], dm[3, t, o] = _a(h00, h01)
-    dm[4, t, o], dm[5, t, o], dm[6, t, o], dm[7, t, o] = _a(h10, h11)
-    dm[8, t, o], dm[9, t, o], dm[10, t, o], dm[11, t, o] = _a(h20, h21)
-    dm[12, t, o], dm[13, t, o], dm[14, t, o], dm[15, t, o] = _a(h30, h31)
 
 
 def output_tiles_adjoint(y, dy: np.ndarray, relu: bool):
@@ -669,27 +630,58 @@ def weight_transform_adjoint(du: np.ndarray) -> np.ndarray:
 
 
 @kernel_jit()
-def _pool_relu_tiles_loop(m, bias, th, tw, pooled, code):
+def _pool_windows(cells, best, where, n):
+    # Each window's ReLU'd maximum and its place, from its four cells (rows of ``cells``);
+    # two loops, so that each writes one array (see the layout notes above).
+    zero = best.dtype.type(0.0)
+    for e in range(n):
+        value, _ = _window_max(cells[0, e], cells[1, e], cells[2, e], cells[3, e])
+        best[e] = value if value > zero else zero
+    for e in range(n):
+        _, k = _window_max(cells[0, e], cells[1, e], cells[2, e], cells[3, e])
+        where[e] = k
+
+
+@kernel_jit()
+def _pool_relu_tiles_loop(m, bias_row, th, tw, pooled, code):
+    # Per tile row, as _output_tiles_loop up to the four outputs of every tile (its pooling
+    # window, relu off), then the window maxima, then out to NCHW.
     n_batch, out_c = pooled.shape[0], pooled.shape[1]
-    zero = pooled.dtype.type(0.0)
-    best_row = np.empty((tw, out_c), m.dtype)
-    code_row = np.empty((tw, out_c), code.dtype)
-    totals = np.zeros(out_c, m.dtype)
+    one = m.dtype.type(1.0)
+    length = _U(tw) * _U(out_c)
+    u = np.empty((8, length), m.dtype)
+    cells = np.empty((4, length), m.dtype)
+    best = np.empty(length, m.dtype)
+    where = np.empty(length, code.dtype)
+    bad = 0
     for n in range(n_batch):
         for ty in range(th):
-            for tx in range(tw):
-                t = (n * th + ty) * tw + tx
-                for o in range(out_c):
-                    v0, v1, v2, v3 = _tile_outputs(m, t, o, bias)
-                    totals[o] += (v0 + v1) + (v2 + v3)
-                    best, k = _window_max(v0, v1, v2, v3)
-                    best_row[tx, o] = best if best > zero else zero
-                    code_row[tx, o] = k
+            offset = _U(n * th + ty) * length
+            for j in range(4):
+                _three(m, j, 4 + j, 8 + j, offset, one, one, u, j, _U(0), length)
+                _three(m, 4 + j, 8 + j, 12 + j, offset, -one, -one, u, 4 + j, _U(0), length)
+            for a in range(2):
+                bad += _three_bias(
+                    u, 4 * a, 4 * a + 1, 4 * a + 2, one, bias_row, False, cells, 2 * a, length
+                )
+                bad += _three_bias(
+                    u,
+                    4 * a + 1,
+                    4 * a + 2,
+                    4 * a + 3,
+                    -one,
+                    bias_row,
+                    False,
+                    cells,
+                    2 * a + 1,
+                    length,
+                )
+            _pool_windows(cells, best, where, length)
             for o in range(out_c):
                 for tx in range(tw):
-                    pooled[n, o, ty, tx] = best_row[tx, o]
-                    code[n, o, ty, tx] = code_row[tx, o]
-    return totals.sum()
+                    pooled[n, o, ty, tx] = best[tx * out_c + o]
+                    code[n, o, ty, tx] = where[tx * out_c + o]
+    return bad
 
 
 def pool_relu_tiles(
@@ -733,9 +725,9 @@ def pool_relu_tiles(
         code = np.empty(pooled.shape, np.uint8)
     else:
         pooled, code = out
-    b = np.zeros(o, m.dtype) if bias is None else np.ascontiguousarray(bias)
-    total = _pool_relu_tiles_loop(m, b, oh // 2, ow // 2, pooled, code)
-    return pooled, code, bool(np.isfinite(total))
+    b = np.zeros(o, m.dtype) if bias is None else np.asarray(bias, m.dtype)
+    bad = _pool_relu_tiles_loop(_rows_view(m), np.tile(b, ow // 2), oh // 2, ow // 2, pooled, code)
+    return pooled, code, bad == 0
 
 
 def pool_relu_tiles_numpy(m: np.ndarray, bias, out_shape):
@@ -751,36 +743,49 @@ def pool_relu_tiles_numpy(m: np.ndarray, bias, out_shape):
 
 @kernel_jit()
 def _pool_relu_tiles_adjoint_loop(pooled, code, dy, dm, db):
-    # One tile row at a time: first the four cells of every window (the masked gradient at
-    # its winner, zeros elsewhere) gathered from NCHW, channels last; then the transform.
+    # Per tile row: the masked gradient and each window's winner gathered from NCHW
+    # (channels last), the four cells of every window (the gradient at its winner, zeros
+    # elsewhere), then the transform as in _output_tiles_adjoint_loop.
     n_batch, out_c, th, tw = dy.shape
     zero = dy.dtype.type(0.0)
     one = dy.dtype.type(1.0)
-    cells = np.empty((4, tw, out_c), dy.dtype)
-    totals = np.zeros(out_c, np.float64)
+    length = _U(tw) * _U(out_c)
+    g = np.empty(length, dy.dtype)
+    winner = np.empty(length, code.dtype)
+    cells = np.empty((4, length), dy.dtype)
+    h = np.empty((8, length), dy.dtype)
+    total = np.zeros(length, np.float64)
     for n in range(n_batch):
         for ty in range(th):
             for o in range(out_c):
-                row_total = 0.0
                 for tx in range(tw):
                     # Multiplies by 0/1, not branches on random signs (see conv_relu_pool);
                     # an inf in dy then makes db non-finite and the caller recomputes.
-                    g = dy[n, o, ty, tx] * (zero if pooled[n, o, ty, tx] <= zero else one)
-                    k = code[n, o, ty, tx]
-                    cells[0, tx, o] = g * (one if k == 0 else zero)
-                    cells[1, tx, o] = g * (one if k == 1 else zero)
-                    cells[2, tx, o] = g * (one if k == 2 else zero)
-                    cells[3, tx, o] = g * (one if k == 3 else zero)
-                    row_total += g
-                totals[o] += row_total
-            for tx in range(tw):
-                t = (n * th + ty) * tw + tx
-                for o in range(out_c):
-                    _tile_adjoint(
-                        cells[0, tx, o], cells[1, tx, o], cells[2, tx, o], cells[3, tx, o], dm, t, o
-                    )
+                    e = tx * out_c + o
+                    g[e] = dy[n, o, ty, tx] * (zero if pooled[n, o, ty, tx] <= zero else one)
+                    winner[e] = code[n, o, ty, tx]
+            for k in range(4):
+                _winner_cells(g, winner, k, cells, length)
+            for e in range(length):
+                total[e] += g[e]
+            for b in range(2):
+                _a_rows(cells, b, 2 + b, _U(0), h, 4 * b, _U(0), length)
+            offset = _U(n * th + ty) * length
+            for i in range(4):
+                _a_rows(h, i, 4 + i, _U(0), dm, 4 * i, offset, length)
     for o in range(out_c):
-        db[o] = totals[o]
+        column_sum = 0.0
+        for tx in range(tw):
+            column_sum += total[tx * out_c + o]
+        db[o] = column_sum
+
+
+@kernel_jit()
+def _winner_cells(g, winner, k, cells, n):
+    # cells[k, e] = g[e] where cell k won the window, else 0 (a multiply: no branch).
+    zero, one = g.dtype.type(0.0), g.dtype.type(1.0)
+    for e in range(n):
+        cells[k, e] = g[e] * (one if winner[e] == k else zero)
 
 
 def pool_relu_tiles_adjoint(pooled: np.ndarray, code: np.ndarray, dy: np.ndarray):
@@ -799,7 +804,7 @@ def pool_relu_tiles_adjoint(pooled: np.ndarray, code: np.ndarray, dy: np.ndarray
     n, o, th, tw = dy.shape
     dm = planes(16, n * th * tw, o, dy.dtype)
     db = np.empty(o, dy.dtype)
-    _pool_relu_tiles_adjoint_loop(pooled, code, np.ascontiguousarray(dy), dm, db)
+    _pool_relu_tiles_adjoint_loop(pooled, code, np.ascontiguousarray(dy), _rows_view(dm), db)
     return dm, db
 
 
