@@ -349,14 +349,19 @@ def _output_tiles_loop(m, bias_row, relu, th, tw, y):
 
 @kernel_jit()
 def _rows_to_nchw(rows, first, y, n, r, tw):
-    # y[n, o, r, 2*tx + b] = rows[first + b, tx*O + o]: a transpose, so one side is strided.
+    # y[n, o, r, 2*tx + b] = rows[first + b, tx*O + o]: a transpose, so one side is strided;
+    # channels innermost (contiguous reads, scattered writes) measured 2.7x faster.
     out_c, out_w = _U(y.shape[1]), _U(y.shape[3])
-    for o in range(out_c):
-        for tx in range(_U(tw)):
-            col = _U(2) * tx
-            y[n, o, r, col] = rows[first, tx * out_c + o]
-            if col + _U(1) < out_w:
-                y[n, o, r, col + _U(1)] = rows[first + 1, tx * out_c + o]
+    for tx in range(_U(tw)):
+        col = _U(2) * tx
+        base = tx * out_c
+        if col + _U(1) < out_w:
+            for o in range(out_c):
+                y[n, o, r, col] = rows[first, base + o]
+                y[n, o, r, col + _U(1)] = rows[first + 1, base + o]
+        else:
+            for o in range(out_c):
+                y[n, o, r, col] = rows[first, base + o]
 
 
 @kernel_jit()
@@ -365,16 +370,20 @@ def _nchw_to_rows(dy, y, relu, n, r, g, first, tw):
     # last column (the other half of _rows_to_nchw).
     zero = dy.dtype.type(0.0)
     out_c, out_w = _U(dy.shape[1]), _U(dy.shape[3])
-    for o in range(out_c):
-        for tx in range(_U(tw)):
-            for b in range(_U(2)):
-                col = _U(2) * tx + b
-                value = zero
-                if col < out_w:
+    for tx in range(_U(tw)):
+        for b in range(_U(2)):
+            col = _U(2) * tx + b
+            base = tx * out_c
+            if col >= out_w:
+                for o in range(out_c):
+                    g[first + b, base + o] = zero
+            elif relu:
+                for o in range(out_c):
                     value = dy[n, o, r, col]
-                    if relu and not y[n, o, r, col] > zero:
-                        value = zero
-                g[first + b, tx * out_c + o] = value
+                    g[first + b, base + o] = value if y[n, o, r, col] > zero else zero
+            else:
+                for o in range(out_c):
+                    g[first + b, base + o] = dy[n, o, r, col]
 
 
 @kernel_jit()
@@ -677,8 +686,8 @@ def _pool_relu_tiles_loop(m, bias_row, th, tw, pooled, code):
                     length,
                 )
             _pool_windows(cells, best, where, length)
-            for o in range(out_c):
-                for tx in range(tw):
+            for tx in range(tw):  # channels innermost, as _rows_to_nchw
+                for o in range(out_c):
                     pooled[n, o, ty, tx] = best[tx * out_c + o]
                     code[n, o, ty, tx] = where[tx * out_c + o]
     return bad
@@ -757,8 +766,8 @@ def _pool_relu_tiles_adjoint_loop(pooled, code, dy, dm, db):
     total = np.zeros(length, np.float64)
     for n in range(n_batch):
         for ty in range(th):
-            for o in range(out_c):
-                for tx in range(tw):
+            for tx in range(tw):  # channels innermost, as _rows_to_nchw
+                for o in range(out_c):
                     # Multiplies by 0/1, not branches on random signs (see conv_relu_pool);
                     # an inf in dy then makes db non-finite and the caller recomputes.
                     e = tx * out_c + o
