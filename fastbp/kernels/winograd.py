@@ -309,11 +309,28 @@ def _three_bias(src, k1, k2, k3, sign, bias_row, relu, dst, row, n):
 
 
 @kernel_jit()
+def _tile_row_outputs(m, offset, bias_row, relu, u, out, length):
+    # The 2x2 outputs of one tile row, act(Aᵀ m A + b), as rows of ``out`` (by output row a
+    # and parity b): first the two rows of Aᵀ m for each of the 4 columns (``u``), then Aᵀ
+    # along them. Returns how many were not finite.
+    one = m.dtype.type(1.0)
+    for j in range(4):
+        _three(m, j, 4 + j, 8 + j, offset, one, one, u, j, _U(0), length)
+        _three(m, 4 + j, 8 + j, 12 + j, offset, -one, -one, u, 4 + j, _U(0), length)
+    bad = 0
+    for a in range(2):
+        bad += _three_bias(u, 4 * a, 4 * a + 1, 4 * a + 2, one, bias_row, relu, out, 2 * a, length)
+        bad += _three_bias(
+            u, 4 * a + 1, 4 * a + 2, 4 * a + 3, -one, bias_row, relu, out, 2 * a + 1, length
+        )
+    return bad
+
+
+@kernel_jit()
 def _output_tiles_loop(m, bias_row, relu, th, tw, y):
     # Aᵀ m A + b, per tile row: first the two rows of Aᵀ m for each of the 4 columns (u),
     # then the 2x2 outputs (rows, by output row a and parity b), then out to NCHW.
     n_batch, out_c, out_h, out_w = y.shape
-    one = m.dtype.type(1.0)
     length = _U(tw) * _U(out_c)
     u = np.empty((8, length), m.dtype)
     rows = np.empty((4, length), m.dtype)
@@ -321,25 +338,7 @@ def _output_tiles_loop(m, bias_row, relu, th, tw, y):
     for n in range(n_batch):
         for ty in range(th):
             offset = _U(n * th + ty) * length
-            for j in range(4):
-                _three(m, j, 4 + j, 8 + j, offset, one, one, u, j, _U(0), length)
-                _three(m, 4 + j, 8 + j, 12 + j, offset, -one, -one, u, 4 + j, _U(0), length)
-            for a in range(2):
-                bad += _three_bias(
-                    u, 4 * a, 4 * a + 1, 4 * a + 2, one, bias_row, relu, rows, 2 * a, length
-                )
-                bad += _three_bias(
-                    u,
-                    4 * a + 1,
-                    4 * a + 2,
-                    4 * a + 3,
-                    -one,
-                    bias_row,
-                    relu,
-                    rows,
-                    2 * a + 1,
-                    length,
-                )
+            bad += _tile_row_outputs(m, offset, bias_row, relu, u, rows, length)
             r = 2 * ty
             for a in range(2):
                 if r + a < out_h:
@@ -362,6 +361,16 @@ def _rows_to_nchw(rows, first, y, n, r, tw):
         else:
             for o in range(out_c):
                 y[n, o, r, col] = rows[first, base + o]
+
+
+@kernel_jit()
+def _tile_row_adjoint(g, h, dm, offset, length):
+    # dm = A g Aᵀ for one tile row's 2x2 gradients (rows of ``g`` by output row a and parity
+    # b): h = A g along the columns (h[4b + i] = (A g)[i, b]), then dm[4i + j] along the rows.
+    for b in range(2):
+        _a_rows(g, b, 2 + b, _U(0), h, 4 * b, _U(0), length)
+    for i in range(4):
+        _a_rows(h, i, 4 + i, _U(0), dm, 4 * i, offset, length)
 
 
 @kernel_jit()
@@ -410,11 +419,7 @@ def _output_tiles_adjoint_loop(y, dy, relu, th, tw, dm, db):
             for k in range(4):
                 for e in range(length):
                     total[e] += g[k, e]
-            for b in range(2):
-                _a_rows(g, b, 2 + b, _U(0), h, 4 * b, _U(0), length)  # h[4b + i] = (A g)[i, b]
-            offset = _U(n * th + ty) * length
-            for i in range(4):
-                _a_rows(h, i, 4 + i, _U(0), dm, 4 * i, offset, length)
+            _tile_row_adjoint(g, h, dm, _U(n * th + ty) * length, length)
     for o in range(out_c):
         column_sum = 0.0
         for tx in range(tw):
@@ -656,7 +661,6 @@ def _pool_relu_tiles_loop(m, bias_row, th, tw, pooled, code):
     # Per tile row, as _output_tiles_loop up to the four outputs of every tile (its pooling
     # window, relu off), then the window maxima, then out to NCHW.
     n_batch, out_c = pooled.shape[0], pooled.shape[1]
-    one = m.dtype.type(1.0)
     length = _U(tw) * _U(out_c)
     u = np.empty((8, length), m.dtype)
     cells = np.empty((4, length), m.dtype)
@@ -666,25 +670,7 @@ def _pool_relu_tiles_loop(m, bias_row, th, tw, pooled, code):
     for n in range(n_batch):
         for ty in range(th):
             offset = _U(n * th + ty) * length
-            for j in range(4):
-                _three(m, j, 4 + j, 8 + j, offset, one, one, u, j, _U(0), length)
-                _three(m, 4 + j, 8 + j, 12 + j, offset, -one, -one, u, 4 + j, _U(0), length)
-            for a in range(2):
-                bad += _three_bias(
-                    u, 4 * a, 4 * a + 1, 4 * a + 2, one, bias_row, False, cells, 2 * a, length
-                )
-                bad += _three_bias(
-                    u,
-                    4 * a + 1,
-                    4 * a + 2,
-                    4 * a + 3,
-                    -one,
-                    bias_row,
-                    False,
-                    cells,
-                    2 * a + 1,
-                    length,
-                )
+            bad += _tile_row_outputs(m, offset, bias_row, False, u, cells, length)
             _pool_windows(cells, best, where, length)
             for tx in range(tw):  # channels innermost, as _rows_to_nchw
                 for o in range(out_c):
@@ -777,11 +763,7 @@ def _pool_relu_tiles_adjoint_loop(pooled, code, dy, dm, db):
                 _winner_cells(g, winner, k, cells, length)
             for e in range(length):
                 total[e] += g[e]
-            for b in range(2):
-                _a_rows(cells, b, 2 + b, _U(0), h, 4 * b, _U(0), length)
-            offset = _U(n * th + ty) * length
-            for i in range(4):
-                _a_rows(h, i, 4 + i, _U(0), dm, 4 * i, offset, length)
+            _tile_row_adjoint(cells, h, dm, _U(n * th + ty) * length, length)
     for o in range(out_c):
         column_sum = 0.0
         for tx in range(tw):
