@@ -420,6 +420,13 @@ def _output_tiles_adjoint_loop(y, dy, relu, th, tw, dm, db):
                 for e in range(length):
                     total[e] += g[k, e]
             _tile_row_adjoint(g, h, dm, _U(n * th + ty) * length, length)
+    _channel_sums(total, tw, db)
+
+
+@kernel_jit()
+def _channel_sums(total, tw, db):
+    # db[o] = the sum over tile columns of total[tx*O + o] (per-(tile, channel) sums).
+    out_c = db.shape[0]
     for o in range(out_c):
         column_sum = 0.0
         for tx in range(tw):
@@ -764,11 +771,7 @@ def _pool_relu_tiles_adjoint_loop(pooled, code, dy, dm, db):
             for e in range(length):
                 total[e] += g[e]
             _tile_row_adjoint(cells, h, dm, _U(n * th + ty) * length, length)
-    for o in range(out_c):
-        column_sum = 0.0
-        for tx in range(tw):
-            column_sum += total[tx * out_c + o]
-        db[o] = column_sum
+    _channel_sums(total, tw, db)
 
 
 @kernel_jit()
