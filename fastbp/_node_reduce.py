@@ -54,7 +54,8 @@ class NodeAllReduce:
     Example
     -------
     >>> from mpi4py import MPI  # doctest: +SKIP
-    >>> reducer = NodeAllReduce.create(MPI.COMM_WORLD, MPI, [(3, np.dtype("f4"))], wait)
+    >>> layout = [(3, np.dtype("f4"))]  # one bucket of 3 float32
+    >>> reducer = NodeAllReduce.create(MPI.COMM_WORLD, MPI, layout, wait)  # doctest: +SKIP
     >>> grad = np.ones(3, np.float32); reducer.put(0, grad)  # doctest: +SKIP
     >>> reducer.average([grad])  # doctest: +SKIP
     """
