@@ -885,18 +885,30 @@ def conv_forward(x, u, bias, padding, out_size, relu: bool, pool: bool = False):
         code = np.empty(out.shape, np.uint8)
     else:
         out, code = _buffer((n, o, oh, ow), x.dtype), None
-    finite = True
     xs = _buffer(_split_shape(x.shape, out_size), x.dtype)
-    for lo, hi in _image_blocks(n, _block_bytes(c, o, out_size, x.dtype.itemsize)):
+    blocks = _image_blocks(n, _block_bytes(c, o, out_size, x.dtype.itemsize))
+    # One set of block-sized planes for every block (the last may use fewer rows): the
+    # kernels get their row views once, not a fresh allocation per block.
+    th, tw = tile_counts(out_size)
+    per_image = th * tw
+    most = max(hi - lo for lo, hi in blocks) * per_image
+    v, m = planes(16, most, c, x.dtype), planes(16, most, o, x.dtype)
+    v_rows, m_rows = _rows_view(v), _rows_view(m)
+    b = np.zeros(o, x.dtype) if bias is None else np.asarray(bias, x.dtype)
+    bias_row = np.tile(b, tw)
+    bad = 0
+    for lo, hi in blocks:
         block = _split_padded(x[lo:hi], padding, out_size, out=xs[lo:hi])
-        m = batched_product(_split_tiles(block, out_size), u)
-        shape = (hi - lo, o, oh, ow)
+        _input_tiles_loop(
+            block.reshape(-1), v_rows, hi - lo, xs.shape[1], tw + 1, c, th, tw, _BT_ROWS
+        )
+        t = (hi - lo) * per_image
+        np.matmul(v[:, :t], u, out=m[:, :t])
         if pool:
-            _, _, ok = pool_relu_tiles(m, bias, shape, out=(out[lo:hi], code[lo:hi]))
+            bad += _pool_relu_tiles_loop(m_rows, bias_row, th, tw, out[lo:hi], code[lo:hi])
         else:
-            _, ok = output_tiles(m, bias, shape, relu, out=out[lo:hi])
-        finite = finite and ok
-    return out, code, finite, xs
+            bad += _output_tiles_loop(m_rows, bias_row, relu, th, tw, out[lo:hi])
+    return out, code, bad == 0, xs
 
 
 def conv_backward(xs, x_shape, u, kept, code, dy, padding, out_size, relu, pool, needs):
@@ -933,24 +945,43 @@ def conv_backward(xs, x_shape, u, kept, code, dy, padding, out_size, relu, pool,
     """
     n, c = x_shape[0], x_shape[1]
     o = u.shape[2]
-    dx = _buffer(tuple(x_shape), dy.dtype) if needs[0] else None
-    du = None
+    dtype = dy.dtype
+    dx = _buffer(tuple(x_shape), dtype) if needs[0] else None
+    du = np.zeros((16, c, o), dtype) if needs[1] else None
+    part = np.empty((16, c, o), dtype)
     db = np.zeros(o, np.float64)
+    db_block = np.empty(o, dtype)
     ut = u.transpose(0, 2, 1)
-    for lo, hi in _image_blocks(n, _block_bytes(c, o, out_size, dy.dtype.itemsize)):
+    blocks = _image_blocks(n, _block_bytes(c, o, out_size, dtype.itemsize))
+    th, tw = tile_counts(out_size)
+    per_image = th * tw
+    most_images = max(hi - lo for lo, hi in blocks)
+    dm, v = (
+        planes(16, most_images * per_image, o, dtype),
+        planes(16, most_images * per_image, c, dtype),
+    )
+    dm_rows, v_rows = _rows_view(dm), _rows_view(v)
+    dxs = _buffer((most_images, *xs.shape[1:]), dtype) if needs[0] else None
+    for lo, hi in blocks:
+        images, t = hi - lo, (hi - lo) * per_image
+        dy_block = np.ascontiguousarray(dy[lo:hi])
         if pool:
-            dm, db_block = pool_relu_tiles_adjoint(kept[lo:hi], code[lo:hi], dy[lo:hi])
+            _pool_relu_tiles_adjoint_loop(kept[lo:hi], code[lo:hi], dy_block, dm_rows, db_block)
         else:
-            dm, db_block = output_tiles_adjoint(kept[lo:hi] if relu else None, dy[lo:hi], relu)
+            y_block = kept[lo:hi] if relu else dy_block
+            _output_tiles_adjoint_loop(y_block, dy_block, relu, th, tw, dm_rows, db_block)
         db += db_block
         if needs[1]:
-            v = _split_tiles(xs[lo:hi], out_size)
-            part = batched_product(v.transpose(0, 2, 1), dm)
-            if du is None:
-                du = np.array(part)
-            else:
-                du += part
+            _input_tiles_loop(
+                xs[lo:hi].reshape(-1), v_rows, images, xs.shape[1], tw + 1, c, th, tw, _BT_ROWS
+            )
+            du += np.matmul(v[:, :t].transpose(0, 2, 1), dm[:, :t], out=part)
         if needs[0]:
-            dv = batched_product(dm, ut)
-            input_tiles_adjoint(dv, (hi - lo, *x_shape[1:]), padding, out_size, out=dx[lo:hi])
-    return dx, du, db.astype(dy.dtype), bool(np.isfinite(db).all())
+            np.matmul(dm[:, :t], ut, out=v[:, :t])  # dv, in v's place
+            block = dxs[:images]
+            block.fill(0)
+            _input_tiles_adjoint_loop(
+                v_rows, images, xs.shape[1], tw + 1, c, th, tw, block.reshape(-1)
+            )
+            _split_crop(block, (images, *x_shape[1:]), padding, out=dx[lo:hi])
+    return dx, du, db.astype(dtype), bool(np.isfinite(db).all())
