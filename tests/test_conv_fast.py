@@ -123,3 +123,49 @@ def test_pool_relu_tiles_match_twins(bias):
     assert not wg.pool_relu_tiles(m, b, (n, o, oh, ow))[2]
     with pytest.raises(ValueError, match="must be even"):
         wg.pool_relu_tiles(m, b, (n, o, oh + 1, ow))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(("relu", "pool"), [(False, False), (True, False), (True, True)])
+def test_blocked_drivers_equal_the_whole_batch(monkeypatch, dtype, relu, pool):
+    # Blocks of 2 images over a batch of 5 (the last block shorter): conv_forward and
+    # conv_backward give the bits of the kernels run once on the whole batch.
+    rng = np.random.default_rng(3)
+    shape, out_c, pad = (5, 3, 6, 8), 4, (1, 1)
+    out = _out_size(shape, pad)
+    x = rng.standard_normal(shape).astype(dtype)
+    w = rng.standard_normal((out_c, shape[1], 3, 3)).astype(dtype)
+    b = rng.standard_normal(out_c).astype(dtype)
+    u = wg.weight_transform(w)
+    per_image = wg._block_bytes(shape[1], out_c, out, np.dtype(dtype).itemsize)
+    monkeypatch.setattr(wg, "_BLOCK_BYTES", 2 * per_image)
+    assert [hi - lo for lo, hi in wg._image_blocks(shape[0], per_image)] == [2, 2, 1]
+    y, code, finite, xs = wg.conv_forward(x, u, b, pad, out, relu, pool)
+    assert finite
+    m = wg.batched_product(wg.input_tiles(x, pad, out), u)
+    full = (shape[0], out_c, *out)
+    if pool:
+        y_ref, code_ref, _ = wg.pool_relu_tiles(m, b, full)
+        np.testing.assert_array_equal(code, code_ref)
+    else:
+        y_ref, _ = wg.output_tiles(m, b, full, relu)
+    np.testing.assert_array_equal(y, y_ref)
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    dx, du, db, ok = wg.conv_backward(xs, shape, u, y, code, dy, pad, out, relu, pool, (True, True))
+    assert ok
+    if pool:
+        dm, db_ref = wg.pool_relu_tiles_adjoint(y_ref, code_ref, dy)
+    else:
+        dm, db_ref = wg.output_tiles_adjoint(y_ref if relu else None, dy, relu)
+    v = wg.input_tiles(x, pad, out)
+    dx_ref = wg.input_tiles_adjoint(wg.batched_product(dm, u.transpose(0, 2, 1)), shape, pad, out)
+    np.testing.assert_array_equal(dx, dx_ref)  # the input gradient: no sum across images
+    tol = {"rtol": 1e-5, "atol": 1e-5} if dtype == np.float32 else {"rtol": 1e-12, "atol": 1e-12}
+    # du and db sum over the blocks in a different order than one product over all tiles
+    np.testing.assert_allclose(du, wg.batched_product(v.transpose(0, 2, 1), dm), **tol)
+    np.testing.assert_allclose(db, db_ref, **tol)
+    dx_none, du_only, _, _ = wg.conv_backward(
+        xs, shape, u, y, code, dy, pad, out, relu, pool, (False, True)
+    )
+    assert dx_none is None
+    np.testing.assert_array_equal(du_only, du)

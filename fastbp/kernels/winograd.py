@@ -33,6 +33,8 @@ __all__ = [
     "pool_relu_tiles_numpy",
     "pool_relu_tiles_adjoint",
     "pool_relu_tiles_adjoint_numpy",
+    "conv_forward",
+    "conv_backward",
 ]
 
 _BT = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], np.float64)
