@@ -48,7 +48,7 @@ class NodeAllReduce:
     layout : list of (int, numpy.dtype)
         Element count and dtype of each bucket, the same on every rank.
     wait : callable
-        ``wait(request, what)`` blocks until the MPI request completes (with the caller's
+        ``wait(requests, what)`` blocks until the MPI requests complete (with the caller's
         deadline and fault checks).
 
     Example
@@ -61,7 +61,7 @@ class NodeAllReduce:
     """
 
     def __init__(self, comm: Any, mpi: Any, layout: list[tuple[int, np.dtype]], wait) -> None:
-        self.comm, self.MPI, self._wait = comm, mpi, wait
+        self.comm, self._wait = comm, wait
         self.rank, self.size = comm.Get_rank(), comm.Get_size()
         offsets, total = [], 0
         for count, dtype in layout:
@@ -137,5 +137,5 @@ class NodeAllReduce:
 
     def _barrier(self, what: str) -> None:
         self.window.Sync()
-        self._wait(self.comm.Ibarrier(), what)
+        self._wait([self.comm.Ibarrier()], what)
         self.window.Sync()

@@ -281,10 +281,6 @@ def _wait(requests: list, what: str) -> None:
 _SPIN_SECONDS = 0.05
 
 
-def _wait_one(request: Any, what: str) -> None:
-    _wait([request], what)
-
-
 def _check_control(g: _Group) -> None:
     """Raise on a fault notice from another rank; answer liveness queries."""
     ctrl, mpi = g.ctrl, g.MPI
@@ -856,7 +852,7 @@ class DistributedDataParallel(Module):
         self._node: NodeAllReduce | None = None
         if g.size > 1 and os.environ.get("FASTBP_DDP_SHARED_MEMORY", "1").strip() != "0":
             layout = [(b.size, b.dtype) for b in self.buckets]
-            self._node = NodeAllReduce.create(g.comm, g.MPI, layout, _wait_one)
+            self._node = NodeAllReduce.create(g.comm, g.MPI, layout, _wait)
         # A world of one has nothing to average: no hooks, backward runs as without DDP.
         self._handles = []
         if g.size > 1:
@@ -1075,15 +1071,14 @@ class DistributedDataParallel(Module):
     def _wait_and_average(self) -> None:
         """Write each bucket's average back as soon as its all-reduce completes."""
         g = _group
+        unused = self._used if self.find_unused_parameters else None
         if self._node is not None:
             self.overlapped_bytes = 0
             self._node.average([bucket.buffer for bucket in self.buckets])
-            unused = self._used if self.find_unused_parameters else None
             for bucket in self.buckets:
                 self._write_back(bucket, None, unused)
             return
         scale = {}
-        unused = self._used if self.find_unused_parameters else None
         outstanding = list(self.buckets)
         count = len(outstanding)
         what = f"DistributedDataParallel's all-reduce of {count} gradient bucket" + "s" * (

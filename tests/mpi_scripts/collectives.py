@@ -103,9 +103,7 @@ from mpi4py import MPI  # noqa: E402
 from fastbp._node_reduce import NodeAllReduce  # noqa: E402
 
 layout = [(7, np.dtype(np.float32)), (1, np.dtype(np.float64)), (1000, np.dtype(np.float32))]
-reducer = NodeAllReduce.create(
-    MPI.COMM_WORLD, MPI, layout, lambda request, what: dist._wait([request], what)
-)
+reducer = NodeAllReduce.create(MPI.COMM_WORLD, MPI, layout, dist._wait)
 assert reducer is not None  # mpiexec on one machine
 
 
