@@ -51,12 +51,13 @@ def tile_counts(out_size: tuple[int, int]) -> tuple[int, int]:
 def planes(count: int, rows: int, cols: int, dtype) -> np.ndarray:
     """An uninitialised (count, rows, cols) array whose planes do not start 4 KiB apart.
 
-    The transforms read or write all 16 planes of a tile at once. With planes a whole
-    number of pages long (3136 tiles x 64 channels x 4 bytes is), those 16 streams fall on
-    one set of the L1 cache and evict each other: the output adjoint ran 6x slower. One
-    cache line of slack per plane spreads them over different sets. Each plane stays
-    C-contiguous, so BLAS reads and writes it in place. Large arrays sit on a reused block
-    (as the conv kernels' outputs): a fresh one costs a page fault per 4 KiB every step.
+    The transforms stream several planes side by side (the same row of 3 or 4 planes per
+    loop). With planes a whole number of pages long (3136 tiles x 64 channels x 4 bytes
+    is), those streams fall on one set of the L1 cache and evict each other: the output
+    adjoint once ran 6x slower. One cache line of slack per plane spreads them over sets.
+    Each plane stays C-contiguous, so BLAS reads and writes it in place. Large arrays sit
+    on a reused block (as the conv kernels' outputs): a fresh one costs a page fault per
+    4 KiB every step.
 
     Example
     -------
@@ -88,7 +89,8 @@ def batched_product(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def _padded(x: np.ndarray, padding, out_size) -> np.ndarray:
-    # Channels last and zero padded to the tiles' reach, so the tile loop has no bounds checks.
+    # Channels last and zero padded to the tiles' reach: the NumPy twins' layout (the kernels
+    # take _split_padded's).
     n, c, h, w = x.shape
     th, tw = tile_counts(out_size)
     hp, wp = 2 * th + 2, 2 * tw + 2
@@ -193,7 +195,15 @@ def _rows_view(a: np.ndarray) -> np.ndarray:
     ):  # from planes(): the block holds every plane's slack
         stride = a.strides[0] // item
         return np.ndarray((a.shape[0], stride), a.dtype, buffer=base, strides=(stride * item, item))
+    # Any other layout: a copy, which only an array the kernel reads may be (every plane a
+    # kernel writes comes from planes()).
     return np.ascontiguousarray(a).reshape(a.shape[0], -1)
+
+
+def _bias_row(bias, channels: int, tw: int, dtype) -> np.ndarray:
+    # The bias of every (tile, channel) of a tile row, as the output kernels read it.
+    b = np.zeros(channels, dtype) if bias is None else np.asarray(bias, dtype)
+    return np.tile(b, tw)
 
 
 def _split_shape(x_shape, out_size) -> tuple[int, ...]:
@@ -201,24 +211,35 @@ def _split_shape(x_shape, out_size) -> tuple[int, ...]:
     return (x_shape[0], 2 * th + 2, 2, tw + 1, x_shape[1])
 
 
+def _placement(x_shape, split_shape, padding) -> tuple[int, list[tuple[int, int, int, int]]]:
+    # Where the input lands in the split padded layout: the rows it fills, and per parity
+    # (parity, first input column, its split column, how many columns). Input column w sits
+    # at padded column w + pw, i.e. split column (w + pw) // 2 of parity (w + pw) % 2.
+    h, w = x_shape[2], x_shape[3]
+    ph, pw = padding
+    rows = max(0, min(h, split_shape[1] - ph))
+    columns = []
+    for parity in range(2):
+        first = (parity - pw) % 2
+        j0 = (first + pw) // 2
+        count = max(0, min((w - first + 1) // 2, split_shape[3] - j0))
+        columns.append((parity, first, j0, count))
+    return rows, columns
+
+
 def _split_padded(x: np.ndarray, padding, out_size, out=None) -> np.ndarray:
     # (N, HP, 2, WP/2, C): channels last, zero padded to the tiles' reach, columns split by
-    # parity (see above). Input column w sits at padded column w + pw.
-    n, c, h, w = x.shape
-    th, tw = tile_counts(out_size)
-    hp = 2 * th + 2
-    ph, pw = padding
+    # parity (see above).
+    shape = _split_shape(x.shape, out_size)
     if out is None:
-        xs = _zeros(_split_shape(x.shape, out_size), x.dtype)
+        xs = _zeros(shape, x.dtype)
     else:
         xs = out
         xs.fill(0)
-    rows = min(h, hp - ph)
-    for parity in range(2):
-        first = (parity - pw) % 2  # the first input column that lands on this parity
-        count = min((w - first + 1) // 2, tw + 1 - (first + pw) // 2)
-        if count > 0 and rows > 0:
-            j0 = (first + pw) // 2
+    ph = padding[0]
+    rows, columns = _placement(x.shape, shape, padding)
+    for parity, first, j0, count in columns:
+        if count and rows:
             xs[:, ph : ph + rows, parity, j0 : j0 + count] = x[
                 :, :, :rows, first : first + 2 * count : 2
             ].transpose(0, 2, 3, 1)
@@ -226,25 +247,19 @@ def _split_padded(x: np.ndarray, padding, out_size, out=None) -> np.ndarray:
 
 
 def _split_crop(dxs: np.ndarray, x_shape, padding, out=None) -> np.ndarray:
-    # The inverse of _split_padded's placement: (N, C, H, W) from the split padded gradient.
-    n, c, h, w = x_shape
-    ph, pw = padding
-    rows = min(h, dxs.shape[1] - ph)
-    tw1 = dxs.shape[3]
-    counts = []
-    for parity in range(2):
-        first = (parity - pw) % 2
-        counts.append((first, max(0, min((w - first + 1) // 2, tw1 - (first + pw) // 2))))
-    covered = rows == h and sum(count for _, count in counts) == w
+    # The inverse of _split_padded's placement: (N, C, H, W) from the split padded gradient;
+    # inputs past the tiles' reach get 0.
+    ph = padding[0]
+    rows, columns = _placement(x_shape, dxs.shape, padding)
+    covered = rows == x_shape[2] and sum(col[3] for col in columns) == x_shape[3]
     if out is None:
-        dx = _buffer((n, c, h, w), dxs.dtype) if covered else _zeros((n, c, h, w), dxs.dtype)
+        dx = _buffer(tuple(x_shape), dxs.dtype) if covered else _zeros(tuple(x_shape), dxs.dtype)
     else:
         dx = out
         if not covered:
             dx.fill(0)
-    for parity, (first, count) in enumerate(counts):
-        if count > 0 and rows > 0:
-            j0 = (first + pw) // 2
+    for parity, first, j0, count in columns:
+        if count and rows:
             dx[:, :, :rows, first : first + 2 * count : 2] = dxs[
                 :, ph : ph + rows, parity, j0 : j0 + count
             ].transpose(0, 3, 1, 2)
@@ -518,7 +533,7 @@ def input_tiles_numpy(x: np.ndarray, padding, out_size) -> np.ndarray:
     return np.ascontiguousarray(v).reshape(16, -1, x.shape[1])
 
 
-def output_tiles(m, bias, out_shape, relu: bool, out=None) -> tuple[np.ndarray, bool]:
+def output_tiles(m, bias, out_shape, relu: bool) -> tuple[np.ndarray, bool]:
     """``act(Aᵀ m A + b)`` of every tile, written as NCHW (odd edges cropped).
 
     Parameters
@@ -531,13 +546,11 @@ def output_tiles(m, bias, out_shape, relu: bool, out=None) -> tuple[np.ndarray, 
         (N, O, OH, OW).
     relu : bool
         Apply ReLU.
-    out : ndarray, optional
-        A C-contiguous (N, O, OH, OW) array to write into.
 
     Returns
     -------
     y : ndarray
-        (N, O, OH, OW), ``out`` when given.
+        (N, O, OH, OW).
     finite : bool
         Whether every output before the ReLU is finite. A NaN or an infinity in the input
         or the weights reaches more outputs through the transforms than through the
@@ -545,9 +558,8 @@ def output_tiles(m, bias, out_shape, relu: bool, out=None) -> tuple[np.ndarray, 
         must match the direct convolution's NaN pattern recomputes when this is False.
     """
     th, tw = tile_counts(out_shape[2:])
-    y = _buffer(tuple(out_shape), m.dtype) if out is None else out
-    b = np.zeros(out_shape[1], m.dtype) if bias is None else bias
-    bias_row = np.tile(np.asarray(b, m.dtype), tw)  # the bias of every (tile, channel) of a row
+    y = _buffer(tuple(out_shape), m.dtype)
+    bias_row = _bias_row(bias, out_shape[1], tw, m.dtype)
     bad = _output_tiles_loop(_rows_view(m), bias_row, relu, th, tw, y)
     return y, bad == 0
 
@@ -594,16 +606,13 @@ def output_tiles_adjoint_numpy(y, dy: np.ndarray, relu: bool):
     ).astype(dy.dtype)
 
 
-def input_tiles_adjoint(dv: np.ndarray, x_shape, padding, out_size, out=None) -> np.ndarray:
-    """Adjoint of :func:`input_tiles`: sum ``B dv Bᵀ`` of every tile back into (N, C, H, W).
-
-    ``out``, a C-contiguous array of ``x_shape``, receives the result if given.
-    """
+def input_tiles_adjoint(dv: np.ndarray, x_shape, padding, out_size) -> np.ndarray:
+    """Adjoint of :func:`input_tiles`: sum ``B dv Bᵀ`` of every tile back into (N, C, H, W)."""
     th, tw = tile_counts(out_size)
     n, c = x_shape[0], x_shape[1]
     dxs = _zeros((n, 2 * th + 2, 2, tw + 1, c), dv.dtype)
     _input_tiles_adjoint_loop(_rows_view(dv), n, dxs.shape[1], tw + 1, c, th, tw, dxs.reshape(-1))
-    return _split_crop(dxs, x_shape, padding, out)
+    return _split_crop(dxs, x_shape, padding)
 
 
 def input_tiles_adjoint_numpy(dv: np.ndarray, x_shape, padding, out_size) -> np.ndarray:
@@ -688,9 +697,7 @@ def _pool_relu_tiles_loop(m, bias_row, th, tw, pooled, code):
     return bad
 
 
-def pool_relu_tiles(
-    m: np.ndarray, bias, out_shape, out=None
-) -> tuple[np.ndarray, np.ndarray, bool]:
+def pool_relu_tiles(m: np.ndarray, bias, out_shape) -> tuple[np.ndarray, np.ndarray, bool]:
     """``max_pool2d(relu(Aᵀ m A + b), 2)`` of every tile, for an even output.
 
     Parameters
@@ -701,8 +708,6 @@ def pool_relu_tiles(
         (O,).
     out_shape : (int, int, int, int)
         (N, O, OH, OW), the convolution's output shape; OH and OW even.
-    out : (ndarray, ndarray), optional
-        C-contiguous ``pooled`` and ``code`` arrays to write into.
 
     Returns
     -------
@@ -724,13 +729,10 @@ def pool_relu_tiles(
     n, o, oh, ow = out_shape
     if oh % 2 or ow % 2:
         raise ValueError(f"pool_relu_tiles: the output {oh}x{ow} must be even in both sizes")
-    if out is None:
-        pooled = np.empty((n, o, oh // 2, ow // 2), m.dtype)
-        code = np.empty(pooled.shape, np.uint8)
-    else:
-        pooled, code = out
-    b = np.zeros(o, m.dtype) if bias is None else np.asarray(bias, m.dtype)
-    bad = _pool_relu_tiles_loop(_rows_view(m), np.tile(b, ow // 2), oh // 2, ow // 2, pooled, code)
+    pooled = np.empty((n, o, oh // 2, ow // 2), m.dtype)
+    code = np.empty(pooled.shape, np.uint8)
+    bias_row = _bias_row(bias, o, ow // 2, m.dtype)
+    bad = _pool_relu_tiles_loop(_rows_view(m), bias_row, oh // 2, ow // 2, pooled, code)
     return pooled, code, bad == 0
 
 
@@ -823,8 +825,8 @@ def pool_relu_tiles_adjoint_numpy(pooled: np.ndarray, code: np.ndarray, dy: np.n
 # product's 12.8 MB, so one layer's passes went through 45 MB, more than the L3 cache, and
 # every transform and product waited on memory. Taking a few images at a time keeps each
 # block's planes (about _BLOCK_BYTES) in cache from the transform to the product and back;
-# the planes are never whole, and backward recomputes the input's planes from x (the input
-# transform is the cheapest pass) instead of keeping them from the forward pass.
+# the planes are never whole, and backward transforms the split padded input that forward
+# kept again (the input transform is the cheapest pass) instead of keeping its planes.
 
 _BLOCK_BYTES = 2 * 2**20
 
@@ -837,6 +839,17 @@ def _image_blocks(n: int, per_image_bytes: int):
 def _block_bytes(c: int, o: int, out_size, itemsize: int) -> int:
     th, tw = tile_counts(out_size)
     return 16 * th * tw * (c + o) * itemsize
+
+
+def _block_planes(n: int, c: int, o: int, out_size, dtype):
+    # The blocks of images, and one pair of block-sized planes ((16, T, C) and (16, T, O))
+    # that every block uses (the last may use fewer rows), with their row views: the
+    # kernels get them once per call, not a fresh allocation per block.
+    blocks = _image_blocks(n, _block_bytes(c, o, out_size, dtype.itemsize))
+    th, tw = tile_counts(out_size)
+    tiles = max(hi - lo for lo, hi in blocks) * th * tw
+    narrow, wide = planes(16, tiles, c, dtype), planes(16, tiles, o, dtype)
+    return blocks, narrow, wide, _rows_view(narrow), _rows_view(wide)
 
 
 def conv_forward(x, u, bias, padding, out_size, relu: bool, pool: bool = False):
@@ -888,23 +901,16 @@ def conv_forward(x, u, bias, padding, out_size, relu: bool, pool: bool = False):
     else:
         out, code = _buffer((n, o, oh, ow), x.dtype), None
     xs = _buffer(_split_shape(x.shape, out_size), x.dtype)
-    blocks = _image_blocks(n, _block_bytes(c, o, out_size, x.dtype.itemsize))
-    # One set of block-sized planes for every block (the last may use fewer rows): the
-    # kernels get their row views once, not a fresh allocation per block.
+    blocks, v, m, v_rows, m_rows = _block_planes(n, c, o, out_size, x.dtype)
     th, tw = tile_counts(out_size)
-    per_image = th * tw
-    most = max(hi - lo for lo, hi in blocks) * per_image
-    v, m = planes(16, most, c, x.dtype), planes(16, most, o, x.dtype)
-    v_rows, m_rows = _rows_view(v), _rows_view(m)
-    b = np.zeros(o, x.dtype) if bias is None else np.asarray(bias, x.dtype)
-    bias_row = np.tile(b, tw)
+    bias_row = _bias_row(bias, o, tw, x.dtype)
     bad = 0
     for lo, hi in blocks:
         block = _split_padded(x[lo:hi], padding, out_size, out=xs[lo:hi])
         _input_tiles_loop(
             block.reshape(-1), v_rows, hi - lo, xs.shape[1], tw + 1, c, th, tw, _BT_ROWS
         )
-        t = (hi - lo) * per_image
+        t = (hi - lo) * th * tw
         np.matmul(v[:, :t], u, out=m[:, :t])
         if pool:
             bad += _pool_relu_tiles_loop(m_rows, bias_row, th, tw, out[lo:hi], code[lo:hi])
@@ -954,18 +960,12 @@ def conv_backward(xs, x_shape, u, kept, code, dy, padding, out_size, relu, pool,
     db = np.zeros(o, np.float64)
     db_block = np.empty(o, dtype)
     ut = u.transpose(0, 2, 1)
-    blocks = _image_blocks(n, _block_bytes(c, o, out_size, dtype.itemsize))
+    blocks, v, dm, v_rows, dm_rows = _block_planes(n, c, o, out_size, dtype)
     th, tw = tile_counts(out_size)
-    per_image = th * tw
     most_images = max(hi - lo for lo, hi in blocks)
-    dm, v = (
-        planes(16, most_images * per_image, o, dtype),
-        planes(16, most_images * per_image, c, dtype),
-    )
-    dm_rows, v_rows = _rows_view(dm), _rows_view(v)
     dxs = _buffer((most_images, *xs.shape[1:]), dtype) if needs[0] else None
     for lo, hi in blocks:
-        images, t = hi - lo, (hi - lo) * per_image
+        images, t = hi - lo, (hi - lo) * th * tw
         dy_block = np.ascontiguousarray(dy[lo:hi])
         if pool:
             _pool_relu_tiles_adjoint_loop(kept[lo:hi], code[lo:hi], dy_block, dm_rows, db_block)
