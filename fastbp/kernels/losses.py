@@ -31,15 +31,24 @@ __all__ = [
 ]
 
 
-# "reassoc" lets LLVM split the row sum over vector lanes; it is confined to this helper because
-# in the caller it could rewrite log(total) - (logit - peak) into a cancelling form.
-@kernel_jit(fastmath={"reassoc"})
-def _store_exp_and_sum(row, peak, out):
-    total = out.dtype.type(0.0)
+@kernel_jit()
+def _store_exp(row, peak, out):
     for j in range(row.shape[0]):
-        value = exp(row[j] - peak)
-        out[j] = value
-        total += value
+        out[j] = exp(row[j] - peak)
+
+
+# "reassoc" lets LLVM split the row sum over vector lanes; it is confined to this helper because
+# in the caller it could rewrite log(total) - (logit - peak) into a cancelling form. The sum
+# is a loop of its own, over the one array it reads: fused with the stores of _store_exp, the
+# loop needed a run-time check that ``out`` does not overlap ``row``, and when two small
+# arrays lay within a vector's reach of each other in the heap the check sent it down the
+# scalar path, which adds in another order. The same logits then gave losses one ulp apart
+# from one run to the next (what made the traced-step and compiled-step tests flaky).
+@kernel_jit(fastmath={"reassoc"})
+def _row_sum(values):
+    total = values.dtype.type(0.0)
+    for j in range(values.shape[0]):
+        total += values[j]
     return total
 
 
@@ -71,7 +80,8 @@ def _softmax_cross_entropy_loop(logits, labels, losses, dlogits):
         peak = row[0]
         for j in range(1, classes):
             peak = nan_maximum(peak, row[j])
-        total = _store_exp_and_sum(row, peak, probabilities)
+        _store_exp(row, peak, probabilities)
+        total = _row_sum(probabilities)
         inverse = one / total
         for j in range(classes):
             probabilities[j] *= inverse
