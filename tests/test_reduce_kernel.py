@@ -9,7 +9,8 @@ from fastbp.kernels.reduce import mean_of_copies, mean_of_copies_numpy
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("count", [2, 3, 4])
 @pytest.mark.parametrize("bounds", [(0, 37), (5, 30), (12, 12), (36, 37)])
-def test_mean_of_copies_matches_twin(dtype, count, bounds):
+@pytest.mark.parametrize("alias", ["first", "last"])
+def test_mean_of_copies_matches_twin(dtype, count, bounds, alias):
     rng = np.random.default_rng(count)
     copies = [(rng.standard_normal(37) * 10.0 ** rng.integers(-4, 5, 37)).astype(dtype)]
     copies += [rng.standard_normal(37).astype(dtype) for _ in range(count - 1)]
@@ -18,13 +19,17 @@ def test_mean_of_copies_matches_twin(dtype, count, bounds):
     lo, hi = bounds
     results = []
     for kernel in (mean_of_copies, mean_of_copies_numpy):
-        shared = [c.copy() for c in copies]  # the last copy is also the shared output
-        out = np.full(37, -1.0, dtype)
-        kernel(tuple(shared), lo, hi, 1.0 / count, out, shared[-1])
+        # One copy is also `out` (a rank's own gradient, as DDP passes it); its mean
+        # overwrites it, so the kernel must have read it for every element first.
+        inputs = [c.copy() for c in copies]
+        k = 0 if alias == "first" else count - 1
+        out = inputs[k]
+        shared = np.full(37, -1.0, dtype)
+        kernel(tuple(inputs), lo, hi, 1.0 / count, out, shared)
         outside = np.r_[0:lo, hi:37]
-        assert (out[outside] == -1).all()  # only lo:hi written
-        np.testing.assert_array_equal(shared[-1][outside], copies[-1][outside])
-        np.testing.assert_array_equal(out[lo:hi], shared[-1][lo:hi])
+        assert (shared[outside] == -1).all()  # only lo:hi written
+        np.testing.assert_array_equal(out[outside], copies[k][outside])
+        np.testing.assert_array_equal(out[lo:hi], shared[lo:hi])
         results.append(out)
     np.testing.assert_array_equal(results[0], results[1])  # same order of additions
     expected = sum(c.astype(np.float64) for c in copies) / count

@@ -36,17 +36,18 @@ def _mean_of_two(a, b, lo, hi, scale, out, shared):
 
 @kernel_jit()
 def _mean_of_many(copies, lo, hi, scale, out, shared):
-    # Summed in the copies' order; the running sum stays in `out` between copies.
+    # Summed in the copies' order; the running sum stays in `shared`, which is no copy,
+    # so that `out` may be one: it is written only in the last pass.
     out, shared = out[lo:hi], shared[lo:hi]
     a, b = copies[0][lo:hi], copies[1][lo:hi]
-    for i in range(out.shape[0]):
-        out[i] = a[i] + b[i]
+    for i in range(shared.shape[0]):
+        shared[i] = a[i] + b[i]
     for k in range(2, len(copies)):
         c = copies[k][lo:hi]
-        for i in range(out.shape[0]):
-            out[i] += c[i]
-    for i in range(out.shape[0]):
-        value = out[i] * scale
+        for i in range(shared.shape[0]):
+            shared[i] += c[i]
+    for i in range(shared.shape[0]):
+        value = shared[i] * scale
         out[i] = value
         shared[i] = value
 
@@ -59,7 +60,8 @@ def mean_of_copies(
     Parameters
     ----------
     copies : tuple of ndarray
-        Two or more 1-D arrays of one float dtype; one of them may be ``shared``.
+        Two or more 1-D arrays of one float dtype; one of them may be ``out``
+        (never ``shared``).
     lo, hi : int
         The element range.
     scale : float

@@ -97,7 +97,7 @@ for length in (0, 1, n - 1, n, 10, 11, 12, 37):
                 assert not np.array_equal(other.indices(), mine) or len(mine) < 2
 # The shared-memory mean DDP uses on one machine: buckets of both float dtypes, sizes that
 # n does not divide, and one smaller than n (some ranks reduce nothing); several rounds, so
-# both halves of the double buffer serve, and a buffer that is not the array put.
+# one window for every round, and a buffer that is not the array put.
 from mpi4py import MPI  # noqa: E402
 
 from fastbp._node_reduce import NodeAllReduce  # noqa: E402
