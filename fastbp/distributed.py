@@ -828,6 +828,9 @@ class DistributedDataParallel(Module):
             broadcast(p, src=0)
         self.bucket_cap_mb = bucket_cap_mb
         self.broadcast_buffers = broadcast_buffers
+        # As torch, the buffers are found at wrap time: a model without any skips the
+        # walk over its modules before every forward.
+        self._has_buffers = bool(self._buffers_to_sync())
         if broadcast_buffers:
             for b in self._buffers_to_sync():
                 broadcast(b, src=0)
@@ -928,7 +931,7 @@ class DistributedDataParallel(Module):
                 "in the loss, pass find_unused_parameters=True to DistributedDataParallel."
             )
         self._sync_this_backward = self._sync_enabled
-        if self.broadcast_buffers and self.training and world_size() > 1:
+        if self._has_buffers and self.broadcast_buffers and self.training and world_size() > 1:
             # As torch: rank 0's buffers (e.g. BatchNorm's running statistics, which each
             # rank updates from its own shard) are the ones every rank uses and keeps.
             for buf in self._buffers_to_sync():
