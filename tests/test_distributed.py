@@ -86,6 +86,25 @@ def test_ddp_equals_one_process_no_sync_mismatch_trace_resume(tmp_path, shared_m
     assert_ok(proc, 2)
 
 
+def _remove_segments(proc) -> list[Path]:
+    """Delete the MPICH shared-memory files that a job's ranks reported (``SEGMENTS``).
+
+    MPICH unlinks its segments when a job ends normally; an aborted job's stay in
+    /dev/shm, in memory, until the machine restarts (2 MiB a job: every run of the fault
+    tests would leak 12 MiB). fault.py prints the ones its ranks map.
+    """
+    removed = []
+    for line in proc.stdout.splitlines():
+        if line.startswith("SEGMENTS "):
+            for name in line.split()[1:]:
+                path = Path(name)
+                if path.parent == Path("/dev/shm") and path.name.startswith("mpich_shm_"):
+                    if path.exists():
+                        path.unlink(missing_ok=True)
+                        removed.append(path)
+    return removed
+
+
 @pytest.fixture(scope="module")
 def faults():
     """The fault runs, started together: they mostly wait (for a timeout, or a peer)."""
@@ -107,7 +126,23 @@ def faults():
             launcher_args=["-disable-auto-cleanup"],
             env={"FASTBP_DIST_TIMEOUT": "2"},
         )
-    return {name: _finish(run) for name, run in started.items()}
+    results = {name: _finish(run) for name, run in started.items()}
+    for proc, _ in results.values():
+        _remove_segments(proc)
+    return results
+
+
+def test_fault_runs_leave_no_shared_memory(faults):
+    reported = [
+        Path(name)
+        for proc, _ in faults.values()
+        for line in proc.stdout.splitlines()
+        if line.startswith("SEGMENTS ")
+        for name in line.split()[1:]
+    ]
+    if "kill-no-cleanup" in faults and Path("/proc/self/maps").exists():  # MPICH
+        assert reported, "fault.py reported none of MPICH's shared-memory files"
+    assert not [p for p in reported if p.exists()]
 
 
 def test_rank_that_raises_is_named(faults):
