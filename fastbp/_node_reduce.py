@@ -9,8 +9,8 @@ after a barrier, rank ``r`` adds up share ``r`` from its own gradient and the ot
 slots, scales it by ``1/N``, and writes the mean to its gradient and to its slot; after
 a second barrier, every rank copies the other shares of the mean out of their owners'
 slots. That is ``(N-1)/N`` of a copy in, ``1/N`` of the additions, ``(N-1)/N`` of a copy
-out, and two barriers; measured between two pinned ranks here, 1.5 MiB took 0.10 ms
-against 0.23 ms for MPICH's ``Allreduce``.
+out, and two barriers; measured between two pinned ranks here, the put and the average
+of 1.53 MiB took 0.06 ms against 0.17 ms for MPICH's ``Allreduce`` (a sum, unscaled).
 
 Every element of the mean is computed once, by the rank that owns its share, adding the
 copies in rank order, so all ranks end with the same bits. With two ranks the sum

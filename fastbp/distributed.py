@@ -29,10 +29,10 @@ complete a non-blocking ``Iallreduce`` starts for it while the walk goes on thro
 earlier layers. When the last parameter is done, the hook waits for the buckets and
 writes each one's average back into ``p.grad`` as soon as it arrives, so ``backward()``
 returns with synchronized gradients and ``optimizer.step()`` needs no change. When every
-rank runs on one machine, a complete bucket is instead copied into a shared-memory
-window, and the ranks average all buckets there at the end of backward, each one
-share of every bucket (``fastbp._node_reduce``; 2x faster than MPI's all-reduce between
-processes; ``FASTBP_DDP_SHARED_MEMORY=0`` turns it off). A
+rank runs on one machine, the parts of a complete bucket that the other ranks reduce
+are instead copied into a shared-memory window, and the ranks average all buckets there
+at the end of backward, each one share of every bucket (``fastbp._node_reduce``; faster
+than MPI's all-reduce between processes; ``FASTBP_DDP_SHARED_MEMORY=0`` turns it off). A
 walk-start hook (:func:`fastbp.core.hooks.register_walk_start_hook`) tells the wrapper
 which parameters a backward will not reach: an error, or with
 ``find_unused_parameters=True`` zeros reduced at once, never a wait for a gradient
