@@ -1,9 +1,9 @@
 """The mean of N copies of one range, written to two places in one pass (DDP's share).
 
-:class:`fastbp._node_reduce.NodeAllReduce` has each rank average its share of every bucket
-from all ranks' copies in shared memory, and write the mean both to its own gradient and
-back to shared memory for the others. In NumPy that is three passes (add, scale, copy); one
-fused loop reads the copies once and stores twice.
+:class:`fastbp.distributed.node_reduce.NodeAllReduce` has each rank average its share of
+every bucket from all ranks' copies in shared memory, and write the mean both to its own
+gradient and back to shared memory for the others. In NumPy that is three passes (add,
+scale, copy); one fused loop reads the copies once and stores twice.
 
 Example
 -------

@@ -100,10 +100,11 @@ for length in (0, 1, n - 1, n, 10, 11, 12, 37):
 # one window for every round, and a buffer that is not the array put.
 from mpi4py import MPI  # noqa: E402
 
-from fastbp._node_reduce import NodeAllReduce  # noqa: E402
+from fastbp.distributed.group import _wait  # noqa: E402
+from fastbp.distributed.node_reduce import NodeAllReduce  # noqa: E402
 
 layout = [(7, np.dtype(np.float32)), (1, np.dtype(np.float64)), (1000, np.dtype(np.float32))]
-reducer = NodeAllReduce.create(MPI.COMM_WORLD, MPI, layout, dist._wait)
+reducer = NodeAllReduce.create(MPI.COMM_WORLD, MPI, layout, _wait)
 assert reducer is not None  # mpiexec on one machine
 
 

@@ -19,18 +19,19 @@ import fastbp as fb
 import fastbp.distributed as dist
 import fastbp.nn.functional as F
 from fastbp import nn, optim
+from fastbp.distributed import group  # its excepthook prints through _previous_excepthook
 
 mode = sys.argv[1]
 dist.init()
 r = dist.rank()
 if os.environ.get("FAULT_SLOW_PRINT") == "1" and r == 0:
-    _print_error = dist._previous_excepthook
+    _print_error = group._previous_excepthook
 
     def _print_error_late(*exc_info):
         time.sleep(1.0)
         _print_error(*exc_info)
 
-    dist._previous_excepthook = _print_error_late
+    group._previous_excepthook = _print_error_late
 fb.manual_seed(0)
 net = nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 2))
 ddp = dist.DistributedDataParallel(net)

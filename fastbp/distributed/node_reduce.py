@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from .kernels.reduce import mean_of_copies
+from ..kernels.reduce import mean_of_copies
 
 __all__ = ["NodeAllReduce"]
 
