@@ -36,13 +36,25 @@ def _mean_of_two(a, b, lo, hi, scale, out, shared):
 
 @kernel_jit()
 def _mean_of_two_in_place(other, lo, hi, scale, out, shared):
-    # `out` is one of the two copies. Read and written at the same index in one loop,
-    # LLVM sees that it is safe; passed as a copy too, it would look like an overlap that
-    # its run-time check cannot rule out, and the loop would run scalar (2-3x slower).
-    # a + b == b + a in IEEE arithmetic, so either copy may be `out`.
+    # `out` is one of the two copies (or `shared` is: the two are written alike). Read and
+    # written at the same index in one loop, LLVM sees that it is safe; passed as a copy
+    # too, it would look like an overlap that its run-time check cannot rule out, and the
+    # loop would run scalar (2-3x slower). a + b == b + a in IEEE arithmetic, so either
+    # copy may be the one written.
     other, out, shared = other[lo:hi], out[lo:hi], shared[lo:hi]
     for i in range(out.shape[0]):
         value = (out[i] + other[i]) * scale
+        out[i] = value
+        shared[i] = value
+
+
+@kernel_jit()
+def _mean_of_two_both_in_place(lo, hi, scale, out, shared):
+    # `out` and `shared` are the two copies: each element is read from both, then written
+    # to both.
+    out, shared = out[lo:hi], shared[lo:hi]
+    for i in range(out.shape[0]):
+        value = (out[i] + shared[i]) * scale
         out[i] = value
         shared[i] = value
 
@@ -73,8 +85,8 @@ def mean_of_copies(
     Parameters
     ----------
     copies : tuple of ndarray
-        Two or more 1-D arrays of one float dtype; one of them may be ``out``
-        (never ``shared``).
+        Two or more 1-D arrays of one float dtype. ``out`` may be one of them; with two
+        copies ``shared`` may be the other (or one, if ``out`` is not).
     lo, hi : int
         The element range.
     scale : float
@@ -85,17 +97,28 @@ def mean_of_copies(
     Raises
     ------
     ValueError
-        With fewer than two copies.
+        With fewer than two copies, or more than two with ``shared`` among them.
     """
     if len(copies) < 2:
         raise ValueError(f"mean_of_copies: needs two or more copies, got {len(copies)}")
     scale = out.dtype.type(scale)
+    # Which arrays are copies is told by identity: a loop whose output is also an input
+    # vectorises only in a kernel written for it (see _mean_of_two_in_place).
     if len(copies) == 2:
         a, b = copies
-        if out is a or out is b:
+        if (out is a and shared is b) or (out is b and shared is a):
+            _mean_of_two_both_in_place(lo, hi, scale, out, shared)
+        elif out is a or out is b:
             _mean_of_two_in_place(b if out is a else a, lo, hi, scale, out, shared)
+        elif shared is a or shared is b:
+            _mean_of_two_in_place(b if shared is a else a, lo, hi, scale, shared, out)
         else:
             _mean_of_two(a, b, lo, hi, scale, out, shared)
+    elif any(c is shared for c in copies):
+        raise ValueError(
+            "mean_of_copies: with more than two copies, shared holds the running sum and "
+            "must not be one of them"
+        )
     else:
         _mean_of_many(tuple(copies), lo, hi, scale, out, shared)
 
@@ -106,6 +129,11 @@ def mean_of_copies_numpy(
     """NumPy twin of :func:`mean_of_copies`."""
     if len(copies) < 2:
         raise ValueError(f"mean_of_copies: needs two or more copies, got {len(copies)}")
+    if len(copies) > 2 and any(c is shared for c in copies):
+        raise ValueError(
+            "mean_of_copies: with more than two copies, shared holds the running sum and "
+            "must not be one of them"
+        )
     total = copies[0][lo:hi] + copies[1][lo:hi]
     for c in copies[2:]:
         total += c[lo:hi]
