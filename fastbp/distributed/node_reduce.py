@@ -14,7 +14,7 @@ copies share ``r`` of the mean out of region ``(r, k)``. That is ``(N-1)/N`` of 
 ``1/N`` of the additions, ``(N-1)/N`` of a copy out, and two barriers. With two ranks the
 mean is written in place over the values it was computed from, so each rank's part of
 the window is half a set of gradients, and the 1.53 MiB bucket of the benchmark takes
-0.06 ms against 0.17 ms for MPICH's ``Allreduce`` of it (a sum, unscaled), between two
+0.05 ms against 0.17 ms for MPICH's ``Allreduce`` of it (a sum, unscaled), between two
 pinned ranks.
 
 Every element of the mean is computed once, by the rank that owns its share, adding the
