@@ -19,7 +19,7 @@ from ..core.observer import observer
 from ..core.tensor import Tensor
 from ..nn.module import Module
 from .collectives import broadcast
-from .group import _SPIN_SECONDS, _check_control, _get, _Group, _timed_out, _wait, rank, world_size
+from .group import _between_polls, _get, _Group, _wait, rank, world_size
 from .node_reduce import NodeAllReduce
 
 
@@ -425,14 +425,7 @@ class DistributedDataParallel(Module):
             if done or not outstanding:
                 continue
             polls += 1
-            if polls % 256:  # as _wait: spin, and look at faults and the clock now and then
-                continue
-            _check_control(g)
-            now = time.monotonic()
-            if now > deadline:
-                _timed_out(g, what)
-            if now - start > _SPIN_SECONDS:
-                time.sleep(0.0005)
+            _between_polls(g, polls, start, deadline, what)
         g.waiting_for = ""
 
     def _write_back(self, bucket: _Bucket, scale: Any, used: np.ndarray | None) -> None:

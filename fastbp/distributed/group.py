@@ -177,21 +177,28 @@ def _wait(requests: list, what: str) -> None:
     polls = 0
     while not testall(requests):
         polls += 1
-        # MPI moves a large non-blocking collective on one chunk per call: poll without
-        # pause, as a blocking MPI_Wait does, and only after a while (a peer is late)
-        # give the core back between polls.
-        if polls % 256:
-            continue
-        _check_control(g)
-        now = time.monotonic()
-        if now > deadline:
-            _timed_out(g, what)
-        if now - start > _SPIN_SECONDS:
-            time.sleep(0.0005)
+        _between_polls(g, polls, start, deadline, what)
     g.waiting_for = ""
 
 
 _SPIN_SECONDS = 0.05
+
+
+def _between_polls(g: _Group, polls: int, start: float, deadline: float, what: str) -> None:
+    """What a loop polling MPI requests does after its ``polls``-th unfinished test.
+
+    MPI moves a large non-blocking collective on one chunk per call: poll without pause,
+    as a blocking MPI_Wait does; every 256th time look at fault notices and the clock,
+    and after a while (a peer is late) give the core back between polls.
+    """
+    if polls % 256:
+        return
+    _check_control(g)
+    now = time.monotonic()
+    if now > deadline:
+        _timed_out(g, what)
+    if now - start > _SPIN_SECONDS:
+        time.sleep(0.0005)
 
 
 def _check_control(g: _Group) -> None:
