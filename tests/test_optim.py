@@ -60,8 +60,8 @@ ADAM_CONFIGS = {
 def impl(request, monkeypatch):
     """Run with the Numba update kernels, then with their NumPy twins."""
     if request.param == "numpy_twin":
-        monkeypatch.setattr(optim, "_sgd_update", kernels.sgd_update_numpy)
-        monkeypatch.setattr(optim, "_adam_update", kernels.adam_update_numpy)
+        monkeypatch.setattr(optim.sgd, "_sgd_update", kernels.sgd_update_numpy)
+        monkeypatch.setattr(optim.adam, "_adam_update", kernels.adam_update_numpy)
     return request.param
 
 
