@@ -12,7 +12,8 @@ from __future__ import annotations
 import numpy as np
 
 from ._jit import kernel_jit
-from .conv import _buffer, _window_max
+from .conv.common import _buffer
+from .conv.fused import _window_max
 from .dispatch import _output
 
 __all__ = [

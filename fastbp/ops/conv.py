@@ -96,7 +96,7 @@ def _im2col_forward(x, w, b, stride, padding, dilation, groups, out_size, relu):
     n = x.shape[0]
     out_c, cg, kh, kw = w.shape
     if groups == 1 and cg >= _PIXELS_MIN_CHANNELS:
-        # One row per output pixel (see fastbp.kernels.conv): the products' best layout.
+        # One row per output pixel (see fastbp.kernels.conv.pixels): the products' best layout.
         cols = im2col_pixels(x, (kh, kw), stride, padding, dilation, out_size)
         w2 = _pixels_weight(w)
         out_t = matmul_into(cols, w2.T)
