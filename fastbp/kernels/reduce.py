@@ -35,23 +35,12 @@ def _mean_of_two(a, b, lo, hi, scale, out, shared):
 
 
 @kernel_jit()
-def _mean_of_two_in_place(other, lo, hi, scale, out, shared):
-    # `out` is one of the two copies (or `shared` is: the two are written alike). Read and
-    # written at the same index in one loop, LLVM sees that it is safe; passed as a copy
-    # too, it would look like an overlap that its run-time check cannot rule out, and the
-    # loop would run scalar (2-3x slower). a + b == b + a in IEEE arithmetic, so either
-    # copy may be the one written.
-    other, out, shared = other[lo:hi], out[lo:hi], shared[lo:hi]
-    for i in range(out.shape[0]):
-        value = (out[i] + other[i]) * scale
-        out[i] = value
-        shared[i] = value
-
-
-@kernel_jit()
 def _mean_of_two_both_in_place(lo, hi, scale, out, shared):
-    # `out` and `shared` are the two copies: each element is read from both, then written
-    # to both.
+    # `out` and `shared` are the two copies (DDP's two-rank mean, in place). Read and written
+    # at the same index in one loop, LLVM sees that it is safe; passed to _mean_of_two as
+    # copies too, they would look like an overlap that its run-time check cannot rule out,
+    # and the loop would run scalar (2-3x slower). a + b == b + a in IEEE arithmetic, so
+    # the two may come in either order.
     out, shared = out[lo:hi], shared[lo:hi]
     for i in range(out.shape[0]):
         value = (out[i] + shared[i]) * scale
@@ -102,16 +91,13 @@ def mean_of_copies(
     if len(copies) < 2:
         raise ValueError(f"mean_of_copies: needs two or more copies, got {len(copies)}")
     scale = out.dtype.type(scale)
-    # Which arrays are copies is told by identity: a loop whose output is also an input
-    # vectorises only in a kernel written for it (see _mean_of_two_in_place).
+    # Which arrays are copies is told by identity: a loop whose outputs are its inputs
+    # vectorises only in a kernel written for it. Any other aliasing at the same index is
+    # still correct in _mean_of_two (each element is read before it is written), if slower.
     if len(copies) == 2:
         a, b = copies
         if (out is a and shared is b) or (out is b and shared is a):
             _mean_of_two_both_in_place(lo, hi, scale, out, shared)
-        elif out is a or out is b:
-            _mean_of_two_in_place(b if out is a else a, lo, hi, scale, out, shared)
-        elif shared is a or shared is b:
-            _mean_of_two_in_place(b if shared is a else a, lo, hi, scale, shared, out)
         else:
             _mean_of_two(a, b, lo, hi, scale, out, shared)
     elif any(c is shared for c in copies):
