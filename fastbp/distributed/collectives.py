@@ -29,13 +29,14 @@ class ReduceOp:
 _MPI_OPS = {"sum": "SUM", "mean": "SUM", "max": "MAX", "min": "MIN"}
 
 
-def _op(op: str, dtype: np.dtype, who: str) -> Any:
+def _op(mpi: Any, op: str, dtype: np.dtype, who: str) -> Any:
+    """The MPI reduction for ``op`` (None without MPI), once ``op`` and ``dtype`` are checked."""
     name = _MPI_OPS.get(str(op).lower())
     if name is None:
         raise ValueError(f"{who}: op must be one of sum, mean, max, min; got {op!r}")
     if op == "mean" and not np.issubdtype(dtype, np.floating):
         raise TypeError(f"{who}: op='mean' needs a floating array, got dtype {dtype}")
-    return getattr(_get().MPI, name)
+    return None if mpi is None else getattr(mpi, name)
 
 
 def _buffer(x: Any, who: str) -> np.ndarray:
@@ -103,9 +104,8 @@ def all_reduce(tensor: Any, op: str = "sum", async_op: bool = False) -> Work | N
     """
     g = _get()
     array = _buffer(tensor, "all_reduce")
-    mpi_op = None if g.comm is None else _op(op, array.dtype, "all_reduce")
+    mpi_op = _op(g.MPI, op, array.dtype, "all_reduce")
     if g.size == 1:
-        _op_check_local(op, array.dtype, "all_reduce")
         return Work(None, None, "all_reduce") if async_op else None
     target = array if array.flags.c_contiguous and array.flags.writeable else None
     work_buf = target if target is not None else np.ascontiguousarray(array)
@@ -123,13 +123,6 @@ def all_reduce(tensor: Any, op: str = "sum", async_op: bool = False) -> Work | N
         return work
     work.wait()
     return None
-
-
-def _op_check_local(op: str, dtype: np.dtype, who: str) -> None:
-    if str(op).lower() not in _MPI_OPS:
-        raise ValueError(f"{who}: op must be one of sum, mean, max, min; got {op!r}")
-    if op == "mean" and not np.issubdtype(dtype, np.floating):
-        raise TypeError(f"{who}: op='mean' needs a floating array, got dtype {dtype}")
 
 
 def broadcast(tensor: Any, src: int = 0) -> None:
@@ -261,11 +254,10 @@ def reduce_scatter_tensor(output: Any, input: Any, op: str = "sum") -> None:
             f"reduce_scatter: input {inp.dtype}{list(inp.shape)} must have {g.size} x "
             f"{out.size} elements of output's dtype {out.dtype}{list(out.shape)}"
         )
+    mpi_op = _op(g.MPI, op, inp.dtype, "reduce_scatter")
     if g.size == 1:
-        _op_check_local(op, inp.dtype, "reduce_scatter")
         out.reshape(-1)[...] = inp.reshape(-1)
     else:
-        mpi_op = _op(op, inp.dtype, "reduce_scatter")
         recv = np.empty(out.size, out.dtype)
         request = g.comm.Ireduce_scatter_block(np.ascontiguousarray(inp), recv, op=mpi_op)
         _wait([request], f"reduce_scatter({inp.dtype}{list(inp.shape)})")
