@@ -80,8 +80,8 @@ class NodeAllReduce:
             self.shares.append(
                 [(min(count, k * step), min(count, (k + 1) * step)) for k in range(self.size)]
             )
-        self.scales = [np.dtype(dtype).type(1.0 / self.size) for _, dtype in layout]
         self._dtypes = [np.dtype(dtype) for _, dtype in layout]
+        self.scales = [dtype.type(1.0 / self.size) for dtype in self._dtypes]
         self.window = mpi.Win.Allocate_shared(self._part_bytes(self.rank), 1, comm=comm)
         # A passive epoch for the window's whole life: Sync() then orders this rank's
         # stores before the barrier that lets the peers read them.
