@@ -14,7 +14,6 @@ import numpy as np
 from ._jit import kernel_jit
 from .conv.common import _buffer
 from .conv.fused import _window_max
-from .dispatch import _output
 
 __all__ = [
     "input_tiles",
@@ -71,9 +70,7 @@ def planes(count: int, rows: int, cols: int, dtype) -> np.ndarray:
     stride = -(-plane * item // 4096) * 4096 + 64
     size = count * stride // item  # the last plane's slack too: see _rows_view
     dtype = np.dtype(dtype)
-    base = _output((size,), dtype)
-    if base is None:
-        base = np.empty(size, dtype)
+    base = _buffer((size,), dtype)
     # np.ndarray over the block: its .base is the block, which _rows_view reads back.
     return np.ndarray((count, rows, cols), dtype, buffer=base, strides=(stride, cols * item, item))
 
